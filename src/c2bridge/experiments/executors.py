@@ -1,0 +1,50 @@
+"""Where trials run. A trial function is pure: ``fn(trial: dict) -> result: dict`` (config in, result out;
+it writes only inside ``trial["run_dir"]``). Executors differ only in *where* ``fn`` runs.
+
+Register new executors in ``EXECUTORS`` (the Ray and Modal ones import their extras lazily).
+"""
+from __future__ import annotations
+
+import traceback
+from typing import Callable, Iterable, Iterator, Protocol
+
+TrialFn = Callable[[dict], dict]
+
+
+class Executor(Protocol):
+    name: str
+
+    def run(self, fn: TrialFn, trials: list[dict]) -> Iterator[dict]:
+        """Yield one result dict per trial (any order); each carries the trial's ``key``.
+
+        A trial that raises yields ``{"key": ..., "status": "failed", "error": ...}``: one failure never stops the rest.
+        """
+        ...
+
+
+def run_guarded(fn: TrialFn, trial: dict) -> dict:
+    try:
+        result = dict(fn(trial))
+    except Exception as exc:  # recorded as data, the study goes on
+        result = {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+    result.setdefault("key", trial.get("key"))
+    return result
+
+
+class LocalExecutor:
+    """Serial, in this process: the default, and the reference the others must match."""
+
+    name = "local"
+
+    def run(self, fn: TrialFn, trials: Iterable[dict]) -> Iterator[dict]:
+        for trial in trials:
+            yield run_guarded(fn, trial)
+
+
+EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor}
+
+
+def get_executor(name: str = "local", **options) -> Executor:
+    if name not in EXECUTORS:
+        raise ValueError(f"unknown executor {name!r}; expected one of {sorted(EXECUTORS)}")
+    return EXECUTORS[name](**options)
