@@ -13,7 +13,8 @@ COMMAND_MODULES = [
     "c2bridge.decoder.commands",  # eval
     "c2bridge.mini.commands",  # mini build
     "c2bridge.train.commands",  # train
-    "c2bridge.experiments.commands",  # run, report, plan, smoke
+    "c2bridge.experiments.commands",  # run, report
+    "c2bridge.planner_commands",  # plan, smoke (full-scale path)
 ]
 
 
