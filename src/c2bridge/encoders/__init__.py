@@ -1,1 +1,130 @@
-"""encoders"""
+"""Frozen encoders (DINOv2, Qwen2.5-VL) and the feature cache they fill.
+
+``build_encoders(preset, device=None, **options) -> Encoders(dino, vlm)`` for the three presets:
+
+- ``tiny``: both at test-sized configs with seeded random init (DINOv2 seed 0, Qwen seed 1). Plumbing only.
+- ``mini``: the pre-trained tiny DINOv2 shipped under ``c2bridge/assets/mini/dinov2`` (built by
+  ``c2bridge mini build``) + a seeded-random tiny ``Qwen2_5_VLForConditionalGeneration`` (text hidden = the
+  preset's ``vlm_dim``) fed by the in-memory mini processor (see ``qwen_vl.py``).
+- ``full``: ``facebook/dinov2-large`` and ``Qwen/Qwen2.5-VL-7B-Instruct`` via ``from_pretrained`` (bf16 on GPU,
+  float32 on CPU; ``HF_HUB_OFFLINE`` respected). ``dino_model=`` / ``vlm_model=`` (or ``$C2BRIDGE_DINO_MODEL`` /
+  ``$C2BRIDGE_VLM_MODEL``) point at other ids or local directories.
+
+Qwen options (``prompt``, ``video_prompt``, ``layer``, ``token_selection``, ``image_size``, ``video_size``) pass
+through ``**options``; all of them are in ``encoder_key()`` and so in the cache key.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+MINI_DINO_DIR = Path(__file__).resolve().parent.parent / "assets" / "mini" / "dinov2"
+TINY_DINO_SEED = 0
+RANDOM_QWEN_SEED = 1
+TINY_QWEN_IMAGE_SIZE = 16  # 4x4 patches of 4 px, merged 2x2 -> 4 image tokens
+
+
+class Encoders(NamedTuple):
+    dino: "DinoV2Encoder"  # noqa: F821
+    vlm: "QwenVLEncoder"  # noqa: F821
+
+
+def default_device():
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def build_encoders(preset, device=None, *, dino_model: str | None = None, vlm_model: str | None = None,
+                   dino_revision: str | None = None, vlm_revision: str | None = None, **qwen_options) -> Encoders:
+    """Both frozen encoders for ``preset`` (a name or a ``Preset``)."""
+    import torch
+
+    from c2bridge.encoders.dinov2 import FULL_DINO_ID, DinoV2Encoder
+    from c2bridge.encoders.qwen_vl import FULL_VLM_ID, QwenVLEncoder
+    from c2bridge.presets import Preset, get_preset
+
+    preset = preset if isinstance(preset, Preset) else get_preset(preset)
+    device = torch.device(device) if device is not None else default_device()
+    if preset.name == "full":
+        dtype = torch.bfloat16 if device.type == "cuda" and preset.dtype == "bfloat16" else torch.float32
+        dino = DinoV2Encoder.from_pretrained(dino_model or os.environ.get("C2BRIDGE_DINO_MODEL") or FULL_DINO_ID,
+                                             revision=dino_revision, device=device, dtype=dtype,
+                                             image_size=preset.encoder_image_size)
+        vlm = QwenVLEncoder.from_pretrained(vlm_model or os.environ.get("C2BRIDGE_VLM_MODEL") or FULL_VLM_ID,
+                                            revision=vlm_revision, device=device, dtype=dtype, **qwen_options)
+    elif preset.name == "mini":
+        dino = load_mini_dino(preset, device)
+        qwen_options.setdefault("image_size", preset.image_size)
+        vlm = QwenVLEncoder.random(preset.vlm_dim, seed=RANDOM_QWEN_SEED, device=device,
+                                   model_id="c2bridge-mini-random-qwen2.5-vl", **qwen_options)
+    elif preset.name == "tiny":
+        dino = DinoV2Encoder.random(preset.dino_dim, preset.n_patches, preset.encoder_image_size,
+                                    seed=TINY_DINO_SEED, device=device)
+        qwen_options.setdefault("image_size", TINY_QWEN_IMAGE_SIZE)
+        vlm = QwenVLEncoder.random(preset.vlm_dim, seed=RANDOM_QWEN_SEED, device=device, **qwen_options)
+    else:
+        raise ValueError(f"no encoders for preset {preset.name!r}; expected full, mini or tiny")
+    _check_dims(preset, dino, vlm)
+    return Encoders(dino, vlm)
+
+
+def _check_dims(preset, dino, vlm) -> None:
+    got = {"dino_dim": dino.dim, "n_patches": dino.n_patches, "vlm_dim": vlm.dim}
+    want = {"dino_dim": preset.dino_dim, "n_patches": preset.n_patches, "vlm_dim": preset.vlm_dim}
+    if got != want:
+        raise ValueError(f"encoders for preset {preset.name!r} give {got}, but the preset fixes {want}")
+
+
+def load_mini_dino(preset, device=None):
+    """The mini world's pre-trained tiny DINOv2 (``c2bridge.mini.load_mini_components()`` when available, else
+    the save_pretrained directory under assets); missing -> FileNotFoundError naming ``c2bridge mini build``."""
+    from c2bridge._io import sha256_file
+    from c2bridge.encoders.dinov2 import DinoPreprocess, DinoV2Encoder
+
+    model = None
+    try:
+        from c2bridge.mini import load_mini_components
+    except ImportError:
+        load_mini_components = None
+    if load_mini_components is not None and (MINI_DINO_DIR / "config.json").exists():
+        components = load_mini_components()
+        for name in ("dinov2", "dino"):
+            model = components.get(name) if isinstance(components, dict) else getattr(components, name, None)
+            if model is not None:
+                break
+        if model is not None and not hasattr(model, "config"):  # a wrapper: unwrap to the transformers model
+            model = getattr(model, "model", None)
+    if model is None:
+        if not (MINI_DINO_DIR / "config.json").exists():
+            raise FileNotFoundError(f"the mini world's DINOv2 is not built (no {MINI_DINO_DIR}/config.json); "
+                                    "build it with: c2bridge mini build")
+        from transformers import Dinov2Model
+
+        model = Dinov2Model.from_pretrained(str(MINI_DINO_DIR), local_files_only=True)
+    weights = sorted(p for p in MINI_DINO_DIR.iterdir() if p.suffix in {".safetensors", ".json"})
+    revision = "sha256:" + "".join(sha256_file(p)[:8] for p in weights)
+    return DinoV2Encoder(model, DinoPreprocess(image_size=preset.encoder_image_size), model_id="c2bridge-mini-dinov2",
+                         revision=revision, device=device)
+
+
+_LAZY = {
+    "DinoV2Encoder": "c2bridge.encoders.dinov2",
+    "QwenVLEncoder": "c2bridge.encoders.qwen_vl",
+    "FeatureCache": "c2bridge.encoders.cache",
+    "collate_features": "c2bridge.encoders.cache",
+    "verify_cache": "c2bridge.encoders.cache",
+    "extract": "c2bridge.encoders.extract",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'c2bridge.encoders' has no attribute {name!r}")
+
+
+__all__ = ["Encoders", "build_encoders", "load_mini_dino", *_LAZY]

@@ -41,7 +41,24 @@ class LocalExecutor:
             yield run_guarded(fn, trial)
 
 
-EXECUTORS: dict[str, Callable[..., Executor]] = {"local": LocalExecutor}
+def _lazy(module: str, attr: str) -> Callable[..., Executor]:
+    """A factory that imports ``module`` only when the executor is chosen (its extra may not be installed)."""
+
+    def factory(**options) -> Executor:
+        import importlib
+
+        return getattr(importlib.import_module(module), attr)(**options)
+
+    factory.__name__ = attr
+    return factory
+
+
+EXECUTORS: dict[str, Callable[..., Executor]] = {
+    "local": LocalExecutor,
+    "pool": _lazy("c2bridge.experiments.executors_pool", "PoolExecutor"),  # local process pool
+    "ray": _lazy("c2bridge.experiments.executors_ray", "RayExecutor"),  # Ray tasks, 1 GPU each (extra: ray)
+    "modal": _lazy("c2bridge.experiments.executors_modal", "ModalExecutor"),  # Modal GPU functions (extra: modal)
+}
 
 
 def get_executor(name: str = "local", **options) -> Executor:

@@ -1,0 +1,184 @@
+"""Building blocks shared by the adapter kinds: stream encoders, pre-norm attention/MLP blocks, pooling.
+
+Conventions: B batch, T VLM tokens (padded), P DINOv2 patches, N output tokens, W width.
+Key masks are bool ``[B, S]`` with True = a real token that may be attended to.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def lecun_normal_(weight: torch.Tensor, gain: float = 1.0) -> None:
+    """N(0, gain²/fan_in): unit-variance inputs give ~gain-variance outputs whatever the dims (scale-free init)."""
+    fan_in = weight.shape[-1]
+    nn.init.normal_(weight, 0.0, gain / math.sqrt(fan_in))
+
+
+def init_linear(layer: nn.Linear, gain: float = 1.0) -> None:
+    lecun_normal_(layer.weight, gain)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+
+
+def key_mask_to_sdpa(key_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """[B, S] bool (True = attend) -> [B, 1, 1, S] bool, broadcast over heads and queries by SDPA."""
+    if key_mask is None:
+        return None
+    return key_mask[:, None, None, :]
+
+
+class Attention(nn.Module):
+    """Multi-head attention with separate query and key/value inputs, via ``scaled_dot_product_attention``.
+
+    Self-attention is ``attn(x, x)``. Inputs are expected to be normalized by the caller (pre-norm blocks).
+    """
+
+    def __init__(self, width: int, n_heads: int, dropout: float = 0.0, out_gain: float = 1.0):
+        super().__init__()
+        if width % n_heads:
+            raise ValueError(f"width {width} must be divisible by n_heads {n_heads}")
+        self.n_heads = n_heads
+        self.dropout = dropout
+        self.q = nn.Linear(width, width)
+        self.kv = nn.Linear(width, 2 * width)
+        self.out = nn.Linear(width, width)
+        init_linear(self.q)
+        init_linear(self.kv)
+        init_linear(self.out, out_gain)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        B, N, W = x.shape  # [B, N, W]
+        S = context.shape[1]  # [B, S, W]
+        h = self.n_heads
+        q = self.q(x).view(B, N, h, W // h).transpose(1, 2)  # [B, h, N, W/h]
+        k, v = self.kv(context).view(B, S, 2, h, W // h).permute(2, 0, 3, 1, 4)  # 2 x [B, h, S, W/h]
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=key_mask_to_sdpa(key_mask), dropout_p=self.dropout if self.training else 0.0
+        )  # [B, h, N, W/h]
+        return self.out(out.transpose(1, 2).reshape(B, N, W))
+
+
+class MLP(nn.Module):
+    """Linear -> GELU -> dropout -> Linear (the transformer FFN)."""
+
+    def __init__(self, width: int, hidden: int, dropout: float = 0.0, out_width: int | None = None,
+                 out_gain: float = 1.0):
+        super().__init__()
+        self.fc1 = nn.Linear(width, hidden)
+        self.fc2 = nn.Linear(hidden, out_width or width)
+        self.drop = nn.Dropout(dropout)
+        init_linear(self.fc1)
+        init_linear(self.fc2, out_gain)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.drop(F.gelu(self.fc1(x))))
+
+
+class PreNormResidual(nn.Module):
+    """x + dropout(fn(LayerNorm(x), ...)): the pre-norm residual wrapper used by every block."""
+
+    def __init__(self, width: int, fn: nn.Module, dropout: float = 0.0):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.fn = fn
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        return x + self.drop(self.fn(self.norm(x), *args, **kwargs))
+
+
+class StreamEncoder(nn.Module):
+    """Projects both feature streams to a shared width and concatenates them into one context.
+
+    VLM:  LayerNorm(no affine) -> Linear(vlm_dim, W) -> x vlm_weight (+ type embedding)        # [B, T, W]
+    DINO: LayerNorm(no affine) -> Linear(dino_dim, W) -> x dino_weight (+ type + 2-D position)  # [B, P, W]
+
+    The input LayerNorm tames Qwen's large-magnitude hidden states (its affine would be absorbed by the Linear,
+    so it has none). The stream weights (plan §3.4: VLM 0.3 / DINOv2 0.7) scale the projected tokens *after*
+    the only normalization, so they survive: they shrink both the keys (flatter attention to that stream) and the
+    values (smaller contribution) of the down-weighted stream. Position embeddings are factorized (row + column,
+    sqrt(P) each) over the DINOv2 patch grid.
+    """
+
+    def __init__(self, vlm_dim: int, dino_dim: int, width: int, n_patches: int, stream_weights=(0.3, 0.7),
+                 pos_emb: bool = True, type_emb: bool = True):
+        super().__init__()
+        self.vlm_norm = nn.LayerNorm(vlm_dim, elementwise_affine=False)
+        self.dino_norm = nn.LayerNorm(dino_dim, elementwise_affine=False)
+        self.vlm_proj = nn.Linear(vlm_dim, width)
+        self.dino_proj = nn.Linear(dino_dim, width)
+        init_linear(self.vlm_proj)
+        init_linear(self.dino_proj)
+        self.vlm_weight, self.dino_weight = (float(w) for w in stream_weights)
+        self.type_emb = nn.Parameter(torch.randn(2, width) * 0.02) if type_emb else None  # [2, W]: vlm, dino
+        self.pos = GridPositionEmbedding(n_patches, width) if pos_emb else None
+
+    def forward(self, vlm: torch.Tensor, dino: torch.Tensor, vlm_mask: torch.Tensor | None):
+        v = self.vlm_proj(self.vlm_norm(vlm)) * self.vlm_weight  # [B, T, W]
+        d = self.dino_proj(self.dino_norm(dino)) * self.dino_weight  # [B, P, W]
+        if self.type_emb is not None:
+            v = v + self.type_emb[0]
+            d = d + self.type_emb[1]
+        if self.pos is not None:
+            d = d + self.pos()
+        context = torch.cat([v, d], dim=1)  # [B, T+P, W]
+        if vlm_mask is None:
+            return context, None
+        # DINOv2 keys are always real, so every row of the key mask has a True: attention never sees an
+        # all-masked row (which would give NaN) even when a sample has no VLM tokens at all.
+        dino_mask = torch.ones(dino.shape[:2], dtype=torch.bool, device=vlm_mask.device)
+        return context, torch.cat([vlm_mask, dino_mask], dim=1)  # [B, T+P]
+
+
+class GridPositionEmbedding(nn.Module):
+    """Learned 2-D position embedding for a square patch grid, factorized as row + column: 2*sqrt(P)*W params."""
+
+    def __init__(self, n_patches: int, width: int):
+        super().__init__()
+        side = math.isqrt(n_patches)
+        if side * side != n_patches:
+            raise ValueError(
+                f"2-D position embeddings need a square DINOv2 patch grid; n_patches={n_patches} is not a square "
+                "(pass pos_emb=False)"
+            )
+        self.side = side
+        self.rows = nn.Parameter(torch.randn(side, width) * 0.02)  # [sqrt(P), W]
+        self.cols = nn.Parameter(torch.randn(side, width) * 0.02)  # [sqrt(P), W]
+
+    def forward(self) -> torch.Tensor:
+        # patch p = row * side + col (row-major, as DINOv2 orders its patch tokens)
+        return (self.rows[:, None, :] + self.cols[None, :, :]).reshape(self.side * self.side, -1)  # [P, W]
+
+
+class AttentionPool(nn.Module):
+    """N learned queries pool a token set by single-head dot-product attention (no projections), with a learned
+    null token that is always attendable, so a set whose tokens are all masked pools to the null token (finite).
+
+    Keeps per-token information that a mean would destroy: each output token can select different patches.
+    """
+
+    def __init__(self, n_queries: int, width: int):
+        super().__init__()
+        self.queries = nn.Parameter(torch.randn(n_queries, width) * (width ** -0.5))  # [N, W]
+        self.null = nn.Parameter(torch.zeros(1, width))  # [1, W]
+
+    def forward(self, tokens: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        B = tokens.shape[0]
+        keys = torch.cat([self.null.expand(B, 1, -1).to(tokens.dtype), tokens], dim=1)  # [B, 1+S, W]
+        if key_mask is not None:
+            key_mask = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=key_mask.device), key_mask], dim=1)
+        q = self.queries.to(tokens.dtype).expand(B, -1, -1)[:, None]  # [B, 1, N, W]
+        out = F.scaled_dot_product_attention(q, keys[:, None], keys[:, None], attn_mask=key_mask_to_sdpa(key_mask))
+        return out[:, 0]  # [B, N, W]
+
+
+def masked_mean(tokens: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean over real tokens -> [B, 1, W]; a set with no real tokens gives zeros (not NaN)."""
+    if key_mask is None:
+        return tokens.mean(dim=1, keepdim=True)
+    weights = key_mask.to(tokens.dtype)[..., None]  # [B, S, 1]
+    return (tokens * weights).sum(1, keepdim=True) / weights.sum(1, keepdim=True).clamp(min=1.0)

@@ -1,0 +1,117 @@
+"""Query adapter (the plan's E2.1 baseline, a Q-Former/DETR-style decoder).
+
+n_tokens learned queries read the concatenated, projected streams through `depth` pre-norm decoder blocks
+(self-attention over the queries, cross-attention to the context with a key-padding mask, MLP), then a final
+LayerNorm and a projection to out_dim. The first block has no self-attention: over the input-independent learned
+queries it would compute a constant, which the queries themselves already are.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .base import Adapter, BudgetSpec, compact, per_block, register_adapter, seeded
+from .layers import MLP, Attention, PreNormResidual, StreamEncoder, init_linear
+
+
+class _SelfAttention(nn.Module):
+    """Pre-norm self-attention: attention of the normalized tokens to themselves."""
+
+    def __init__(self, width: int, n_heads: int, dropout: float, out_gain: float):
+        super().__init__()
+        self.attn = Attention(width, n_heads, dropout, out_gain)
+
+    def forward(self, x):
+        return self.attn(x, x)
+
+
+class DecoderBlock(nn.Module):
+    """[self-attention] -> cross-attention(context, key mask) -> MLP, each pre-norm residual."""
+
+    def __init__(self, width: int, n_heads: int, mlp: nn.Module, dropout: float, self_attn: bool, out_gain: float):
+        super().__init__()
+        self.self_attn = (
+            PreNormResidual(width, _SelfAttention(width, n_heads, dropout, out_gain), dropout) if self_attn else None
+        )
+        self.cross_attn = PreNormResidual(width, Attention(width, n_heads, dropout, out_gain), dropout)
+        self.mlp = PreNormResidual(width, mlp, dropout)
+
+    def forward(self, x, context, key_mask):  # x [B, N, W], context [B, S, W], key_mask [B, S] or None
+        if self.self_attn is not None:
+            x = self.self_attn(x)
+        x = self.cross_attn(x, context, key_mask)
+        return self.mlp(x)
+
+
+class QueryBackbone(nn.Module):
+    """Streams -> learned queries -> decoder blocks -> LayerNorm -> out projection. Shared by query and moe."""
+
+    def __init__(self, cfg: dict, mlp_factory):
+        super().__init__()
+        width, depth, n_heads = cfg["width"], cfg["depth"], cfg["n_heads"]
+        if depth < 1 or width < 1:
+            raise ValueError(f"width and depth must be >= 1, got width={width}, depth={depth}")
+        out_gain = (2 * depth) ** -0.5  # residual branches scaled down with depth (GPT-2 style) for stability
+        self.streams = StreamEncoder(
+            cfg["vlm_dim"], cfg["dino_dim"], width, cfg["n_patches"], cfg["stream_weights"], cfg["pos_emb"],
+            cfg["type_emb"],
+        )
+        self.queries = nn.Parameter(torch.randn(cfg["n_tokens"], width))  # [N, W]
+        self.blocks = nn.ModuleList(
+            DecoderBlock(width, n_heads, mlp_factory(i, out_gain), cfg["dropout"], self_attn=i > 0, out_gain=out_gain)
+            for i in range(depth)
+        )
+        self.norm = nn.LayerNorm(width)
+        self.out_proj = nn.Linear(width, cfg["out_dim"])
+        init_linear(self.out_proj, gain=cfg["out_init_scale"])
+
+    def forward(self, vlm, dino, vlm_mask):
+        context, key_mask = self.streams(vlm, dino, vlm_mask)  # [B, T+P, W], [B, T+P]
+        x = self.queries.expand(vlm.shape[0], -1, -1)  # [B, N, W]
+        for block in self.blocks:
+            x = block(x, context, key_mask)
+        return self.out_proj(self.norm(x))  # [B, N, out_dim]
+
+
+@register_adapter
+class QueryAdapter(Adapter):
+    """Learned queries cross-attending to both streams. Budget: width/depth by rule, ffn_dim solved."""
+
+    kind = "query"
+    budget_spec = BudgetSpec(width="width", depth="depth", free="ffn_dim", free_ratio=4.0, heads=True)
+
+    def __init__(
+        self,
+        vlm_dim: int = 3584,  # Qwen2.5-VL hidden width
+        dino_dim: int = 1024,  # DINOv2 patch-token width
+        out_dim: int = 4096,  # LTX caption_channels
+        n_tokens: int = 77,  # output tokens (= learned queries)
+        n_patches: int = 256,  # DINOv2 patches (square grid for the 2-D position embedding)
+        width: int = 384,  # model width
+        depth: int = 2,  # decoder blocks
+        ffn_dim: int | list[int] | None = None,  # MLP hidden width, or one per block (None: 4 * width)
+        n_heads: int | None = None,  # attention heads (None: width // 64, at least 1)
+        dropout: float = 0.0,  # attention + residual + MLP dropout
+        stream_weights: tuple[float, float] | list[float] = (0.3, 0.7),  # scale on projected (vlm, dino) tokens
+        pos_emb: bool = True,  # learned 2-D (row + col) position embedding on DINOv2 patches
+        type_emb: bool = True,  # learned stream-type embedding (vlm / dino)
+        out_init_scale: float = 0.1,  # out projection ~ N(0, scale²/width): cond starts at ~scale per element
+        seed: int | None = None,  # init under this seed without touching the global RNG (None: global RNG)
+        budget: float | None = None,  # the budget this was sized for (informational)
+    ):
+        ffn_dims = per_block(4 * width if ffn_dim is None else ffn_dim, depth, "ffn_dim")
+        n_heads = max(1, width // 64) if n_heads is None else n_heads
+        cfg = dict(
+            vlm_dim=vlm_dim, dino_dim=dino_dim, out_dim=out_dim, n_tokens=n_tokens, n_patches=n_patches,
+            width=width, depth=depth, ffn_dim=compact(ffn_dims), n_heads=n_heads, dropout=float(dropout),
+            stream_weights=[float(w) for w in stream_weights], pos_emb=bool(pos_emb), type_emb=bool(type_emb),
+            out_init_scale=float(out_init_scale), seed=seed, budget=budget,
+        )
+        super().__init__(cfg)
+        with seeded(seed):
+            self.backbone = QueryBackbone(
+                cfg, lambda i, gain: MLP(width, ffn_dims[i], cfg["dropout"], out_gain=gain)
+            )
+
+    def _forward(self, vlm, dino, vlm_mask):
+        return self.backbone(vlm, dino, vlm_mask)

@@ -1,0 +1,96 @@
+"""``build_dataset(name, split, preset, root=None, limit=None, seed=0)``: one factory for every dataset.
+
+- ``shapes``: the synthetic world (``c2bridge.data.shapes.ShapesDataset``), the plan's 10,000 train / 1,000 val
+  (and 1,000 held-out) items, generated from ``seed``; no root.
+- ``coco``: COCO val2017 under ``root`` (or ``$C2BRIDGE_COCO_ROOT``, or ``$C2BRIDGE_DATA_ROOT/coco``).
+- ``ssv2``: Something-Something v2 under ``root`` (or ``$C2BRIDGE_SSV2_ROOT``, or ``$C2BRIDGE_DATA_ROOT/ssv2``),
+  ``preset.num_frames`` frames per clip.
+
+Images come at ``preset.image_size`` (the decoder's resolution; the encoders resize to their own input sizes).
+Every dataset has ``dataset_key()`` (what the feature-cache key records about it).
+"""
+from __future__ import annotations
+
+import inspect
+import os
+from pathlib import Path
+
+from c2bridge.data import check_split
+
+DATASETS = ("shapes", "coco", "ssv2")
+SHAPES_SPLIT_SIZES = {"train": 10_000, "val": 1_000, "heldout": 1_000}  # plan section 4.4
+
+
+def _resolve_root(name: str, root) -> Path:
+    if root is not None:
+        return Path(root)
+    env = os.environ.get(f"C2BRIDGE_{name.upper()}_ROOT")
+    if env:
+        return Path(env)
+    base = os.environ.get("C2BRIDGE_DATA_ROOT")
+    if base:
+        return Path(base) / name
+    raise FileNotFoundError(f"no local directory for dataset {name!r}: pass --root PATH (or set "
+                            f"C2BRIDGE_{name.upper()}_ROOT); datasets are never downloaded")
+
+
+def _module_digest(cls) -> str:
+    """sha256 (12 hex) of the source file defining ``cls``."""
+    import hashlib
+    import sys
+
+    path = getattr(sys.modules.get(cls.__module__), "__file__", None)
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12] if path else "unknown"
+
+
+class _ShapesKeyed:
+    """Adds ``dataset_key()`` to a ShapesDataset without touching its module (owned by the mini world)."""
+
+    name = "shapes"
+
+    def __init__(self, inner, split: str, n: int, image_size: int, seed: int, num_frames: int | None):
+        self.inner, self.split, self.n, self.image_size, self.seed = inner, split, n, image_size, seed
+        self.num_frames = num_frames
+
+    def dataset_key(self) -> dict:
+        if hasattr(self.inner, "dataset_key"):
+            return self.inner.dataset_key()
+        key = {"name": "shapes", "split": self.split, "n": self.n, "image_size": self.image_size, "seed": self.seed}
+        if self.num_frames:
+            key["num_frames"] = self.num_frames
+        key["generator"] = _module_digest(type(self.inner))  # a changed world must never read as the old one
+        return key
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, index: int) -> dict:
+        return self.inner[index]
+
+
+def build_dataset(name: str, split: str, preset, root=None, limit: int | None = None, seed: int = 0):
+    """A map-style dataset (``len``, ``[i]`` -> item dict, ``dataset_key()``) for ``name``/``split``."""
+    from c2bridge.presets import Preset, get_preset
+
+    preset = preset if isinstance(preset, Preset) else get_preset(preset)
+    check_split(split)
+    if limit is not None and int(limit) < 1:
+        raise ValueError(f"limit must be a positive number of samples, got {limit}")
+    if name == "shapes":
+        from c2bridge.data.shapes import ShapesDataset
+
+        n = SHAPES_SPLIT_SIZES[split] if limit is None else min(int(limit), SHAPES_SPLIT_SIZES[split])
+        kwargs = {"image_size": preset.image_size, "seed": seed}
+        num_frames = None
+        if preset.num_frames > 1 and "num_frames" in inspect.signature(ShapesDataset).parameters:
+            num_frames = kwargs["num_frames"] = preset.num_frames
+        return _ShapesKeyed(ShapesDataset(split, n, **kwargs), split, n, preset.image_size, seed, num_frames)
+    if name == "coco":
+        from c2bridge.data.coco import CocoDataset
+
+        return CocoDataset(_resolve_root("coco", root), split, preset.image_size, limit=limit)
+    if name == "ssv2":
+        from c2bridge.data.ssv2 import SSv2Dataset
+
+        return SSv2Dataset(_resolve_root("ssv2", root), split, preset.image_size, preset.num_frames, limit=limit)
+    raise ValueError(f"unknown dataset {name!r}; expected one of {list(DATASETS)}")

@@ -1,0 +1,430 @@
+"""The feature cache: sharded safetensors + a manifest, content-keyed, memory-mapped reads.
+
+Directory layout::
+
+    DIR/manifest.json               key, key spec, dims, per-shard {file, n_samples, sha256, bytes, items, skipped}
+    DIR/shard-00000.safetensors     samples of dataset items [0, shard_size) x views
+    DIR/shard-00001.safetensors     ...
+
+A shard holds ``n`` samples as a few flat tensors (variable-length VLM tokens concatenated with offsets):
+
+    vlm [sum T_i, vlm_dim] + vlm_offsets [n+1]     dino [n, P, dino_dim]     target uint8 [n, 3, H, W]
+    mask bool [n, H, W] (opt.)   latent [n, C, F, h, w] (opt.)   caption_ids [sum L_i] + caption_offsets [n+1] (opt.)
+
+and one metadata entry ``c2bridge`` (JSON: sample ids, key, per-sample augmentation info). Clips store
+``target [n, 3, F, H, W]`` and, where the dataset has them, ``mask [n, F, H, W]``. Features keep the encoders'
+dtype (bf16 for ``full`` on GPU, float32 for mini/tiny).
+
+Shards and the manifest are written atomically (temp + rename), the manifest after each shard, so a crash leaves
+finished shards + a manifest that lists exactly them: a partial shard is never visible.
+"""
+from __future__ import annotations
+
+import bisect
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+CACHE_FORMAT = "c2bridge-feature-cache-v1"
+MANIFEST = "manifest.json"
+META_KEY = "c2bridge"  # the single safetensors metadata entry (one key: safetensors writes a HashMap unordered)
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}.safetensors"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# writing
+
+def pack_samples(samples: list[dict]) -> dict:
+    """Per-sample dicts (``vlm [T_i, D]``, ``dino``, ``target`` uint8, opt. ``mask``/``latent``/``caption_ids``)
+    -> the flat shard tensors."""
+    import torch
+
+    if not samples:
+        raise ValueError("a shard needs at least one sample")
+    optional = [k for k in ("mask", "latent", "caption_ids") if samples[0].get(k) is not None]
+    for s in samples:
+        present = [k for k in ("mask", "latent", "caption_ids") if s.get(k) is not None]
+        if present != optional:
+            raise ValueError(f"sample {s['sample_id']!r} has fields {present}, but the others in its shard have "
+                             f"{optional}: every sample of a cache must carry the same fields")
+    out = {
+        "vlm": torch.cat([s["vlm"] for s in samples]).contiguous(),  # [sum T_i, D]
+        "vlm_offsets": _offsets([len(s["vlm"]) for s in samples]),  # [n+1]
+        "dino": torch.stack([s["dino"] for s in samples]).contiguous(),  # [n, P, D]
+        "target": torch.stack([s["target"] for s in samples]).contiguous(),  # [n, 3, (F,) H, W] uint8
+    }
+    if "mask" in optional:
+        out["mask"] = torch.stack([s["mask"].bool() for s in samples]).contiguous()
+    if "latent" in optional:
+        out["latent"] = torch.stack([s["latent"] for s in samples]).contiguous()
+    if "caption_ids" in optional:
+        ids = [s["caption_ids"].reshape(-1).long() for s in samples]
+        out["caption_ids"] = torch.cat(ids).contiguous()
+        out["caption_offsets"] = _offsets([len(x) for x in ids])
+    return out
+
+
+def _offsets(lengths: list[int]):
+    import torch
+
+    return torch.tensor([0] + lengths, dtype=torch.int64).cumsum(0)
+
+
+def check_finite(samples: list[dict]) -> None:
+    """Refuse non-finite features, naming the sample (a NaN in the cache would poison every run after it)."""
+    import torch
+
+    for s in samples:
+        for k in ("vlm", "dino", "latent"):
+            t = s.get(k)
+            if t is not None and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                bad = int((~torch.isfinite(t)).sum())
+                raise ValueError(f"non-finite {k} features for sample {s['sample_id']!r} ({bad} of {t.numel()} "
+                                 f"values are NaN/inf); refusing to write them to the cache")
+
+
+def write_shard(path: str | os.PathLike, samples: list[dict], key: str) -> dict:
+    """Write one shard atomically -> its manifest entry (file, n_samples, sha256, bytes)."""
+    from safetensors.torch import save_file
+
+    from c2bridge._io import atomic_path, sha256_file
+
+    check_finite(samples)
+    tensors = pack_samples(samples)
+    meta = {"format": CACHE_FORMAT, "key": key, "sample_ids": [s["sample_id"] for s in samples],
+            "augment": [s.get("augment") for s in samples]}
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta, sort_keys=True)})
+        digest = sha256_file(tmp)
+        size = tmp.stat().st_size
+    return {"file": path.name, "n_samples": len(samples), "sha256": digest, "bytes": size}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# reading
+
+_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
+           "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+
+
+class ShardView:
+    """A shard memory-mapped once: every tensor is a zero-copy view of the mapped file (pages come from the OS
+    page cache on demand), so reading one sample is a few tensor slices, not a file read.
+
+    The header is validated with safetensors' own ``safe_open`` first; the views are then built from the
+    safetensors layout (8-byte little-endian header length, JSON header, data) over an ``mmap``.
+    """
+
+    def __init__(self, path: Path):
+        import mmap
+        import struct
+
+        import torch
+        from safetensors import safe_open
+
+        self.path = path
+        try:
+            with safe_open(str(path), framework="pt") as h:  # rejects a damaged header / short file
+                self.meta = json.loads(h.metadata()[META_KEY])
+            with open(path, "rb") as fh:
+                self._mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY)  # private: views are writable
+            (n,) = struct.unpack("<Q", self._mm[:8])
+            header = json.loads(bytes(self._mm[8:8 + n]))
+        except Exception as exc:  # safetensors raises its own error types
+            raise ValueError(f"shard {path} is corrupt ({type(exc).__name__}: {exc}); "
+                             f"run `c2bridge cache verify {path.parent}`") from None
+        base = 8 + n
+        self.tensors = {}
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            dtype = getattr(torch, _DTYPES[info["dtype"]])
+            start, end = info["data_offsets"]
+            count = (end - start) // torch.empty((), dtype=dtype).element_size()
+            flat = torch.frombuffer(self._mm, dtype=dtype, count=count, offset=base + start) if count else \
+                torch.empty(0, dtype=dtype)
+            self.tensors[name] = flat.view(info["shape"])
+        self.vlm_offsets = self.tensors["vlm_offsets"].tolist()
+        self.caption_offsets = self.tensors["caption_offsets"].tolist() if "caption_offsets" in self.tensors \
+            else None
+
+    def item(self, j: int) -> dict:
+        t = self.tensors
+        a, b = self.vlm_offsets[j], self.vlm_offsets[j + 1]
+        out = {"vlm": t["vlm"][a:b], "dino": t["dino"][j], "target": t["target"][j].float().div_(255.0),
+               "sample_id": self.meta["sample_ids"][j]}
+        for name in ("mask", "latent"):
+            if name in t:
+                out[name] = t[name][j]
+        if self.caption_offsets is not None:
+            out["caption_ids"] = t["caption_ids"][self.caption_offsets[j]:self.caption_offsets[j + 1]]
+        return out
+
+
+class FeatureCache:
+    """A finished cache directory as a torch-style map dataset.
+
+    ``FeatureCache(dir, key=None)``: ``key`` (the expected content key) -> ValueError if the directory holds
+    another one. ``allow_partial=True`` also opens an interrupted extraction (its finished shards).
+    ``cache[i]`` -> ``vlm [T_i, vlm_dim]``, ``dino [P, dino_dim]``, ``target`` float [0, 1] ``[3, H, W]``
+    (clips ``[3, F, H, W]``), and when cached ``mask`` bool, ``latent``, ``caption_ids``; always ``sample_id``.
+    """
+
+    def __init__(self, directory: str | os.PathLike, key: str | None = None, allow_partial: bool = False):
+        from c2bridge._io import read_json
+
+        self.dir = Path(directory)
+        manifest_path = self.dir / MANIFEST
+        if not manifest_path.exists():
+            raise FileNotFoundError(f"{self.dir} is not a feature cache (no {MANIFEST}); create one with "
+                                    "`c2bridge extract ... --out DIR`")
+        try:
+            self.manifest: dict = read_json(manifest_path)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{manifest_path} is unreadable ({exc}); the cache is damaged") from None
+        if self.manifest.get("format") != CACHE_FORMAT:
+            raise ValueError(f"{manifest_path} has format {self.manifest.get('format')!r}, expected {CACHE_FORMAT!r}")
+        if key is not None and self.manifest["key"] != key:
+            raise ValueError(f"cache {self.dir} holds key {self.manifest['key']} but key {key} was requested "
+                             f"(different encoders/preprocessing/dataset/augmentation); use another directory")
+        if not self.manifest.get("complete") and not allow_partial:
+            done = sum(s["n_samples"] for s in self.manifest["shards"])
+            raise ValueError(f"cache {self.dir} is incomplete ({len(self.manifest['shards'])} shards, {done} samples "
+                             "so far); resume it by running the same `c2bridge extract` command again")
+        self.shards = [s for s in self.manifest["shards"] if s["n_samples"] > 0]
+        for entry in self.shards:  # cheap truncation check up front: sizes against the manifest
+            _check_shard_size(self.dir, entry)
+        self._starts = [0]
+        for entry in self.shards:
+            self._starts.append(self._starts[-1] + entry["n_samples"])
+        self._views: dict[int, ShardView] = {}
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def key(self) -> str:
+        return self.manifest["key"]
+
+    @property
+    def dims(self) -> dict:
+        return dict(self.manifest["dims"])
+
+    @property
+    def fields(self) -> list[str]:
+        return list(self.manifest.get("fields", []))
+
+    @property
+    def sample_ids(self) -> list[str]:
+        ids: list[str] = []
+        for k in range(len(self.shards)):
+            ids += self._shard_meta(k)["sample_ids"]
+        return ids
+
+    def __len__(self) -> int:
+        return self._starts[-1]
+
+    def __repr__(self) -> str:
+        return f"FeatureCache({str(self.dir)!r}, n={len(self)}, key={self.key}, dims={self.dims})"
+
+    # ---------------------------------------------------------------- shard access (memory-mapped)
+    def _open(self, k: int) -> ShardView:
+        if k not in self._views:
+            entry = self.shards[k]
+            _check_shard_size(self.dir, entry)
+            self._views[k] = ShardView(self.dir / entry["file"])
+        return self._views[k]
+
+    def _shard_meta(self, k: int) -> dict:
+        return self._open(k).meta
+
+    def locate(self, index: int) -> tuple[int, int]:
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for a cache of {n} samples")
+        index %= n
+        k = bisect.bisect_right(self._starts, index) - 1
+        return k, index - self._starts[k]
+
+    def __getitem__(self, index: int) -> dict:
+        """One sample: zero-copy views into the shard's memory map (``target`` converted to float [0, 1])."""
+        k, j = self.locate(int(index))
+        return self._open(k).item(j)
+
+    def __getstate__(self):  # DataLoader workers reopen the memory maps themselves
+        state = dict(self.__dict__)
+        state["_views"] = {}
+        return state
+
+    # ---------------------------------------------------------------- bulk access
+    def load_all(self, target_uint8: bool = False) -> dict:
+        """Every sample in memory, collated: ``vlm [N, Tmax, D]`` + ``vlm_mask``, ``dino [N, P, D]``,
+        ``target [N, 3, H, W]`` (float [0, 1], or uint8 with ``target_uint8=True``), opt. ``mask``, ``latent``,
+        ``caption_ids`` (+ ``caption_mask`` when lengths differ); ``sample_ids`` (list)."""
+        import torch
+
+        parts: dict[str, list] = {}
+        sample_ids: list[str] = []
+        for k in range(len(self.shards)):
+            view = self._open(k)
+            sample_ids += view.meta["sample_ids"]
+            for name, t in view.tensors.items():
+                parts.setdefault(name, []).append(t)
+        if not parts:
+            raise ValueError(f"cache {self.dir} holds no samples")
+        vlm_rows = _split_by_offsets(parts["vlm"], parts["vlm_offsets"])
+        out = {"vlm": None, "dino": torch.cat(parts["dino"]), "target": torch.cat(parts["target"])}
+        out["vlm"], out["vlm_mask"] = pad_sequences(vlm_rows)
+        if not target_uint8:
+            out["target"] = out["target"].float().div_(255.0)
+        for name in ("mask", "latent"):
+            if name in parts:
+                out[name] = torch.cat(parts[name])
+        if "caption_ids" in parts:
+            _stack_captions(out, _split_by_offsets(parts["caption_ids"], parts["caption_offsets"]))
+        out["sample_ids"] = sample_ids
+        return out
+
+    def loader(self, batch_size: int, shuffle: bool = True, seed: int = 0, num_workers: int = 0,
+               drop_last: bool = False):
+        """A ``torch.utils.data.DataLoader`` over the cache, batches collated by ``collate_features``."""
+        import torch
+        from torch.utils.data import DataLoader
+
+        gen = torch.Generator().manual_seed(seed)
+        return DataLoader(self, batch_size=batch_size, shuffle=shuffle, generator=gen, num_workers=num_workers,
+                          drop_last=drop_last, collate_fn=collate_features)
+
+
+def _check_shard_size(directory: Path, entry: dict) -> None:
+    path = directory / entry["file"]
+    if not path.exists():
+        raise FileNotFoundError(f"shard {path} listed in the manifest is missing; "
+                                f"run `c2bridge cache verify {directory}`")
+    size = path.stat().st_size
+    if size != entry["bytes"]:
+        raise ValueError(f"shard {path} is truncated or damaged ({size} bytes, the manifest says {entry['bytes']}); "
+                         f"run `c2bridge cache verify {directory}` and re-extract into a fresh directory")
+
+
+def _split_by_offsets(flat_parts: list, offset_parts: list) -> list:
+    rows = []
+    for flat, off in zip(flat_parts, offset_parts):
+        off = off.tolist()
+        rows += [flat[off[i]:off[i + 1]] for i in range(len(off) - 1)]
+    return rows
+
+
+def pad_sequences(rows: list):
+    """``[T_i, D]`` rows -> ``(padded [B, Tmax, D] zeros, mask [B, Tmax] bool)``."""
+    import torch
+
+    T = max(len(r) for r in rows)
+    first = rows[0]
+    out = first.new_zeros((len(rows), T, *first.shape[1:]))
+    mask = torch.zeros(len(rows), T, dtype=torch.bool)
+    for i, r in enumerate(rows):
+        out[i, :len(r)] = r
+        mask[i, :len(r)] = True
+    return out, mask
+
+
+def _stack_captions(out: dict, rows: list) -> None:
+    import torch
+
+    if len({len(r) for r in rows}) == 1:
+        out["caption_ids"] = torch.stack(rows)
+    else:
+        out["caption_ids"], out["caption_mask"] = pad_sequences(rows)
+
+
+def collate_features(items: list[dict]) -> dict:
+    """Cache items -> a batch: ``vlm [B, Tmax, vlm_dim]`` zero-padded + ``vlm_mask [B, Tmax]`` bool, stacked
+    ``dino``, ``target``, and ``mask``/``latent``/``caption_ids`` when present (``caption_ids`` padded with 0 +
+    ``caption_mask`` if lengths differ); ``sample_id`` as a list."""
+    import torch
+
+    if not items:
+        raise ValueError("collate_features needs at least one item")
+    batch: dict = {}
+    batch["vlm"], batch["vlm_mask"] = pad_sequences([it["vlm"] for it in items])
+    for name in ("dino", "target", "mask", "latent"):
+        if items[0].get(name) is not None:
+            batch[name] = torch.stack([it[name] for it in items])
+    if items[0].get("caption_ids") is not None:
+        _stack_captions(batch, [it["caption_ids"] for it in items])
+    batch["sample_id"] = [it["sample_id"] for it in items]
+    return batch
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# verification
+
+def verify_cache(directory: str | os.PathLike) -> dict:
+    """Check every shard against the manifest: present, size, sha256, readable header, sample count, key.
+
+    -> ``{"ok", "problems" (damage: list of str), "notes" (harmless: stray files, incomplete), "complete",
+    "shards", "samples"}``."""
+    from safetensors import safe_open
+
+    from c2bridge._io import read_json, sha256_file
+
+    directory = Path(directory)
+    report = {"ok": False, "problems": [], "notes": [], "complete": False, "shards": 0, "samples": 0}
+    problems, notes = report["problems"], report["notes"]
+    manifest_path = directory / MANIFEST
+    if not manifest_path.exists():
+        problems.append(f"{manifest_path} is missing: not a feature cache")
+        return report
+    try:
+        manifest = read_json(manifest_path)
+    except (OSError, ValueError) as exc:
+        problems.append(f"{manifest_path} is unreadable: {exc}")
+        return report
+    if manifest.get("format") != CACHE_FORMAT:
+        problems.append(f"manifest format {manifest.get('format')!r}, expected {CACHE_FORMAT!r}")
+    listed = set()
+    for entry in manifest.get("shards", []):
+        if entry["n_samples"] == 0:
+            continue
+        path = directory / entry["file"]
+        listed.add(entry["file"])
+        report["shards"] += 1
+        report["samples"] += entry["n_samples"]
+        if not path.exists():
+            problems.append(f"shard {path}: missing")
+            continue
+        size = path.stat().st_size
+        if size != entry["bytes"]:
+            problems.append(f"shard {path}: truncated or damaged ({size} bytes, manifest says {entry['bytes']})")
+            continue
+        digest = sha256_file(path)
+        if digest != entry["sha256"]:
+            problems.append(f"shard {path}: sha256 {digest[:12]}... does not match the manifest's "
+                            f"{entry['sha256'][:12]}... (corrupted)")
+            continue
+        try:
+            with safe_open(str(path), framework="pt") as h:
+                meta = json.loads(h.metadata()[META_KEY])
+                n = h.get_slice("dino").get_shape()[0]
+        except Exception as exc:
+            problems.append(f"shard {path}: unreadable ({type(exc).__name__}: {exc})")
+            continue
+        if n != entry["n_samples"] or len(meta["sample_ids"]) != n:
+            problems.append(f"shard {path}: holds {n} samples, manifest says {entry['n_samples']}")
+        if meta.get("key") != manifest.get("key"):
+            problems.append(f"shard {path}: written for key {meta.get('key')}, the manifest's key is "
+                            f"{manifest.get('key')}")
+    for stray in sorted(directory.glob("shard-*.safetensors")):
+        if stray.name not in listed:
+            notes.append(f"{stray.name} is not listed in the manifest (an interrupted write; ignored by readers, "
+                         "replaced on resume)")
+    report["complete"] = bool(manifest.get("complete"))
+    if not report["complete"]:
+        notes.append(f"the extraction is incomplete ({report['shards']} shards finished); run the same "
+                     "`c2bridge extract` command again to resume")
+    report["ok"] = not problems
+    return report

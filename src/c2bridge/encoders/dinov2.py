@@ -1,0 +1,135 @@
+"""DINOv2 (transformers ``Dinov2Model``) as a frozen patch-token encoder.
+
+``DinoV2Encoder(images)`` takes ``[B, 3, H, W]`` in [0, 1] (or clips ``[B, 3, F, H, W]``: the middle frame is
+encoded, so every sample has the same ``P`` patch tokens), resizes to the encoder's input size (bicubic,
+antialiased), normalizes with the ImageNet mean/std (the DINOv2 processor's), and returns the layer-normed patch
+tokens ``[B, P, dino_dim]`` with CLS and any register tokens removed.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+FULL_DINO_ID = "facebook/dinov2-large"
+
+
+@dataclass(frozen=True)
+class DinoPreprocess:
+    image_size: int  # pixels fed to the ViT (224 for ViT-L/14 -> 16x16 = 256 patches)
+    mean: tuple[float, float, float] = IMAGENET_MEAN  # normalization (DINOv2's processor uses ImageNet stats)
+    std: tuple[float, float, float] = IMAGENET_STD
+    resample: str = "bicubic"  # torch interpolate mode, antialiased
+    clip_frame: str = "middle"  # which frame of a clip is encoded
+
+
+def tiny_dinov2_config(dino_dim: int, n_patches: int, image_size: int, num_layers: int = 2, num_heads: int = 4):
+    """A test-sized ``Dinov2Config`` giving ``n_patches`` patch tokens of width ``dino_dim`` at ``image_size``."""
+    from transformers import Dinov2Config
+
+    side = math.isqrt(n_patches)
+    if side * side != n_patches or image_size % side:
+        raise ValueError(f"n_patches={n_patches} must be a square whose side divides image_size={image_size}")
+    return Dinov2Config(image_size=image_size, patch_size=image_size // side, hidden_size=dino_dim,
+                        num_hidden_layers=num_layers, num_attention_heads=num_heads, intermediate_size=37)
+
+
+class DinoV2Encoder:
+    """A frozen ``Dinov2Model`` (or ``Dinov2WithRegistersModel``) -> patch tokens ``[B, P, dino_dim]``."""
+
+    def __init__(self, model, preprocess: DinoPreprocess, model_id: str, revision: str = "random",
+                 device=None):
+        import torch
+
+        self.model = model.eval().requires_grad_(False)
+        if device is not None:
+            self.model.to(device)
+        self.preprocess = preprocess
+        self.model_id = model_id
+        self.revision = revision
+        self.n_prefix = 1 + int(getattr(model.config, "num_register_tokens", 0) or 0)  # CLS (+ registers)
+        self._mean = torch.tensor(preprocess.mean).view(1, 3, 1, 1)
+        self._std = torch.tensor(preprocess.std).view(1, 3, 1, 1)
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def random(cls, dino_dim: int, n_patches: int, image_size: int, seed: int = 0, device=None,
+               model_id: str = "tiny-random-dinov2") -> "DinoV2Encoder":
+        """Seeded random init of a tiny config (tests and the tiny preset); the global RNG is left untouched."""
+        import torch
+        from transformers import Dinov2Model
+
+        config = tiny_dinov2_config(dino_dim, n_patches, image_size)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = Dinov2Model(config)
+        return cls(model, DinoPreprocess(image_size=image_size), model_id=model_id, revision=f"seed{seed}",
+                   device=device)
+
+    @classmethod
+    def from_pretrained(cls, model_id: str = FULL_DINO_ID, revision: str | None = None, device=None, dtype=None,
+                        image_size: int = 224) -> "DinoV2Encoder":
+        """Real weights (local dir or hub id, ``HF_HUB_OFFLINE`` respected); missing -> one FileNotFoundError."""
+        from transformers import AutoModel
+
+        from c2bridge.encoders.hub import load_pretrained, resolved_revision
+
+        model = load_pretrained(AutoModel.from_pretrained, model_id, revision, dtype=dtype)
+        if not hasattr(model, "embeddings") or "dinov2" not in type(model).__name__.lower():
+            raise ValueError(f"{model_id} is a {type(model).__name__}, expected a DINOv2 model")
+        return cls(model, DinoPreprocess(image_size=image_size), model_id=model_id,
+                   revision=resolved_revision(model, revision), device=device)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self):
+        return next(self.model.parameters()).dtype
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    @property
+    def n_patches(self) -> int:
+        return (self.preprocess.image_size // int(self.model.config.patch_size)) ** 2
+
+    def encoder_key(self) -> dict:
+        """Everything that changes the features: used in the feature-cache key."""
+        return {"kind": "dinov2", "model_id": self.model_id, "revision": self.revision,
+                "dtype": str(self.dtype).replace("torch.", ""), "class": type(self.model).__name__,
+                "config": _config_digest(self.model.config), "preprocessing": asdict(self.preprocess),
+                "output": "last_hidden_state[:, 1 + registers:]"}
+
+    # ------------------------------------------------------------------ forward
+    def __call__(self, images):
+        import torch
+        import torch.nn.functional as F
+
+        if images.ndim == 5:  # clip [B, 3, F, H, W] -> its middle frame
+            images = images[:, :, images.shape[2] // 2]
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"DinoV2Encoder expects images [B, 3, H, W] in [0, 1], got {tuple(images.shape)}")
+        size = self.preprocess.image_size
+        x = images.to(self.device, torch.float32)
+        if tuple(x.shape[-2:]) != (size, size):
+            x = F.interpolate(x, size=(size, size), mode=self.preprocess.resample, antialias=True,
+                              align_corners=False).clamp(0, 1)
+        x = (x - self._mean.to(x.device)) / self._std.to(x.device)
+        with torch.inference_mode():
+            hidden = self.model(pixel_values=x.to(self.dtype)).last_hidden_state  # [B, prefix + P, D]
+        return hidden[:, self.n_prefix:]  # [B, P, dino_dim]
+
+
+def _config_digest(config) -> str:
+    """A short hash of the architecture (so a changed config never reads as the old one)."""
+    from c2bridge._io import stable_hash
+
+    d = config.to_dict()
+    for k in ("_name_or_path", "transformers_version", "_commit_hash", "torch_dtype", "dtype", "architectures"):
+        d.pop(k, None)
+    return stable_hash(d, 12)

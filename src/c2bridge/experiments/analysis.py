@@ -1,0 +1,141 @@
+"""Turning trial records into the numbers experiments report: per-arm mean ± spread, best picks, efficiency.
+
+A trial record (what ``backend.run_trial`` returns, stored under ``results.yaml: trials.<key>``)::
+
+    status: completed | diverged | failed
+    params: {trainable, active, budget}
+    train: {time_s, steps, total_steps, final_train_loss, best_val_loss, loss_variance, steps_to_plateau,
+            time_to_plateau_s, peak_memory_mb}
+    metrics: {<split>: {distance, spatial_iou, ssim, psnr, n}}      # sampled through the frozen decoder
+    perf: {latency_ms, latency_std_ms, forward_peak_memory_mb, weights_mb}
+    curve: {step: [...], loss: [...], val_step: [...], val_loss: [...]}
+    artifacts: {adapter: <dir rel. to RUN_DIR>, grids: {<split>: <png rel. to RUN_DIR>}}
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+from c2bridge.report.results import stats
+
+OK = ("completed",)
+SPLIT_METRICS = ("distance", "spatial_iou", "ssim", "psnr")
+TRAIN_METRICS = ("time_s", "steps_to_plateau", "time_to_plateau_s", "loss_variance", "peak_memory_mb", "best_val_loss")
+PERF_METRICS = ("latency_ms", "forward_peak_memory_mb", "weights_mb")
+
+
+def finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def split_metric(record: dict, name: str, split: str = "val") -> float | None:
+    v = (((record or {}).get("metrics") or {}).get(split) or {}).get(name)
+    return float(v) if finite(v) else None
+
+
+def section_metric(record: dict, section: str, name: str) -> float | None:
+    v = ((record or {}).get(section) or {}).get(name)
+    return float(v) if finite(v) else None
+
+
+def group(records: Iterable[dict], splits: Iterable[str] = ("val",)) -> dict:
+    """Mean ± spread over the seeds of one arm (completed trials only), plus statuses and keys."""
+    records = list(records)
+    done = [r for r in records if r.get("status") in OK]
+    out: dict[str, Any] = {
+        "n": len(records),
+        "n_completed": len(done),
+        "statuses": [r.get("status") for r in records],
+        "keys": [r.get("key") for r in records],
+    }
+    params = [section_metric(r, "params", "trainable") for r in records]
+    params = [p for p in params if p is not None]
+    out["params"] = int(params[0]) if params else None
+    active = [section_metric(r, "params", "active") for r in records]
+    active = [a for a in active if a is not None]
+    out["active_params"] = int(active[0]) if active else None
+    for split in splits:
+        out[split] = {m: stats(split_metric(r, m, split) for r in done) for m in SPLIT_METRICS}
+    out["train"] = {m: stats(section_metric(r, "train", m) for r in done) for m in TRAIN_METRICS}
+    out["perf"] = {m: stats(section_metric(r, "perf", m) for r in done) for m in PERF_METRICS}
+    errors = [r.get("error") or r.get("reason") for r in records if r.get("status") != "completed"]
+    out["errors"] = [str(e).splitlines()[0][:300] for e in errors if e]
+    return out
+
+
+def mean(g: dict, *path: str) -> float | None:
+    node: Any = g
+    for p in path:
+        node = (node or {}).get(p)
+    return (node or {}).get("mean") if isinstance(node, dict) else None
+
+
+def spread(g: dict, *path: str) -> float | None:
+    node: Any = g
+    for p in path:
+        node = (node or {}).get(p)
+    return (node or {}).get("std") if isinstance(node, dict) else None
+
+
+def best_record(records: Iterable[dict], split: str = "val") -> dict | None:
+    """The completed record with the lowest distance on ``split`` (ties: first)."""
+    best, best_d = None, None
+    for r in records:
+        d = split_metric(r, "distance", split) if r.get("status") in OK else None
+        if d is not None and (best_d is None or d < best_d):
+            best, best_d = r, d
+    return best
+
+
+def efficiency(d_small: float | None, d_ref: float | None) -> float | None:
+    """The plan's param_efficiency (``c2bridge.metrics.param_efficiency``); None when either side is missing."""
+    if not (finite(d_small) and finite(d_ref)) or d_ref <= 0:
+        return None
+    from c2bridge.metrics.efficiency import param_efficiency
+
+    return float(param_efficiency(d_small, d_ref))
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    if not (finite(a) and finite(b)) or b == 0:
+        return None
+    return float(a) / float(b)
+
+
+def paired_efficiencies(small: list[dict], ref: list[dict], split: str = "val") -> dict:
+    """Per-seed param_efficiency (seed i small vs seed i reference): its spread says how noisy the mean is."""
+    by_seed = {}
+    for r in ref:
+        seed = ((r.get("config") or {}).get("train") or {}).get("seed")
+        by_seed[seed] = split_metric(r, "distance", split) if r.get("status") in OK else None
+    values = []
+    for r in small:
+        seed = ((r.get("config") or {}).get("train") or {}).get("seed")
+        if r.get("status") in OK and seed in by_seed:
+            values.append(efficiency(split_metric(r, "distance", split), by_seed[seed]))
+    return stats(values)
+
+
+def experiment_status(groups: Iterable[dict]) -> str:
+    groups = list(groups)
+    n = sum(g["n"] for g in groups)
+    ok = sum(g["n_completed"] for g in groups)
+    if n and ok == n:
+        return "complete"
+    return "partial" if ok else "failed"
+
+
+def fmt(x: Any, digits: int = 4) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return f"{x:,}"
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            return str(x)
+        if x != 0 and (abs(x) >= 1e5 or abs(x) < 10 ** -(digits - 1)):
+            return f"{x:.{max(1, digits - 2)}e}"
+        return f"{x:.{digits}g}" if abs(x) >= 1000 else f"{x:.{digits}f}".rstrip("0").rstrip(".") if "." in f"{x:.{digits}f}" else f"{x}"
+    return str(x)

@@ -1,0 +1,292 @@
+"""The real backend of a study: feature caches (``c2bridge.encoders.extract``), training (``c2bridge.train``) and
+sampled evaluation (``c2bridge.metrics.evaluate_adapter`` / ``evaluate_conditioning``).
+
+``run_trial(trial)`` is the trial function: pure (config in, result dict out; it writes only inside
+``trial["run_dir"]``), so any executor can run it. Frozen models are memoized per process (a cache, not state).
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+from pathlib import Path
+from typing import Any
+
+_BRIDGES: dict[str, Any] = {}
+_ENCODERS: dict[str, Any] = {}
+CURVE_POINTS = 120  # learning-curve points kept per trial in results.yaml
+
+
+def _device():
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def get_bridge(preset: str):
+    if preset not in _BRIDGES:
+        from c2bridge.decoder import LTXBridge
+
+        _BRIDGES[preset] = LTXBridge.from_preset(preset, device=_device())
+    return _BRIDGES[preset]
+
+
+def get_encoders(preset: str):
+    if preset not in _ENCODERS:
+        from c2bridge.encoders import build_encoders
+
+        _ENCODERS[preset] = build_encoders(preset, device=_device())
+    return _ENCODERS[preset]
+
+
+def decoder_identity(preset: str) -> dict:
+    """What the decoder's numbers depend on: for mini, the digest of the shipped weights."""
+    from importlib import metadata
+
+    ident: dict[str, Any] = {"preset": preset, "diffusers": metadata.version("diffusers")}
+    if preset == "mini":
+        from c2bridge.mini import default_assets_dir
+
+        root = Path(default_assets_dir())
+        h = hashlib.sha256()
+        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors"))
+        for p in files:
+            h.update(str(p.relative_to(root)).encode())
+            h.update(p.read_bytes())
+        ident.update(model_id="c2bridge-mini (c2bridge/assets/mini)", weights_sha256=h.hexdigest()[:16],
+                     files=len(files))
+    elif preset == "tiny":
+        ident.update(model_id="random tiny LTX config (diffusers test sizes)", seed=0)
+    else:
+        from c2bridge.decoder import FULL_MODEL_ID
+
+        ident.update(model_id=FULL_MODEL_ID)
+    return ident
+
+
+class TorchBackend:
+    """Extraction, training and evaluation with the real models of a preset."""
+
+    def __init__(self):
+        self.trial_fn = run_trial
+
+    def models(self, preset: str) -> dict:
+        get_bridge(preset)  # fail early, with the loader's clear error, when weights are missing
+        enc = get_encoders(preset)
+        return {"decoder": decoder_identity(preset), "dino": enc.dino.encoder_key(), "vlm": enc.vlm.encoder_key()}
+
+    def resolve_distance(self, requested: str) -> dict:
+        from c2bridge.metrics.distance import lpips_available, lpips_backbone_path
+
+        if requested in (None, "auto"):
+            if lpips_available("lpips_alex"):
+                return {"name": "lpips_alex", "reason": "the plan's metric (LPIPS, AlexNet backbone)"}
+            return {"name": "one_minus_ssim",
+                    "reason": f"LPIPS-Alex backbone weights are not on this machine ({lpips_backbone_path('alex')}); "
+                              "the named fallback 1 - SSIM is used, so absolute thresholds of the plan do not apply"}
+        if not lpips_available(requested):
+            from c2bridge.metrics.distance import LPIPS_DISTANCES, check_lpips_backbone
+
+            base = requested[3:] if requested.startswith("ms_") else requested
+            if base in LPIPS_DISTANCES:
+                check_lpips_backbone(LPIPS_DISTANCES[base])  # the clear FileNotFoundError
+            raise ValueError(f"unknown distance {requested!r}; expected auto, lpips_alex, lpips_vgg or one_minus_ssim")
+        return {"name": requested, "reason": "named in the experiment config"}
+
+    def prepare_cache(self, preset: str, spec: dict, out: Path) -> dict:
+        from c2bridge.encoders.extract import extract
+
+        bridge = get_bridge(preset)
+        cache = extract(
+            preset, spec["dataset"], spec["split"], out, limit=spec.get("limit"), seed=int(spec.get("seed", 0)),
+            augment=spec.get("augment", "none"), views=int(spec.get("views", 1)),
+            latents_fn=bridge.encode_latents,
+            latents_key={"decoder": decoder_identity(preset), "fn": "LTXBridge.encode_latents (posterior mode, normalized)"},
+            encoders=get_encoders(preset), progress=False, root=spec.get("root"),
+        )
+        return {"key": cache.key, "n": len(cache)}
+
+
+# ------------------------------------------------------------------------------------------------ the trial function
+def run_trial(trial: dict) -> dict:
+    """One trial: train (resuming an unfinished run dir) then evaluate, or evaluate a reference conditioning."""
+    config = trial["config"]
+    workspace, run_dir = Path(trial["workspace"]), Path(trial["run_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if config.get("kind") == "reference":
+        return _reference_trial(config, workspace, run_dir)
+    from c2bridge.train import train
+
+    train_cfg = copy.deepcopy(config["train"])
+    for k in ("train_cache", "val_cache"):
+        if train_cfg["data"].get(k):
+            train_cfg["data"][k] = str(workspace / train_cfg["data"][k])
+    out = run_dir / "train"
+    result = train(train_cfg, out, resume=out.is_dir() and any(out.iterdir()))
+    record: dict[str, Any] = {
+        "status": result["status"],
+        "params": result.get("params"),
+        "train": _train_stats(result, out),
+        "curve": _curve(out),
+        "artifacts": {},
+    }
+    if result["status"] != "completed":
+        record["error"] = result.get("error") or result.get("reason")
+        return record
+    from c2bridge.adapters import load_adapter
+
+    adapter_dir = Path(result.get("best_adapter_dir") or result["adapter_dir"])
+    adapter = load_adapter(adapter_dir).to(_device())
+    record["artifacts"]["adapter"] = _rel(adapter_dir, workspace)
+    record.update(_evaluate(config, workspace, run_dir, adapter=adapter))
+    return record
+
+
+def _reference_trial(config: dict, workspace: Path, run_dir: Path) -> dict:
+    import torch
+
+    bridge = get_bridge(config["preset"])
+    ref = config["reference"]
+    if ref == "untrained":
+        from c2bridge.adapters import build_adapter
+        from c2bridge.presets import get_preset
+        from c2bridge.train.config import load_config, resolve_budget
+
+        tc = load_config(config["train"])
+        preset = get_preset(tc.preset)
+        torch.manual_seed(tc.seed)  # the init train() would start from
+        adapter = build_adapter(
+            tc.adapter.kind, budget=resolve_budget(tc.adapter.budget, preset), vlm_dim=preset.vlm_dim,
+            dino_dim=preset.dino_dim, out_dim=preset.cond_dim, n_tokens=preset.n_tokens, n_patches=preset.n_patches,
+            dropout=tc.adapter.dropout, **tc.adapter.overrides,
+        ).to(_device())
+        record = {"status": "completed", "params": {"trainable": int(adapter.num_params),
+                                                     "active": int(getattr(adapter, "active_params", adapter.num_params))}}
+        record.update(_evaluate(config, workspace, run_dir, adapter=adapter))
+        return record
+    if ref == "zero":
+        def cond_fn(batch):
+            return bridge.null_cond(int(batch["target"].shape[0]))
+    elif ref == "caption":
+        if getattr(bridge, "captions", None) is None:
+            raise ValueError(f"the {config['preset']} decoder has no caption module: no 'caption' reference there")
+
+        def cond_fn(batch):
+            if batch.get("caption_ids") is None:
+                raise ValueError("the eval cache has no caption_ids: the caption reference needs the mini world's "
+                                 "caption tokens in the cache")
+            return bridge.caption_cond(batch["caption_ids"])
+    else:
+        raise ValueError(f"unknown reference {ref!r}; expected caption, zero or untrained")
+    record = {"status": "completed", "params": None}
+    record.update(_evaluate(config, workspace, run_dir, cond_fn=cond_fn))
+    return record
+
+
+def _evaluate(config: dict, workspace: Path, run_dir: Path, adapter=None, cond_fn=None) -> dict:
+    """Sampled metrics on every eval split (+ the adapter's latency and memory) -> record fields."""
+    from c2bridge.encoders import FeatureCache
+    from c2bridge.metrics import evaluate_adapter, evaluate_conditioning, param_memory, peak_memory
+
+    ev = config["eval"]
+    bridge = get_bridge(config["preset"])
+    kwargs = dict(distance=ev["distance"], n=ev.get("n_samples"), steps=ev.get("sample_steps"),
+                  guidance_scale=float(ev.get("guidance", 1.0)), seed=int(ev.get("seed", 0)),
+                  batch_size=int(ev.get("batch_size", 32)))
+    metrics, grids, perf = {}, {}, {}
+    for split, ref in ev["splits"].items():
+        cache = FeatureCache(workspace / ref["path"], key=ref["key"])
+        png = run_dir / "eval" / f"{split}.png"
+        if adapter is not None:
+            m = evaluate_adapter(adapter, bridge, cache, out_png=png,
+                                 latency_iters=int(ev.get("latency_iters", 20)) if not perf else 1, **kwargs)
+            if not perf:
+                perf = {"latency_ms": m.get("adapter_latency_ms"),
+                        "latency_std_ms": (m.get("adapter_latency") or {}).get("std_ms"),
+                        "weights_mb": m.get("param_bytes", 0) / 2**20}
+                batch = next(_batches(cache, int(ev.get("batch_size", 32))))
+                dev = next(adapter.parameters()).device
+                mem = peak_memory(adapter, batch["vlm"].to(dev), batch["dino"].to(dev),
+                                  vlm_mask=batch["vlm_mask"].to(dev))
+                perf["forward_peak_memory_mb"] = max(0, mem["peak_bytes"] - mem["baseline_bytes"]) / 2**20
+                perf["memory_method"] = mem["method"]
+                perf["weights_mb_check"] = param_memory(adapter) / 2**20
+        else:
+            m = evaluate_conditioning(cond_fn, bridge, cache, out_png=png, **kwargs)
+        metrics[split] = {
+            "distance": m.get("distance_mean"),
+            "distance_std": m.get("distance_std"),
+            "distance_name": m.get("distance"),
+            "spatial_iou": m.get("mask_iou"),
+            "box_iou": m.get("box_iou"),
+            "ssim": m.get("ssim"),
+            "psnr": m.get("psnr"),
+            "n": m.get("n"),
+        }
+        if m.get("grid_png"):
+            grids[split] = _rel(Path(m["grid_png"]), workspace)
+    out = {"metrics": metrics, "artifacts": {"grids": grids}}
+    if perf:
+        perf.pop("weights_mb_check", None)
+        out["perf"] = perf
+    return out
+
+
+def _batches(cache, batch_size: int):
+    from c2bridge.metrics import iter_batches
+
+    return iter_batches(cache, batch_size, batch_size)
+
+
+def _train_stats(result: dict, out: Path) -> dict:
+    from c2bridge.metrics import loss_variance, steps_to_plateau
+    from c2bridge.train.logging import read_metrics
+
+    train_recs = [r for r in read_metrics(out) if r.get("kind") == "train" and _finite(r.get("loss"))]
+    losses = [float(r["loss"]) for r in train_recs]
+    steps = [int(r["step"]) for r in train_recs]
+    stats: dict[str, Any] = {
+        "time_s": result.get("train_time_s"),
+        "steps": result.get("step"),
+        "total_steps": result.get("total_steps"),
+        "final_train_loss": (result.get("final") or {}).get("train_loss"),
+        "final_val_loss": (result.get("final") or {}).get("val_loss"),
+        "best_val_loss": (result.get("best") or {}).get("value"),
+        "best_step": (result.get("best") or {}).get("step"),
+        "peak_memory_mb": result.get("peak_memory_mb"),
+        "device": result.get("device"),
+    }
+    if len(losses) >= 2:
+        stats["loss_variance"] = loss_variance(losses)
+        plateau = steps_to_plateau(losses, steps, window=max(5, len(losses) // 20))
+        stats["steps_to_plateau"] = plateau
+        if _finite(stats["time_s"]) and stats["steps"]:
+            stats["time_to_plateau_s"] = stats["time_s"] * plateau / stats["steps"]
+    return stats
+
+
+def _curve(out: Path) -> dict:
+    """Train loss (bucket means, at most CURVE_POINTS) and every validation loss, for the report's plots."""
+    from c2bridge.train.logging import read_metrics
+
+    recs = read_metrics(out)
+    train = [(int(r["step"]), float(r["loss"])) for r in recs if r.get("kind") == "train" and _finite(r.get("loss"))]
+    val = [(int(r["step"]), float(r["val_loss"])) for r in recs if r.get("kind") == "val" and _finite(r.get("val_loss"))]
+    bucket = max(1, math.ceil(len(train) / CURVE_POINTS))
+    steps, losses = [], []
+    for i in range(0, len(train), bucket):
+        chunk = train[i:i + bucket]
+        steps.append(chunk[-1][0])
+        losses.append(sum(v for _, v in chunk) / len(chunk))
+    return {"step": steps, "loss": losses, "val_step": [s for s, _ in val], "val_loss": [v for _, v in val]}
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _rel(path: Path, workspace: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(workspace.resolve()))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,84 @@
+"""`c2bridge run e2.1|e2.2|e2.3|e2.4|all ...` and `c2bridge report RUN_DIR` (argparse only at top level)."""
+from __future__ import annotations
+
+import argparse
+
+EXPERIMENT_CHOICES = ("e2.1", "e2.2", "e2.3", "e2.4", "all")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "run",
+        help="run experiments E2.1-E2.4 (or all) and write results.yaml, FINDINGS.md and the figures",
+        description="Run the C2 experiments. Each trial is keyed by the hash of its resolved config, so re-running "
+        "skips finished trials and resumes unfinished ones; failed/diverged trials are recorded and the rest go on. "
+        "key=value pairs override the experiment YAMLs (configs/experiments/<exp>.<preset>.yaml): e.g. "
+        "recipe.optim.max_steps=100 (every experiment) or e2_1.seeds=[0,1] (one experiment).",
+    )
+    p.add_argument("experiment", nargs="+", metavar="EXPERIMENT",
+                   help=f"one or more of {', '.join(EXPERIMENT_CHOICES)}")
+    p.add_argument("--preset", default="mini", help="full | mini | tiny (default: mini)")
+    p.add_argument("--out", metavar="RUN_DIR", help="study directory (default: runs/<preset>)")
+    p.add_argument("--resume", action="store_true",
+                   help="also retry trials recorded as failed (resuming from their last checkpoint); finished "
+                   "trials are always skipped and interrupted ones always resumed")
+    p.add_argument("--executor", default="local", help="where trials run (default: local, serial)")
+    p.add_argument("--no-report", action="store_true", help="skip FINDINGS.md and the figures (c2bridge report later)")
+    p.set_defaults(func=_run)
+
+    r = subparsers.add_parser(
+        "report",
+        help="re-render FINDINGS.md and the figures of a study from its results.yaml alone",
+        description="Re-render RUN_DIR/FINDINGS.md and the figures from RUN_DIR/results.yaml (nothing is re-run).",
+    )
+    r.add_argument("run_dir", metavar="RUN_DIR")
+    r.set_defaults(func=_report)
+
+
+def _split_args(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """argparse gives experiments and key=value overrides in one list: separate them."""
+    experiments, overrides = [], []
+    for item in args.experiment:
+        (overrides if "=" in item else experiments).append(item)
+    if not experiments:
+        raise ValueError(f"name an experiment: one or more of {', '.join(EXPERIMENT_CHOICES)}")
+    return experiments, overrides
+
+
+def _run(args: argparse.Namespace) -> int:
+    import shlex
+    import sys
+    import time
+    from pathlib import Path
+
+    from c2bridge.experiments.runner import Study, normalize_names
+
+    experiments, overrides = _split_args(args)
+    names = normalize_names(experiments)
+    run_dir = Path(args.out or f"runs/{args.preset}")
+    command = "c2bridge " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
+    t0 = time.perf_counter()
+    study = Study(run_dir, preset=args.preset, overrides=overrides, executor=args.executor,
+                  retry_failed=args.resume, command=command, render=not args.no_report,
+                  log=lambda line: print(line, flush=True))
+    results = study.run(names)
+    wall = time.perf_counter() - t0
+    statuses: dict[str, int] = {}
+    for t in results["trials"].values():
+        statuses[t["status"]] = statuses.get(t["status"], 0) + 1
+    gate = results.get("gate2") or {}
+    print(f"done in {wall:.0f}s: {', '.join(f'{v} {k}' for k, v in statuses.items())} trials; "
+          f"Gate 2 (C2 part): {gate.get('c2', 'not assessed')}")
+    print(f"results: {run_dir / 'results.yaml'}" + ("" if args.no_report else f"\nfindings: {run_dir / 'FINDINGS.md'}"))
+    if statuses.get("failed"):
+        print(f"note: {statuses['failed']} trial(s) failed (recorded in results.yaml); `--resume` retries them",
+              file=sys.stderr)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from c2bridge.report import render
+
+    out = render(args.run_dir)
+    print(f"wrote {out['findings']} and {len(out['figures'])} figure(s)")
+    return 0

@@ -1,0 +1,112 @@
+"""E2.2: architecture comparison at a fixed budget (plan §5 E2.2).
+
+query / bottleneck / lora / perceiver / moe at the 10M budget (the miniature's equivalent on mini), the E2.1
+recipe, several seeds; the query arm is E2.1's own trials when the config is the same (same trial key). Table:
+distance, spatial IoU, adapter latency, loss variance, peak memory; a recommendation with the trade-off.
+"""
+from __future__ import annotations
+
+from c2bridge.experiments import analysis as an
+from c2bridge.experiments.protocol import recipe_summary
+
+TITLE = "E2.2: Architecture comparison"
+
+
+def protocol(cfg: dict, preset) -> dict:
+    return {
+        "architectures": list(cfg.get("kinds") or []),
+        "budget": f"{cfg.get('budget', '10m')} ({preset.budgets.get(cfg.get('budget', '10m'), 0):g} params)",
+        "seeds per architecture": len(cfg.get("seeds") or [0]),
+        **recipe_summary(cfg, preset.name),
+    }
+
+
+def run(ctx) -> dict:
+    cfg = ctx.cfg
+    kinds = list(cfg.get("kinds") or ["query", "bottleneck", "lora", "perceiver", "moe"])
+    budget = cfg.get("budget", "10m")
+    seeds = [int(s) for s in (cfg.get("seeds") or [0])]
+    per_kind = cfg.get("adapter_overrides") or {}
+    label = lambda k, s: f"{k}-{budget}-s{s}"  # noqa: E731
+    specs = []
+    for k in kinds:
+        patch = {"adapter.overrides": per_kind[k]} if per_kind.get(k) else None
+        specs += [(label(k, s), ctx.train_config(k, budget, s, patch=patch)) for s in seeds]
+    records = ctx.run_trials(specs)
+    splits = list(ctx.eval_spec()["splits"])
+
+    arms, recs_by_kind = [], {}
+    for k in kinds:
+        recs = [records[label(k, s)] for s in seeds]
+        g = an.group(recs, splits)
+        g.update({"label": k, "kind": k, "budget": budget, "budget_params": ctx.budget(budget)})
+        arms.append(g)
+        recs_by_kind[k] = recs
+
+    summary = {"distance_name": ctx.study.distance["name"], "budget": budget, "kinds": kinds}
+    summary.update(_recommend(arms, tolerance=float(cfg.get("tie_tolerance", 0.0))))
+
+    grids = {}
+    for k in kinds:
+        best = an.best_record(recs_by_kind[k])
+        if best is not None:
+            grid = ctx.export_file(((best.get("artifacts") or {}).get("grids") or {}).get("val"),
+                                   f"figures/grids/e2_2_{k}.png")
+            if grid:
+                grids[k] = grid
+    return {
+        "status": an.experiment_status(arms),
+        "arms": arms,
+        "summary": summary,
+        "grids": grids,
+        "recommendation": summary["recommendation"],
+    }
+
+
+def _recommend(arms: list[dict], tolerance: float = 0.0) -> dict:
+    """Best = lowest mean distance. Kinds within the seed spread (or ``tolerance``) of the best are tied on
+    quality; among those the lowest adapter latency is recommended (then fewest active params)."""
+    ranked = sorted((a for a in arms if an.mean(a, "val", "distance") is not None),
+                    key=lambda a: an.mean(a, "val", "distance"))
+    if not ranked:
+        return {"best_kind": None, "best_distance_10m": None, "best_arch_identified": False, "clear_winner": False,
+                "recommended_kind": None, "tied_with_best": [],
+                "recommendation": "no architecture completed: nothing to recommend (plan §6.4 E2.2: iterate)"}
+    best = ranked[0]
+    d_best = an.mean(best, "val", "distance")
+
+    def band(a: dict) -> float:
+        spreads = [x for x in (an.spread(best, "val", "distance"), an.spread(a, "val", "distance")) if x is not None]
+        return max(spreads + [tolerance])
+
+    tied = [a for a in ranked if an.mean(a, "val", "distance") - d_best <= band(a)]
+    clear = len(tied) == 1
+    latency = lambda a: an.mean(a, "perf", "latency_ms")  # noqa: E731
+    pick = min(tied, key=lambda a: (latency(a) if latency(a) is not None else float("inf"),
+                                    a.get("active_params") or a.get("params") or 0))
+    runner_up = ranked[1] if len(ranked) > 1 else None
+    text = f"{pick['kind']}: "
+    if clear:
+        margin = an.mean(runner_up, "val", "distance") - d_best if runner_up else None
+        text += ("best distance by more than the seed spread"
+                 + (f" ({d_best:.4f}; runner-up {runner_up['kind']} +{margin:.4f})" if runner_up else f" ({d_best:.4f})"))
+    else:
+        others = ", ".join(a["kind"] for a in tied if a is not pick)
+        text += (f"within the seed spread of the best distance ({best['kind']} {d_best:.4f}; tied: "
+                 f"{', '.join(a['kind'] for a in tied)}); chosen among them for the lowest adapter latency"
+                 + (f" (vs {others})" if others else ""))
+    if pick is not best:
+        delta = an.mean(pick, "val", "distance") - d_best
+        lat_best, lat_pick = latency(best), latency(pick)
+        speed = f"{lat_best / lat_pick:.2f}x lower adapter latency" if lat_best and lat_pick else "lower latency"
+        text += f". Trade-off: {pick['kind']} gives up {delta:.4f} distance vs {best['kind']} for {speed}"
+    return {
+        "best_kind": best["kind"],
+        "best_distance_10m": d_best,
+        "best_arch_identified": True,
+        "clear_winner": clear,
+        "tied_with_best": [a["kind"] for a in tied],
+        "recommended_kind": pick["kind"],
+        "ranking": [a["kind"] for a in ranked],
+        "recommendation": text,
+    }

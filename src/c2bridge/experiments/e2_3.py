@@ -1,0 +1,146 @@
+"""E2.3: training strategy optimization (plan §5 E2.3).
+
+On the architecture E2.2 recommends (or ``arch`` in the config), one grid at a time over losses, learning-rate
+schedules, augmentations and regularization (each arm = the base recipe + a patch of dotted TrainConfig keys;
+``train_cache`` in a patch names the augmented train cache), then the combination of each grid's best arm.
+The recipe handed to E2.4 is the best of all arms and the combination. Ablation table + learning curves.
+"""
+from __future__ import annotations
+
+from c2bridge.experiments import analysis as an
+from c2bridge.experiments.protocol import recipe_summary
+
+TITLE = "E2.3: Training strategy optimization"
+CACHE_KEY = "train_cache"  # in an arm's patch: the name of the train cache (augmentation arms)
+
+
+def protocol(cfg: dict, preset) -> dict:
+    grids = cfg.get("grids") or {}
+    return {
+        "architecture": cfg.get("arch") or "from E2.2",
+        "budget": cfg.get("budget", "10m"),
+        **{f"grid: {name}": list((g or {}).get("arms") or {}) for name, g in grids.items()},
+        "seeds per arm": len(cfg.get("seeds") or [0]),
+        "combination of the best": bool(cfg.get("combine", True)),
+        **recipe_summary(cfg, preset.name),
+    }
+
+
+def _split_patch(arm: dict | None) -> tuple[dict, str | None]:
+    patch = dict(arm or {})
+    return patch, patch.pop(CACHE_KEY, None)
+
+
+def describe(arm: dict | None) -> str:
+    patch, cache = _split_patch(arm)
+    parts = [f"{k}={v}" for k, v in patch.items()] + ([f"train cache {cache}"] if cache else [])
+    return ", ".join(parts) or "base recipe"
+
+
+def run(ctx) -> dict:
+    cfg = ctx.cfg
+    kind = cfg.get("arch")
+    source = "config"
+    if not kind:
+        e22 = ctx.summary_of("e2.2") or {}
+        kind, source = e22.get("recommended_kind"), "E2.2"
+        if not kind:
+            kind, source = cfg.get("fallback_arch", "query"), "fallback (E2.2 recommended nothing)"
+    budget = cfg.get("budget", "10m")
+    seeds = [int(s) for s in (cfg.get("seeds") or [0])]
+    grids = cfg.get("grids") or {}
+    if not grids:
+        raise ValueError(f"e2.3: no grids in {cfg.get('_source')}; expected grids: {{name: {{arms: {{arm: patch}}}}}}")
+
+    def spec(label: str, arm: dict | None, seed: int):
+        patch, cache = _split_patch(arm)
+        return (f"{label}-s{seed}", ctx.train_config(kind, budget, seed, patch=patch, train_cache=cache))
+
+    # stage 1: every arm of every grid
+    specs = []
+    for gname, g in grids.items():
+        for aname, arm in (g.get("arms") or {}).items():
+            specs += [spec(f"{gname}/{aname}", arm, s) for s in seeds]
+    records = ctx.run_trials(specs)
+    splits = list(ctx.eval_spec()["splits"])
+
+    table, best_per_grid, candidates = [], {}, []
+    for gname, g in grids.items():
+        arms = g.get("arms") or {}
+        baseline = next((a for a, p in arms.items() if not p), next(iter(arms), None))
+        rows = []
+        for aname, arm in arms.items():
+            recs = [records[f"{gname}/{aname}-s{s}"] for s in seeds]
+            row = an.group(recs, splits)
+            row.update({"grid": gname, "arm": aname, "label": f"{gname}/{aname}", "patch": dict(arm or {}),
+                        "change": describe(arm), "is_baseline": aname == baseline})
+            rows.append(row)
+        base_d = next((an.mean(r, "val", "distance") for r in rows if r["is_baseline"]), None)
+        for r in rows:
+            d = an.mean(r, "val", "distance")
+            r["delta_vs_baseline"] = d - base_d if d is not None and base_d is not None else None
+        complete = [r for r in rows if r["n_completed"] == r["n"] and an.mean(r, "val", "distance") is not None]
+        if complete:
+            best = min(complete, key=lambda r: an.mean(r, "val", "distance"))
+            best_per_grid[gname] = {"arm": best["arm"], "patch": best["patch"],
+                                    "distance": an.mean(best, "val", "distance")}
+            candidates += complete
+        table += rows
+
+    # stage 2: the combination of the best arms
+    combined_patch, conflicts = {}, []
+    for gname, best in best_per_grid.items():
+        for k, v in best["patch"].items():
+            if k in combined_patch and combined_patch[k] != v:
+                conflicts.append(f"{k}: {combined_patch[k]} ({gname} wins with {v})")
+            combined_patch[k] = v
+    combined = None
+    if cfg.get("combine", True) and best_per_grid:
+        crecs = ctx.run_trials([spec("combined", combined_patch, s) for s in seeds])
+        combined = an.group([crecs[f"combined-s{s}"] for s in seeds], splits)
+        combined.update({"grid": "combined", "arm": "combined", "label": "combined", "patch": combined_patch,
+                         "change": describe(combined_patch), "is_baseline": False,
+                         "delta_vs_baseline": None})
+        if combined["n_completed"] == combined["n"] and an.mean(combined, "val", "distance") is not None:
+            candidates.append(combined)
+
+    baseline_rows = [r for r in table if r["is_baseline"]]
+    base_d = an.mean(baseline_rows[0], "val", "distance") if baseline_rows else None
+    if combined is not None and an.mean(combined, "val", "distance") is not None and base_d is not None:
+        combined["delta_vs_baseline"] = an.mean(combined, "val", "distance") - base_d
+    chosen = min(candidates, key=lambda r: an.mean(r, "val", "distance")) if candidates else None
+    comb_d = an.mean(combined, "val", "distance") if combined else None
+    all_rows = table + ([combined] if combined else [])
+    summary = {
+        "distance_name": ctx.study.distance["name"],
+        "arch": kind,
+        "arch_source": source,
+        "budget": budget,
+        "baseline_distance": base_d,
+        "combined_distance": comb_d,
+        "combined_patch": combined_patch,
+        "combination_conflicts": conflicts,
+        "best_per_grid": best_per_grid,
+        "recipe_gain": ((base_d - an.mean(chosen, "val", "distance")) / base_d
+                        if chosen is not None and base_d else None),
+        "recipe_found": chosen is not None,
+        "all_unstable": not any(r["n_completed"] for r in all_rows),
+        "n_diverged": sum(s == "diverged" for r in all_rows for s in r["statuses"]),
+        "best_recipe": ({"label": chosen["label"], "patch": chosen["patch"], "change": chosen["change"],
+                         "distance": an.mean(chosen, "val", "distance")} if chosen else None),
+    }
+    if chosen is None:
+        text = "no arm completed: no recipe found (plan §6.4 E2.3: extend)"
+    else:
+        text = f"{chosen['label']} ({chosen['change']}): lowest mean distance {an.mean(chosen, 'val', 'distance'):.4f}"
+        if chosen is not combined and combined is not None and comb_d is not None:
+            text += f"; the combination of the best arms scored {comb_d:.4f}, so it is not used"
+        if base_d:
+            text += f"; baseline {base_d:.4f} ({summary['recipe_gain']:+.1%} gain)"
+    summary["recommendation"] = text
+    return {
+        "status": an.experiment_status(all_rows),
+        "arms": all_rows,
+        "summary": summary,
+        "recommendation": text,
+    }

@@ -1,0 +1,45 @@
+"""The protocol knobs an experiment ran with, side by side with the full preset's (so a miniature report can say
+where its protocol is smaller than the plan's)."""
+from __future__ import annotations
+
+from typing import Any
+
+
+def recipe_summary(cfg: dict, preset: str) -> dict:
+    """Human-sized description of the resolved training recipe of an experiment config."""
+    from c2bridge.train.config import load_config
+
+    try:
+        tc = load_config({**(cfg.get("recipe") or {}), "preset": preset})
+    except (ValueError, FileNotFoundError) as exc:
+        return {"recipe": f"unresolvable ({exc})"}
+    o = tc.optim
+    length = f"{o.max_steps} steps" if o.max_steps is not None else f"{o.epochs:g} epochs"
+    ev = cfg.get("eval") or {}
+    return {
+        "training length": length,
+        "batch (x accumulation)": f"{o.batch_size} x {o.grad_accum}",
+        "optimizer": f"AdamW lr {o.lr:g}, wd {o.weight_decay:g}",
+        "schedule": tc.schedule.name,
+        "loss": tc.loss.name + (f" ({tc.loss.perceptual})" if "lpips" in tc.loss.name else ""),
+        "eval samples per split": ev.get("n_samples"),
+        "eval sampling steps": ev.get("sample_steps"),
+        "eval splits": ", ".join((ev.get("splits") or {}).keys()) or None,
+    }
+
+
+def compare(this: dict, full: dict | None) -> list[dict]:
+    """Rows ``{knob, this, full, differs}`` for the report."""
+    rows = []
+    for knob in list(this) + [k for k in (full or {}) if k not in this]:
+        a, b = this.get(knob), (full or {}).get(knob)
+        rows.append({"knob": knob, "this": _plain(a), "full": _plain(b), "differs": full is not None and a != b})
+    return rows
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, dict):
+        return ", ".join(f"{k}: {v:g}" if isinstance(v, float) else f"{k}: {v}" for k, v in x.items())
+    if isinstance(x, (list, tuple)):
+        return ", ".join(str(v) for v in x)
+    return x

@@ -1,0 +1,67 @@
+"""Trials: one training run (or one evaluation-only reference) keyed by the hash of its resolved config.
+
+A trial dict is ``{"key", "run_dir", "config", "workspace"}``: ``config`` is everything that decides the result
+(and nothing else: cache paths are relative to ``workspace`` and named by their content key), so two experiments
+that need the same run share it, and a re-run finds it done. ``run_dir`` is ``workspace/trials/<key>``.
+
+The study's record of a trial is ``run_dir/trial.json`` (written by the runner, atomically, when the result comes
+back); a trial dir without it is unfinished and is resumed. Statuses: completed / diverged (outcomes: never
+repeated), failed (recorded; retried only with ``--resume``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from c2bridge._io import atomic_write_json, read_json, stable_hash
+
+TRIAL_RECORD = "trial.json"
+TRIALS_DIR = "trials"
+KEY_LENGTH = 16
+
+
+def trial_key(config: dict) -> str:
+    """Hash of the resolved config (key order does not matter)."""
+    return stable_hash(config, length=KEY_LENGTH)
+
+
+def make_trial(config: dict, workspace: str | Path) -> dict:
+    key = trial_key(config)
+    workspace = Path(workspace)
+    return {"key": key, "run_dir": str(workspace / TRIALS_DIR / key), "config": config, "workspace": str(workspace)}
+
+
+def read_record(trial: dict) -> dict | None:
+    """The stored result of a trial, or None if it never finished (or its record is unreadable)."""
+    path = Path(trial["run_dir"]) / TRIAL_RECORD
+    if not path.is_file():
+        return None
+    try:
+        record = read_json(path)
+    except ValueError:  # a truncated record cannot happen with atomic writes, but never trust it blindly
+        return None
+    return record if isinstance(record, dict) and record.get("key") == trial["key"] else None
+
+
+def write_record(trial: dict, result: dict) -> None:
+    atomic_write_json(Path(trial["run_dir"]) / TRIAL_RECORD, result)
+
+
+def needs_run(record: dict | None, retry_failed: bool) -> bool:
+    if record is None:
+        return True
+    status = record.get("status")
+    if status in ("completed", "diverged"):
+        return False
+    return status != "failed" or retry_failed
+
+
+def normalize_result(result: dict, trial: dict) -> dict:
+    """Whatever a trial function or executor returned -> the stored record (status checked, key set)."""
+    out: dict[str, Any] = dict(result or {})
+    out["key"] = trial["key"]
+    status = out.get("status")
+    if status not in ("completed", "diverged", "failed"):
+        out["status"] = "failed"
+        out.setdefault("error", f"trial function returned status {status!r}; expected completed/diverged/failed")
+    return out

@@ -1,0 +1,250 @@
+"""Evaluate an adapter end to end: features -> adapter -> LTXPipeline sample -> metrics vs the targets.
+
+``evaluate_adapter(adapter, bridge, data, ...)`` where ``data`` is a batch dict as ``collate_features`` makes it
+(``vlm [B,T,vlm_dim]``, ``vlm_mask [B,T]``, ``dino [B,P,dino_dim]``, ``target [B,3,H,W]`` or ``[B,3,F,H,W]``,
+optional ``mask [B,H,W]``), a list of cache items, or a ``FeatureCache``. Returns a JSON-able dict:
+
+- ``distance`` (the name actually used: a fallback is reported as itself), ``distance_mean``/``distance_std`` and
+  the same mean under the distance's own name (e.g. ``"lpips_alex": 0.21``), ``ssim``, ``psnr``;
+- ``mask_iou`` / ``box_iou`` when the data has ground-truth masks (background colour: the ``background``
+  argument, else read off each target outside its mask);
+- ``adapter_latency_ms`` (adapter alone, batch 1, warm-up excluded), ``param_bytes``, ``num_params``;
+- ``per_sample`` lists (for confidence intervals) and the sampling settings;
+- ``grid_png``: a side-by-side PNG (input | reconstruction per row) when ``out_png`` is given.
+
+``evaluate_conditioning(cond_fn, bridge, data, ...)`` does the same for any conditioning (baselines: the zero
+conditioning ``bridge.null_cond``, the mini decoder's own captions ``bridge.caption_cond``).
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from c2bridge.metrics.distance import get_distance
+from c2bridge.metrics.image import psnr, ssim
+from c2bridge.metrics.perf import measure_latency, param_memory
+from c2bridge.metrics.spatial import background_from_target, spatial_iou
+
+CondFn = Callable[[dict], "tuple[torch.Tensor, torch.Tensor | None]"]
+
+
+def _collate(items: Sequence[dict]) -> dict:
+    """``c2bridge.encoders.collate_features`` when available; else the same contract for the keys used here."""
+    try:
+        from c2bridge.encoders import collate_features  # type: ignore[attr-defined]
+    except ImportError:
+        collate_features = None
+    if collate_features is not None:
+        return collate_features(list(items))
+    vlm = [it["vlm"] for it in items]
+    t_max = max(v.shape[0] for v in vlm)
+    batch = {
+        "vlm": torch.stack([torch.nn.functional.pad(v, (0, 0, 0, t_max - v.shape[0])) for v in vlm]),
+        "vlm_mask": torch.stack([torch.arange(t_max) < v.shape[0] for v in vlm]),
+        "dino": torch.stack([it["dino"] for it in items]),
+        "target": torch.stack([it["target"] for it in items]),
+    }
+    if all(it.get("mask") is not None for it in items):
+        batch["mask"] = torch.stack([it["mask"] for it in items])
+    if all("caption_ids" in it for it in items):
+        ids = [torch.as_tensor(it["caption_ids"]) for it in items]
+        if len({i.shape for i in ids}) == 1:
+            batch["caption_ids"] = torch.stack(ids)
+    return batch
+
+
+def _batch_size_of(batch: dict) -> int:
+    if "target" not in batch:
+        raise ValueError(f"evaluation data needs 'target' pixels; got keys {sorted(batch)}")
+    return int(batch["target"].shape[0])
+
+
+def _slice(batch: dict, start: int, stop: int) -> dict:
+    size = _batch_size_of(batch)
+    return {k: (v[start:stop] if isinstance(v, torch.Tensor) and v.ndim > 0 and v.shape[0] == size else
+                v[start:stop] if isinstance(v, list) and len(v) == size else v)
+            for k, v in batch.items()}
+
+
+def iter_batches(data: Any, n: int | None, batch_size: int) -> Iterator[dict]:
+    """Batch dicts of at most ``batch_size`` from a batch dict, a list of items, or an indexable cache."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+    if isinstance(data, dict):
+        total = _batch_size_of(data) if n is None else min(n, _batch_size_of(data))
+        for start in range(0, total, batch_size):
+            yield _slice(data, start, min(start + batch_size, total))
+        return
+    if not (hasattr(data, "__len__") and hasattr(data, "__getitem__")):
+        raise ValueError(f"evaluation data must be a batch dict, a list of items or a FeatureCache; got {type(data)}")
+    total = len(data) if n is None else min(n, len(data))
+    for start in range(0, total, batch_size):
+        yield _collate([data[i] for i in range(start, min(start + batch_size, total))])
+
+
+def _module_device(module: nn.Module, default: torch.device) -> torch.device:
+    for p in module.parameters():
+        return p.device
+    return default
+
+
+def adapter_cond_fn(adapter: nn.Module, device: torch.device | None = None) -> CondFn:
+    """batch -> (adapter(vlm, dino, vlm_mask=...) [B, L, cond_dim], all-ones mask)."""
+
+    def cond_fn(batch: dict):
+        dev = device or _module_device(adapter, torch.device("cpu"))
+        vlm_mask = batch.get("vlm_mask")
+        cond = adapter(batch["vlm"].to(dev), batch["dino"].to(dev),
+                       vlm_mask=vlm_mask.to(dev) if vlm_mask is not None else None)
+        return cond, None  # the adapter emits n_tokens real tokens
+
+    return cond_fn
+
+
+def save_side_by_side(inputs: torch.Tensor, recons: torch.Tensor, path: str | os.PathLike, max_rows: int = 8) -> Path:
+    """PNG grid, one row per sample: input | reconstruction (clips: their middle frame). Written atomically."""
+    from torchvision.utils import make_grid, save_image
+
+    from c2bridge._io import atomic_path
+
+    if inputs.shape != recons.shape:
+        raise ValueError(f"inputs {tuple(inputs.shape)} and reconstructions {tuple(recons.shape)} differ in shape")
+    if inputs.ndim == 5:  # [B, 3, F, H, W] -> middle frame
+        mid = inputs.shape[2] // 2
+        inputs, recons = inputs[:, :, mid], recons[:, :, mid]
+    rows = min(max_rows, inputs.shape[0])
+    tiles = torch.stack([inputs[:rows], recons[:rows]], dim=1).flatten(0, 1).float().clamp(0, 1).cpu()  # [2R,3,H,W]
+    grid = make_grid(tiles, nrow=2, padding=2, pad_value=1.0)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_image(grid, tmp, format="png")
+    return path
+
+
+def _mean(values: list[float]) -> float:
+    return float(sum(values) / len(values)) if values else float("nan")
+
+
+def _std(values: list[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    m = _mean(values)
+    return float(math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)))
+
+
+def evaluate_conditioning(
+    cond_fn: CondFn,
+    bridge,
+    data: Any,
+    *,
+    distance: str = "one_minus_ssim",
+    distance_fallback: str | None = None,
+    n: int | None = None,
+    batch_size: int = 8,
+    steps: int | None = None,
+    guidance_scale: float = 1.0,
+    seed: int = 0,
+    background: Sequence[float] | torch.Tensor | None = None,
+    iou_threshold: float = 0.15,
+    out_png: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Sample from ``cond_fn(batch)`` conditioning with ``bridge.sample`` and score against ``batch["target"]``.
+
+    Sample ``i`` (in data order) uses seed ``seed + i``, so results do not depend on ``batch_size``.
+    """
+    dist = get_distance(distance, fallback=distance_fallback)
+    per: dict[str, list[float]] = {"distance": [], "ssim": [], "psnr": []}
+    iou: dict[str, list[float]] = {"mask_iou": [], "box_iou": []}
+    grid_inputs, grid_recons = [], []
+    index = 0
+    for batch in iter_batches(data, n, batch_size):
+        target = batch["target"].float()
+        b = target.shape[0]
+        with torch.no_grad():
+            cond, mask = cond_fn(batch)
+            recon = bridge.sample(
+                cond, mask,
+                num_frames=target.shape[2] if target.ndim == 5 else 1,
+                height=target.shape[-2], width=target.shape[-1],
+                steps=steps, guidance_scale=guidance_scale, seed=[seed + index + i for i in range(b)],
+            ).cpu()
+            per["distance"] += dist(recon, target).tolist()
+            per["ssim"] += ssim(recon, target).tolist()
+            per["psnr"] += psnr(recon, target).tolist()
+            gt_mask = batch.get("mask")
+            if gt_mask is not None:
+                bg = background if background is not None else background_from_target(target, gt_mask)
+                scores = spatial_iou(recon, gt_mask.bool(), bg, threshold=iou_threshold)
+                for k in iou:
+                    iou[k] += scores[k].tolist()
+        if len(grid_inputs) * batch_size < 8:
+            grid_inputs.append(target)
+            grid_recons.append(recon)
+        index += b
+    if index == 0:
+        raise ValueError("evaluation data is empty (n=0 or an empty cache/batch)")
+
+    result: dict[str, Any] = {
+        "n": index,
+        "distance": dist.name,
+        "distance_mean": _mean(per["distance"]),
+        "distance_std": _std(per["distance"]),
+        dist.name: _mean(per["distance"]),
+        "ssim": _mean(per["ssim"]),
+        "psnr": _mean(per["psnr"]),
+        "steps": int(steps or bridge.default_steps),
+        "guidance_scale": float(guidance_scale),
+        "seed": int(seed),
+        "per_sample": dict(per),
+    }
+    if iou["mask_iou"]:
+        result.update(mask_iou=_mean(iou["mask_iou"]), box_iou=_mean(iou["box_iou"]), iou_threshold=iou_threshold)
+        result["per_sample"].update(iou)
+    if out_png is not None:
+        result["grid_png"] = str(save_side_by_side(torch.cat(grid_inputs), torch.cat(grid_recons), out_png))
+    return result
+
+
+def evaluate_adapter(
+    adapter: nn.Module,
+    bridge,
+    batch_or_cache: Any,
+    *,
+    distance: str = "one_minus_ssim",
+    latency_iters: int = 20,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Reconstruction metrics of ``adapter`` through ``bridge`` (see the module docstring) + adapter latency and
+    parameter memory. kwargs: those of :func:`evaluate_conditioning` (n, steps, guidance_scale, seed, background,
+    out_png, batch_size, distance_fallback, iou_threshold)."""
+    was_training = adapter.training
+    adapter.eval()
+    try:
+        result = evaluate_conditioning(adapter_cond_fn(adapter), bridge, batch_or_cache, distance=distance, **kwargs)
+        first = next(iter_batches(batch_or_cache, 1, 1))  # latency of the adapter alone, one sample
+        device = _module_device(adapter, torch.device("cpu"))
+        vlm_mask = first.get("vlm_mask")
+        latency = measure_latency(
+            adapter, first["vlm"].to(device), first["dino"].to(device),
+            vlm_mask=vlm_mask.to(device) if vlm_mask is not None else None, iters=latency_iters,
+        )
+    finally:
+        adapter.train(was_training)
+    num_params = getattr(adapter, "num_params", None)
+    if num_params is None:
+        num_params = sum(p.numel() for p in adapter.parameters() if p.requires_grad)
+    result.update(
+        adapter_latency_ms=latency["median_ms"],
+        adapter_latency=latency,
+        param_bytes=param_memory(adapter),
+        num_params=int(num_params),
+    )
+    return result
+
+
+__all__ = ["adapter_cond_fn", "evaluate_adapter", "evaluate_conditioning", "iter_batches", "save_side_by_side"]

@@ -1,0 +1,534 @@
+"""``c2bridge mini build``: train the mini world (VAE, text-to-image transformer + caption embedder, DINOv2).
+
+Stages (each seeded; budgets are step counts, so the same command gives the same weights):
+1. ``vae``: AutoencoderKLLTXVideo on shapes images in [-1, 1], trained on the posterior mode with a
+   foreground-weighted MSE + a tiny KL; then its ``latents_mean/std`` buffers are set from data.
+2. ``transformer``: LTXVideoTransformer3DModel + CaptionEmbedder as a 1-frame text-to-image flow-matching model,
+   trained with exactly the conventions LTXPipeline samples with (normalized + packed latents, timestep = sigma*1000,
+   target noise - x0, the pipeline's rope_interpolation_scale), 10% null conditioning, noised caption embeddings.
+3. ``dinov2``: Dinov2Model pre-trained with linear heads (per-patch pixel colour/kind maps from the patch tokens,
+   colour/kind presence and shape count from CLS) so its patch tokens carry position and shape.
+4. ``eval``: the shipped (fp16) weights reloaded and sampled through ``LTXPipeline`` from caption conditioning on
+   val and heldout shapes: spatial IoU and colour accuracy; VAE reconstruction quality; DINOv2 probe accuracy.
+
+Everything is written with ``save_pretrained`` layouts under ``out`` plus ``build_report.json`` and ``samples.png``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from c2bridge._io import atomic_path, atomic_write_json
+from c2bridge.data import shapes as S
+from c2bridge.mini import models as M
+from c2bridge.mini.captions import CaptionEmbedder
+
+
+@dataclass
+class BuildConfig:
+    seed: int = 0  # every stage is seeded from this
+    threads: int = 2  # torch CPU threads (fixed, so float reductions and the results repeat)
+    cond_dim: int = 64  # caption embedding width = transformer caption_channels (the mini preset's cond_dim)
+    # stage 1: VAE
+    vae_steps: int = 900  # optimizer steps
+    vae_batch: int = 48
+    vae_lr: float = 5e-4
+    vae_fg_weight: float = 4.0  # extra MSE weight on foreground pixels (shapes are the small part of the image)
+    vae_kl_weight: float = 1e-6
+    latent_stats_images: int = 2048  # images used to set latents_mean / latents_std
+    # stage 2: transformer + captions
+    transformer_steps: int = 2200
+    transformer_batch: int = 128
+    transformer_lr: float = 1e-3
+    transformer_images: int = 24576  # train images encoded once (cached latents) for this stage
+    null_prob: float = 0.1  # fraction of null (zero) conditioning
+    caption_noise: float = 0.05  # std of Gaussian noise added to caption embeddings (smooth response to cond)
+    ema_decay: float = 0.998  # EMA of transformer + captions weights; the EMA weights ship
+    # stage 3: DINOv2
+    dinov2_steps: int = 700
+    dinov2_batch: int = 128
+    dinov2_lr: float = 2e-3
+    # eval
+    eval_images: int = 256  # val and heldout images sampled through LTXPipeline
+    eval_steps: int = 20  # LTXPipeline num_inference_steps
+    max_seconds_per_stage: float | None = None  # optional wall-clock cap per training stage (breaks determinism)
+    log_every: int = 25
+
+    @classmethod
+    def quick(cls, **overrides) -> "BuildConfig":
+        """Seconds, not minutes: proves the command end to end (weights mean nothing)."""
+        base = dict(vae_steps=3, vae_batch=8, latent_stats_images=32, transformer_steps=3, transformer_batch=8,
+                    transformer_images=64, dinov2_steps=3, dinov2_batch=8, eval_images=8, eval_steps=2, log_every=1)
+        return cls(**{**base, **overrides})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _lr_at(step: int, total: int, base: float, warmup: int = 50) -> float:
+    warmup = min(warmup, max(1, total // 10))
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))  # cosine to 5%
+
+
+def _set_lr(opt, lr):
+    for g in opt.param_groups:
+        g["lr"] = lr
+
+
+def _train_images(cfg: BuildConfig, start: int, count: int) -> dict:
+    return S.generate_batch("train", start, count, image_size=M.IMAGE_SIZE, seed=cfg.seed)
+
+
+class _Timer:
+    def __init__(self, cap):
+        self.t0, self.cap = time.perf_counter(), cap
+
+    def elapsed(self):
+        return time.perf_counter() - self.t0
+
+    def over(self):
+        return self.cap is not None and self.elapsed() > self.cap
+
+
+def _log(msg: str) -> None:
+    print(f"[mini build {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _round_fp16_(module: nn.Module) -> None:
+    """Round params and buffers to fp16-representable values: later stages see exactly the shipped weights."""
+    with torch.no_grad():
+        for t in list(module.parameters()) + list(module.buffers()):
+            if t.is_floating_point():
+                t.copy_(t.half().float())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# stage 1: VAE
+
+
+def vae_encode(vae, images: torch.Tensor) -> torch.Tensor:
+    """``[B,3,H,W]`` in [0,1] -> raw posterior-mode latents ``[B,C,1,h,w]``."""
+    return vae.encode(images[:, :, None] * 2 - 1).latent_dist.mode()
+
+
+def vae_decode(vae, latents: torch.Tensor) -> torch.Tensor:
+    """raw latents ``[B,C,1,h,w]`` -> ``[B,3,H,W]`` in [0,1]."""
+    return ((vae.decode(latents).sample[:, :, 0] + 1) / 2).clamp(0, 1)
+
+
+def normalize_latents(vae, raw: torch.Tensor) -> torch.Tensor:
+    from diffusers import LTXPipeline
+
+    return LTXPipeline._normalize_latents(raw, vae.latents_mean, vae.latents_std, vae.config.scaling_factor)
+
+
+def train_vae(cfg: BuildConfig, report: dict):
+    torch.manual_seed(cfg.seed)
+    vae = M.build_vae().train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
+    timer, curve = _Timer(cfg.max_seconds_per_stage), []
+    steps_done = 0
+    for step in range(cfg.vae_steps):
+        if timer.over():
+            break
+        batch = _train_images(cfg, 10_000_000 + step * cfg.vae_batch, cfg.vae_batch)  # own index range
+        x = batch["image"][:, :, None] * 2 - 1  # [B, 3, 1, 32, 32] in [-1, 1]
+        weight = 1 + cfg.vae_fg_weight * batch["mask"][:, None, None].float()
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.mode()).sample
+        mse = (weight * (recon - x) ** 2).mean()
+        kl = posterior.kl().mean()
+        loss = mse + cfg.vae_kl_weight * kl
+        _set_lr(opt, _lr_at(step, cfg.vae_steps, cfg.vae_lr))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        steps_done = step + 1
+        if step % cfg.log_every == 0 or step == cfg.vae_steps - 1:
+            psnr = -10 * math.log10(max(((recon.detach() - x) ** 2).mean().item() / 4, 1e-10))  # [0,1] scale
+            curve.append({"step": step, "loss": loss.item(), "psnr": psnr, "seconds": timer.elapsed()})
+            _log(f"vae step {step} loss {loss.item():.5f} psnr {psnr:.2f} ({timer.elapsed():.0f}s)")
+    vae.eval().requires_grad_(False)
+    _round_fp16_(vae)
+    # latents_mean / latents_std from data (per channel), fp16-representable like everything shipped
+    with torch.no_grad():
+        raw = torch.cat([vae_encode(vae, _train_images(cfg, 20_000_000 + i, 256)["image"])
+                         for i in range(0, cfg.latent_stats_images, 256)])  # [N, C, 1, h, w]
+        mean = raw.mean(dim=(0, 2, 3, 4))
+        std = raw.std(dim=(0, 2, 3, 4)).clamp_min(1e-4)
+        vae.latents_mean.copy_(mean.half().float())
+        vae.latents_std.copy_(std.half().float())
+    report["vae"] = {"steps": steps_done, "seconds": timer.elapsed(), "curve": curve,
+                     "latents_mean": vae.latents_mean.tolist(), "latents_std": vae.latents_std.tolist()}
+    return vae
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# stage 2: transformer + caption embedder (flow matching, LTXPipeline conventions)
+
+
+def encode_dataset(vae, cfg: BuildConfig, split: str, start: int, count: int, chunk: int = 512) -> dict:
+    """Normalized latents ``[N, C, 1, h, w]`` + caption ids ``[N, L]`` of a range of a split."""
+    latents, ids = [], []
+    with torch.no_grad():
+        for s in range(start, start + count, chunk):
+            batch = S.generate_batch(split, s, min(chunk, start + count - s), image_size=M.IMAGE_SIZE, seed=cfg.seed)
+            latents.append(normalize_latents(vae, vae_encode(vae, batch["image"])))
+            ids.append(batch["caption_ids"])
+    return {"latents": torch.cat(latents), "caption_ids": torch.cat(ids)}
+
+
+def flow_matching_loss(transformer, vae, latents, cond, cond_mask, generator, sigmas=None):
+    """The LTX flow-matching loss exactly as LTXPipeline will sample: ``latents`` are normalized ``[B,C,F,h,w]``.
+
+    x_t = (1 - sigma) x0 + sigma * noise, timestep = sigma * 1000, the model predicts noise - x0.
+    """
+    from diffusers import LTXPipeline
+
+    B, C, Fr, h, w = latents.shape
+    x0 = LTXPipeline._pack_latents(latents, 1, 1)  # [B, F*h*w, C] (transformer patch sizes are 1)
+    noise = torch.randn(x0.shape, generator=generator)
+    if sigmas is None:  # logit-normal, the SD3/flux choice, mixed with uniform so the ends are covered
+        logit = torch.sigmoid(torch.randn(B, generator=generator))
+        uniform = torch.rand(B, generator=generator)
+        pick = torch.rand(B, generator=generator) < 0.5
+        sigmas = torch.where(pick, logit, uniform)
+    s = sigmas.view(B, 1, 1)
+    x_t = (1 - s) * x0 + s * noise
+    pred = predict_velocity(transformer, vae, x_t, sigmas, cond, cond_mask, (Fr, h, w))
+    return F.mse_loss(pred, noise - x0)
+
+
+def predict_velocity(transformer, vae, packed_x_t, sigmas, cond, cond_mask, latent_fhw):
+    """The transformer call exactly as LTXPipeline makes it: packed ``[B, S, C]`` latents, timestep = sigma*1000,
+    sizes in latent units, the pipeline's rope_interpolation_scale."""
+    Fr, h, w = latent_fhw
+    return transformer(hidden_states=packed_x_t, encoder_hidden_states=cond, timestep=sigmas * 1000,
+                       encoder_attention_mask=cond_mask.to(packed_x_t.dtype), num_frames=Fr, height=h, width=w,
+                       rope_interpolation_scale=M.rope_interpolation_scale(vae), return_dict=False)[0]
+
+
+class _EMA:
+    def __init__(self, modules, decay):
+        self.decay = decay
+        self.params = [p for m in modules for p in m.parameters()]
+        self.shadow = [p.detach().clone() for p in self.params]
+
+    @torch.no_grad()
+    def update(self, step):
+        d = min(self.decay, (1 + step) / (10 + step))
+        for s, p in zip(self.shadow, self.params):
+            s.lerp_(p.detach(), 1 - d)
+
+    @torch.no_grad()
+    def copy_to_params(self):
+        for s, p in zip(self.shadow, self.params):
+            p.copy_(s)
+
+
+def train_transformer(cfg: BuildConfig, vae, report: dict):
+    t_enc = time.perf_counter()
+    data = encode_dataset(vae, cfg, "train", 0, cfg.transformer_images)
+    encode_seconds = time.perf_counter() - t_enc
+    _log(f"encoded {len(data['latents'])} train latents in {encode_seconds:.0f}s")
+    torch.manual_seed(cfg.seed + 1)
+    transformer = M.build_transformer(cfg.cond_dim).train()
+    captions = CaptionEmbedder(cond_dim=cfg.cond_dim).train()
+    params = list(transformer.parameters()) + list(captions.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.transformer_lr, weight_decay=0.01)
+    ema = _EMA([transformer, captions], cfg.ema_decay)
+    gen = torch.Generator().manual_seed(cfg.seed + 2)
+    timer, curve, steps_done = _Timer(cfg.max_seconds_per_stage), [], 0
+    n = len(data["latents"])
+    for step in range(cfg.transformer_steps):
+        if timer.over():
+            break
+        idx = torch.randint(0, n, (cfg.transformer_batch,), generator=gen)
+        cond, mask = captions(data["caption_ids"][idx])  # [B, K, cond_dim], [B, K]
+        cond = cond + cfg.caption_noise * torch.randn(cond.shape, generator=gen) * mask[..., None]
+        null = torch.rand(cfg.transformer_batch, generator=gen) < cfg.null_prob
+        cond = torch.where(null[:, None, None], torch.zeros_like(cond), cond)
+        mask = mask | null[:, None]
+        loss = flow_matching_loss(transformer, vae, data["latents"][idx], cond, mask, gen)
+        _set_lr(opt, _lr_at(step, cfg.transformer_steps, cfg.transformer_lr, warmup=100))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        ema.update(step)
+        steps_done = step + 1
+        if step % cfg.log_every == 0 or step == cfg.transformer_steps - 1:
+            curve.append({"step": step, "loss": loss.item(), "seconds": timer.elapsed()})
+            _log(f"transformer step {step} loss {loss.item():.4f} ({timer.elapsed():.0f}s)")
+    ema.copy_to_params()
+    for m in (transformer, captions):
+        m.eval().requires_grad_(False)
+        _round_fp16_(m)
+    report["transformer"] = {"steps": steps_done, "seconds": timer.elapsed(), "encode_seconds": encode_seconds,
+                             "curve": curve, "num_params": sum(p.numel() for p in transformer.parameters()),
+                             "caption_params": sum(p.numel() for p in captions.parameters())}
+    return transformer, captions
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# stage 3: DINOv2 pre-training with linear heads
+
+
+def dino_pixels(images: torch.Tensor) -> torch.Tensor:
+    """[B,3,32,32] in [0,1] -> the mini DINOv2's input (ImageNet normalization, like the real one)."""
+    mean = torch.tensor(M.IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(M.IMAGENET_STD).view(1, 3, 1, 1)
+    return (images - mean) / std
+
+
+def _dense_targets(batch: dict, patch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel colour class (0 = background, 1.. colours) and kind class, grouped per patch: [B, P, patch*patch]."""
+    sm = batch["shape_masks"]  # [B, K, H, W]
+    colour = torch.zeros(sm.shape[0], *sm.shape[2:], dtype=torch.long)
+    kind = torch.zeros_like(colour)
+    for k in range(sm.shape[1]):
+        c = batch["colour_ids"][:, k].view(-1, 1, 1)
+        colour = torch.where(sm[:, k], c + 1, colour)
+        kind = torch.where(sm[:, k], batch["kind_ids"][:, k].view(-1, 1, 1) + 1, kind)
+
+    def per_patch(x):  # [B, H, W] -> [B, P, patch*patch] in row-major patch order (as Dinov2 embeds)
+        B, H, W = x.shape
+        x = x.view(B, H // patch, patch, W // patch, patch).permute(0, 1, 3, 2, 4)
+        return x.reshape(B, (H // patch) * (W // patch), patch * patch)
+
+    return per_patch(colour), per_patch(kind)
+
+
+class DinoHeads(nn.Module):
+    """Linear probes used only for pre-training (not shipped)."""
+
+    def __init__(self, hidden: int, patch: int):
+        super().__init__()
+        self.pp = patch * patch
+        self.colour = nn.Linear(hidden, self.pp * (len(S.COLOURS) + 1))
+        self.kind = nn.Linear(hidden, self.pp * (len(S.KINDS) + 1))
+        self.presence = nn.Linear(hidden, len(S.COLOURS) + len(S.KINDS))
+        self.count = nn.Linear(hidden, S.MAX_SHAPES)
+
+    def forward(self, tokens):  # [B, 1+P, hidden]
+        cls, patches = tokens[:, 0], tokens[:, 1:]
+        B, P, _ = patches.shape
+        return (self.colour(patches).view(B, P, self.pp, -1), self.kind(patches).view(B, P, self.pp, -1),
+                self.presence(cls), self.count(cls))
+
+
+def _dino_losses(dinov2, heads, batch):
+    out = dinov2(pixel_values=dino_pixels(batch["image"])).last_hidden_state
+    colour_logits, kind_logits, presence_logits, count_logits = heads(out)
+    colour_t, kind_t = _dense_targets(batch, M.DINOV2_CONFIG["patch_size"])
+    valid = batch["colour_ids"] >= 0  # [B, K]
+    presence = torch.zeros(len(valid), len(S.COLOURS) + len(S.KINDS))
+    for k in range(S.MAX_SHAPES):
+        rows = valid[:, k].nonzero().flatten()
+        presence[rows, batch["colour_ids"][rows, k]] = 1
+        presence[rows, len(S.COLOURS) + batch["kind_ids"][rows, k]] = 1
+    count_t = batch["num_shapes"] - 1
+    loss = (F.cross_entropy(colour_logits.flatten(0, 2), colour_t.flatten())
+            + F.cross_entropy(kind_logits.flatten(0, 2), kind_t.flatten())
+            + F.binary_cross_entropy_with_logits(presence_logits, presence)
+            + F.cross_entropy(count_logits, count_t))
+    acc = {
+        "pixel_colour_acc": (colour_logits.argmax(-1) == colour_t).float().mean().item(),
+        "pixel_kind_acc": (kind_logits.argmax(-1) == kind_t).float().mean().item(),
+        "presence_acc": ((presence_logits > 0).float() == presence).all(1).float().mean().item(),
+        "count_acc": (count_logits.argmax(-1) == count_t).float().mean().item(),
+    }
+    return loss, acc
+
+
+def train_dinov2(cfg: BuildConfig, report: dict):
+    torch.manual_seed(cfg.seed + 3)
+    dinov2 = M.build_dinov2().train()
+    heads = DinoHeads(M.DINOV2_CONFIG["hidden_size"], M.DINOV2_CONFIG["patch_size"])
+    params = list(dinov2.parameters()) + list(heads.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.dinov2_lr, weight_decay=0.01)
+    timer, curve, steps_done = _Timer(cfg.max_seconds_per_stage), [], 0
+    for step in range(cfg.dinov2_steps):
+        if timer.over():
+            break
+        batch = _train_images(cfg, 30_000_000 + step * cfg.dinov2_batch, cfg.dinov2_batch)
+        loss, acc = _dino_losses(dinov2, heads, batch)
+        _set_lr(opt, _lr_at(step, cfg.dinov2_steps, cfg.dinov2_lr))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        steps_done = step + 1
+        if step % cfg.log_every == 0 or step == cfg.dinov2_steps - 1:
+            curve.append({"step": step, "loss": loss.item(), "seconds": timer.elapsed(), **acc})
+            _log(f"dinov2 step {step} loss {loss.item():.4f} {acc} ({timer.elapsed():.0f}s)")
+    dinov2.eval().requires_grad_(False)
+    heads.eval()
+    _round_fp16_(dinov2)
+    with torch.no_grad():
+        val = S.generate_batch("val", 0, max(cfg.eval_images, 8), image_size=M.IMAGE_SIZE, seed=cfg.seed)
+        _, val_acc = _dino_losses(dinov2, heads, val)
+    report["dinov2"] = {"steps": steps_done, "seconds": timer.elapsed(), "curve": curve, "val_probe": val_acc,
+                        "num_params": sum(p.numel() for p in dinov2.parameters())}
+    _log(f"dinov2 val probe {val_acc}")
+    return dinov2
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# eval
+
+
+def spatial_iou(pictures: torch.Tensor, gt_masks: torch.Tensor) -> torch.Tensor:
+    """Per-image IoU of (pixels differing from the known background) vs the GT mask: [B,3,H,W], [B,H,W] -> [B]."""
+    pred = S.foreground_mask(pictures)
+    inter = (pred & gt_masks).sum((1, 2)).float()
+    union = (pred | gt_masks).sum((1, 2)).float()
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+
+
+def colour_correct(pictures: torch.Tensor, batch: dict) -> torch.Tensor:
+    """Per GT shape: is the mean colour of the picture over the shape's visible pixels nearest its GT colour?
+
+    Returns a flat bool tensor over all shapes with >= 4 visible pixels.
+    """
+    palette = torch.tensor(list(S.COLOURS.values()))  # [6, 3]
+    out = []
+    for b in range(len(pictures)):
+        for k in range(int(batch["num_shapes"][b])):
+            sm = batch["shape_masks"][b, k]
+            if sm.sum() < 4:
+                continue
+            mean = pictures[b][:, sm].mean(1)
+            out.append(int((palette - mean).norm(dim=1).argmin()) == int(batch["colour_ids"][b, k]))
+    return torch.tensor(out, dtype=torch.bool)
+
+
+def sample_with_pipeline(components: dict, cond: torch.Tensor, mask: torch.Tensor, steps: int, seed: int,
+                         chunk: int = 128) -> torch.Tensor:
+    """Images ``[B,3,32,32]`` in [0,1] drawn by diffusers' LTXPipeline from conditioning tokens."""
+    pipe = M.make_pipeline(components)
+    outs = []
+    for s in range(0, len(cond), chunk):
+        g = torch.Generator().manual_seed(seed + s)
+        video = pipe(prompt_embeds=cond[s:s + chunk], prompt_attention_mask=mask[s:s + chunk].long(),
+                     num_frames=1, height=M.IMAGE_SIZE, width=M.IMAGE_SIZE, num_inference_steps=steps,
+                     guidance_scale=1.0, generator=g, output_type="pt").frames  # [B, F, 3, H, W]
+        outs.append(video[:, 0].float())
+    return torch.cat(outs).clamp(0, 1)
+
+
+def evaluate(components: dict, cfg: BuildConfig, report: dict) -> dict:
+    vae, captions = components["vae"], components["captions"]
+    results, grids = {}, []
+    for split in ("val", "heldout"):
+        batch = S.generate_batch(split, 0, cfg.eval_images, image_size=M.IMAGE_SIZE, seed=cfg.seed)
+        with torch.no_grad():
+            recon = vae_decode(vae, vae_encode(vae, batch["image"]))
+            cond, mask = captions(batch["caption_ids"])
+            null_cond, null_mask = CaptionEmbedder.null(len(cond), cond.shape[1], cond.shape[2])
+            sampled = sample_with_pipeline(components, cond, mask, cfg.eval_steps, cfg.seed + 7)
+            nulls = sample_with_pipeline(components, null_cond[:16], null_mask[:16], cfg.eval_steps, cfg.seed + 9)
+        iou = spatial_iou(sampled, batch["mask"])
+        colour = colour_correct(sampled, batch)
+        results[split] = {
+            "caption_iou": iou.mean().item(),
+            "caption_iou_std": iou.std().item() if len(iou) > 1 else 0.0,
+            "colour_accuracy": colour.float().mean().item() if len(colour) else float("nan"),
+            "vae_recon_iou": spatial_iou(recon, batch["mask"]).mean().item(),
+            "vae_recon_psnr": (-10 * torch.log10(((recon - batch["image"]) ** 2).mean((1, 2, 3)))).mean().item(),
+            "vae_recon_colour_accuracy": colour_correct(recon, batch).float().mean().item(),
+            "null_iou": spatial_iou(nulls, batch["mask"][:16]).mean().item(),
+            "n_images": len(iou),
+            "steps": cfg.eval_steps,
+        }
+        _log(f"eval {split}: {results[split]}")
+        n = min(16, len(iou))
+        grids += [batch["image"][:n], recon[:n], sampled[:n]]
+    report["eval"] = results
+    return {"grids": grids}
+
+
+def save_grid(path: Path, rows: list[torch.Tensor], scale: int = 3) -> None:
+    from torchvision.utils import make_grid
+    from PIL import Image
+
+    n = max(len(r) for r in rows)
+    pics = torch.cat([torch.cat([r, torch.ones(n - len(r), *r.shape[1:])]) for r in rows])
+    pics = F.interpolate(pics, scale_factor=scale, mode="nearest")
+    grid = make_grid(pics, nrow=n, padding=2, pad_value=1.0)
+    array = (grid.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the whole build
+
+
+def _save_components(out: Path, vae, transformer, captions, dinov2) -> None:
+    """fp16 safetensors, save_pretrained layouts; written to a temp sibling dir first, then moved into place."""
+    from transformers import BitImageProcessor
+
+    out.mkdir(parents=True, exist_ok=True)
+    import copy
+    import shutil
+    import tempfile
+
+    staging = Path(tempfile.mkdtemp(prefix=".mini-build-", dir=out))
+    try:
+        copy.deepcopy(vae).half().save_pretrained(staging / "vae", safe_serialization=True)
+        copy.deepcopy(transformer).half().save_pretrained(staging / "transformer", safe_serialization=True)
+        M.build_scheduler().save_pretrained(staging / "scheduler")
+        copy.deepcopy(dinov2).half().save_pretrained(staging / "dinov2", safe_serialization=True)
+        BitImageProcessor(do_resize=True, size={"height": M.IMAGE_SIZE, "width": M.IMAGE_SIZE}, do_center_crop=False,
+                          do_rescale=True, do_normalize=True, image_mean=list(M.IMAGENET_MEAN),
+                          image_std=list(M.IMAGENET_STD)).save_pretrained(staging / "dinov2")
+        captions.save_pretrained(staging / "captions")
+        for part in ("vae", "transformer", "scheduler", "dinov2", "captions"):
+            target = out / part
+            if target.exists():
+                shutil.rmtree(target)
+            (staging / part).rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def build(out: str | Path | None = None, cfg: BuildConfig | None = None) -> dict:
+    cfg = cfg or BuildConfig()
+    out = Path(out) if out is not None else M.default_assets_dir()
+    torch.set_num_threads(cfg.threads)
+    torch.set_flush_denormal(True)  # tiny weights/activations as denormals are many times slower on CPU
+    try:
+        return _build(out, cfg)
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def _build(out: Path, cfg: BuildConfig) -> dict:
+    t0 = time.perf_counter()
+    report: dict = {"config": dataclasses.asdict(cfg), "torch": torch.__version__}
+    vae = train_vae(cfg, report)
+    transformer, captions = train_transformer(cfg, vae, report)
+    dinov2 = train_dinov2(cfg, report)
+    _save_components(out, vae, transformer, captions, dinov2)
+    components = M.load_mini_components(out)  # evaluate exactly what ships
+    extras = evaluate(components, cfg, report)
+    report["seconds_total"] = time.perf_counter() - t0
+    report["shipped_bytes"] = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()
+                                  and p.name not in ("build_report.json", "samples.png"))
+    save_grid(out / "samples.png", extras["grids"])
+    atomic_write_json(out / "build_report.json", report)
+    _log(f"done in {report['seconds_total']:.0f}s; shipped {report['shipped_bytes'] / 1e6:.2f} MB -> {out}")
+    return report

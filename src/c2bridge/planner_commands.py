@@ -1,0 +1,85 @@
+"""`c2bridge plan` (resource planner) and `c2bridge smoke` (real-width smoke run). Only argparse at import time."""
+from __future__ import annotations
+
+import argparse
+
+GPU_CHOICES = ("a100-40", "a100-80", "h100")  # c2bridge.planner.GPUS (kept here so --help needs no import)
+EXPERIMENT_CHOICES = ("e2.1", "e2.2", "e2.3", "e2.4")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "plan",
+        help="estimate FLOPs, VRAM and GPU-hours of the real study per trial and experiment",
+        description="Resource planner: per trial FLOPs per step, activation memory, VRAM peak and wall time from "
+                    "the real model configs and the run recipe; GPU-hours per experiment against the plan's "
+                    "220 GPU-h; flags trials that do not fit the GPU. Formulas: docs/planner.md.",
+    )
+    p.add_argument("experiments", nargs="*", metavar="EXPERIMENT", help="e2.1 .. e2.4 (default: all)")
+    p.add_argument("--preset", default="full", help="preset whose recipe and resolution to plan (default: full)")
+    p.add_argument("--gpu", default="a100-80", choices=GPU_CHOICES, help="GPU to plan for (default: a100-80)")
+    p.add_argument("--mfu", type=float, default=None, help="model FLOPs utilisation to assume (default 0.35)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="dotted recipe override for every trial, e.g. optim.batch_size=2 (repeatable)")
+    p.add_argument("--json", action="store_true", help="print the full estimate as JSON")
+    p.add_argument("--summary", action="store_true", help="only the per-experiment table")
+    p.set_defaults(func=_plan)
+
+    s = subparsers.add_parser(
+        "smoke",
+        help="real-width smoke run on CPU: every real class at its real widths, random weights, few layers",
+        description="Builds DINOv2-L, Qwen2.5-VL-7B, the LTX-Video transformer and VAE at their real widths with "
+                    "random weights and 1-2 layers, then runs extract -> cache -> one training step of a 10M "
+                    "adapter -> one LTXPipeline sampling call, printing shapes, time and peak memory per stage.",
+    )
+    s.add_argument("--preset", default="full-dims", choices=("full-dims",), help="the real widths (only choice)")
+    s.add_argument("--out", default=None, help="work directory for the cache (default: a temporary directory)")
+    s.add_argument("--image-size", type=int, default=None, help="decoder resolution (default: the full preset's)")
+    s.add_argument("--frames", type=int, default=None, help="frames per clip (default: the full preset's)")
+    s.add_argument("--layers", type=int, default=1, help="layers per model (1 or 2; default 1)")
+    s.add_argument("--samples", type=int, default=2, help="samples to extract (= the batch; default 2)")
+    s.add_argument("--steps", type=int, default=2, help="denoising steps of the sampling call (default 2)")
+    s.add_argument("--json", action="store_true", help="print the stage report as JSON")
+    s.set_defaults(func=_smoke)
+
+
+def _parse_sets(items: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for item in items:
+        if "=" not in item or not item.split("=", 1)[0].strip():
+            raise ValueError(f"bad --set {item!r}; expected KEY=VALUE with a dotted key, e.g. optim.batch_size=2")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _plan(args: argparse.Namespace) -> int:
+    import json
+
+    from c2bridge import planner
+
+    for name in args.experiments:
+        if name not in EXPERIMENT_CHOICES:
+            raise ValueError(f"unknown experiment {name!r}; expected one of {list(EXPERIMENT_CHOICES)}")
+    result = planner.plan(preset=args.preset, experiments=args.experiments or None, gpu=args.gpu,
+                          mfu=args.mfu if args.mfu is not None else planner.DEFAULT_MFU,
+                          overrides=_parse_sets(args.overrides))
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+    else:
+        print(planner.format_plan(result, per_trial=not args.summary))
+    return 0
+
+
+def _smoke(args: argparse.Namespace) -> int:
+    import json
+
+    from c2bridge import smoke
+
+    report = smoke.run_smoke(out=args.out, image_size=args.image_size, num_frames=args.frames, layers=args.layers,
+                             samples=args.samples, sample_steps=args.steps, echo=not args.json)
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    return 0 if report["ok"] else 1

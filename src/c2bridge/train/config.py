@@ -1,0 +1,544 @@
+"""The training recipe: a typed, documented config tree, loaded from YAML + dotted ``key=value`` overrides.
+
+Resolution order (later wins):
+
+1. the dataclass defaults below (the plan's full-preset recipe: AdamW lr 1e-4, wd 1e-4, batch 8, accumulation 4,
+   50 epochs, LPIPS + 0.1·L2),
+2. ``c2bridge/configs/presets/<preset>.yaml`` (the recipe defaults of the preset the config names; ``mini`` if none),
+3. the user's YAML file or dict,
+4. dotted overrides such as ``optim.lr=3e-4`` or ``adapter.overrides.hidden_dim=64``.
+
+Values are coerced to the field's type (YAML reads ``1e-4`` as a string; here it becomes a float). Unknown keys and
+bad values raise one ``ValueError`` that names every offending key and what was expected.
+
+A *step* is one optimizer step = ``optim.grad_accum`` micro-batches of ``optim.batch_size`` samples.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence, Union
+
+ADAPTER_KINDS = ("query", "bottleneck", "lora", "perceiver", "moe")  # c2bridge.adapters.ADAPTERS when importable
+SCHEDULES = ("constant", "cosine", "warmup_cosine", "cyclic")
+AUGMENTATIONS = ("none", "color_jitter", "random_crop", "mixup")  # = c2bridge.data.augment.AUGMENTATIONS
+# mirrors of c2bridge.decoder.objective (NAMED_LOSSES, PERCEPTUAL, SIGMA_DISTRIBUTIONS, X0_WEIGHTINGS); the
+# decoder module's own lists are used when it is importable
+LOSS_NAMES = ("flow", "lpips_l2", "lpips", "lpips_ssim", "ms_lpips")
+PERCEPTUAL = ("lpips_vgg", "lpips_alex", "one_minus_ssim")
+SIGMA_DISTRIBUTIONS = ("uniform", "logit_normal", "shifted", "shifted_logit_normal")
+X0_WEIGHTINGS = ("none", "one_minus_sigma")
+LOSS_TERMS = ("flow", "l2", "lpips", "ssim", "ms_lpips")
+DISTANCES = ("lpips_alex", "lpips_vgg", "one_minus_ssim")
+DISTILL_METRICS = ("mse", "cosine")
+DEVICES = ("auto", "cpu", "cuda")
+AMP_MODES = ("auto", "bf16", "none")
+BEST_METRICS = ("val_loss",)
+
+PRESET_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "presets"
+
+
+@dataclass
+class AdapterSection:
+    kind: str = "query"  # adapter architecture: query | bottleneck | lora | perceiver | moe
+    # Trainable-parameter target. A number (1e4) is a literal count. A string that names one of the preset's
+    # budgets ("5m", "10m", "20m", "50m", "100m") maps through preset.budgets (so "10m" is the plan's 10M scale:
+    # 1e7 params in `full`, 1e4 in `mini`). Any other string with a k/m/b suffix ("5k", "2.5m") is a literal count.
+    budget: Union[float, str] = "10m"
+    dropout: float = 0.0  # dropout on adapter layers (E2.3 regularization: 0.1 / 0.2); passed to build_adapter
+    overrides: dict = field(default_factory=dict)  # extra build_adapter kwargs (e.g. n_layers, n_experts, top_k)
+
+
+@dataclass
+class DataSection:
+    train_cache: Union[str, None] = None  # FeatureCache directory used for training (required at train time)
+    val_cache: Union[str, None] = None  # FeatureCache directory for validation; null = no validation / best ckpt
+    encoder_key: Union[str, None] = None  # expected cache key of both caches; null = accept any (dims still checked)
+    # Augmentation (E2.3 C): none | color_jitter | random_crop | mixup. Encoders are frozen and features cached,
+    # so augmentation happens at extraction (`extract(..., augment=KIND, views=N)`, image-level, targets moved
+    # along). This names the augmentation the train cache must have been extracted with (checked against its
+    # manifest); when the cache holds several views per sample, each epoch uses one view per sample, picked
+    # from (seed, epoch, sample). The val cache is never augmented.
+    augment: str = "none"
+    # Feature-space MixUp on top (0 = off): blend random pairs within a micro-batch (vlm, dino, target pixels,
+    # latents) with λ ~ Beta(α, α) per pair; vlm masks are OR-ed.
+    feature_mixup_alpha: float = 0.0
+    limit_train: Union[int, None] = None  # use only the first N training samples (null = all)
+    limit_val: Union[int, None] = None  # use only the first N validation samples (null = all)
+    in_memory_max_mb: float = 2048.0  # load a cache into memory when it is smaller than this (else read per batch)
+
+
+@dataclass
+class OptimSection:
+    lr: float = 1e-4  # peak learning rate of AdamW (must be > 0)
+    weight_decay: float = 1e-4  # AdamW decoupled weight decay (E2.3: 1e-4 / 1e-3)
+    betas: tuple = (0.9, 0.999)  # AdamW betas
+    eps: float = 1e-8  # AdamW epsilon
+    batch_size: int = 8  # samples per micro-batch (>= 1)
+    grad_accum: int = 4  # micro-batches per optimizer step (>= 1); effective batch = batch_size * grad_accum
+    epochs: float = 50.0  # passes over the training set; total steps = ceil(epochs * micro_batches_per_epoch / accum)
+    max_steps: Union[int, None] = None  # if set, overrides epochs: exactly this many optimizer steps
+    grad_clip: Union[float, None] = 1.0  # max global grad norm; null or 0 = no clipping (the norm is still logged)
+
+
+@dataclass
+class ScheduleSection:
+    name: str = "constant"  # constant | cosine | warmup_cosine | cyclic (E2.3 B)
+    # Linear warmup from 0 to optim.lr over this many steps, then the schedule. null = 1000 for warmup_cosine
+    # (the plan's "1k warmup"), 0 otherwise. Allowed with every schedule.
+    warmup_steps: Union[int, None] = None
+    min_lr: float = 1e-6  # cosine / warmup_cosine floor at the last step (plan: 1e-4 -> 1e-6)
+    cyclic_low: float = 1e-5  # cyclic: lowest lr (plan: 1e-5 <-> 1e-4)
+    cyclic_high: Union[float, None] = None  # cyclic: highest lr; null = optim.lr
+    cyclic_period: int = 2000  # cyclic: steps per full low -> high -> low triangle
+
+
+@dataclass
+class LossSection:
+    # objective = c2bridge.decoder LossSpec.named(name): flow (flow matching in latent space) | lpips_l2 (the
+    # plan's LPIPS + 0.1·L2) | lpips | lpips_ssim | ms_lpips
+    name: str = "lpips_l2"
+    weights: dict = field(default_factory=dict)  # add/override term weights, e.g. {l2: 0.1, flow: 0.5}
+    perceptual: str = "lpips_vgg"  # distance behind lpips / ms_lpips terms: lpips_vgg | lpips_alex | one_minus_ssim
+    # used instead of `perceptual` when its LPIPS backbone file is missing (offline machines); null = that is an
+    # error (raised before any step)
+    perceptual_fallback: Union[str, None] = None
+    sigma: str = "shifted"  # σ sampling: uniform | logit_normal | shifted (LTXPipeline's shift) | shifted_logit_normal
+    x0_weighting: str = "none"  # per-sample weight of pixel terms: none | one_minus_sigma
+    moe_aux_weight: float = 0.01  # weight of adapter.aux_loss (MoE load balancing; 0 for other adapters)
+
+
+@dataclass
+class DistillSection:
+    teacher: Union[str, None] = None  # teacher adapter dir (save_pretrained output); null = no distillation (8.3)
+    weight: float = 1.0  # weight of the token regression loss ||student(x) - teacher(x)||
+    recon_weight: float = 1.0  # weight of the reconstruction objective (loss.*); 0 = pure distillation
+    metric: str = "mse"  # token regression: mse | cosine (1 - cosine similarity per token)
+
+
+@dataclass
+class EvalSection:
+    every_steps: int = 500  # validation loss every N steps (0 = only at the end); needs data.val_cache
+    at_start: bool = True  # also validate before the first step (the curve's starting point)
+    max_batches: Union[int, None] = None  # cap on validation micro-batches per eval (null = whole val cache)
+    noise_seed: int = 1234  # validation σ/noise come from a generator reset to this seed at every eval
+    best_metric: str = "val_loss"  # what "best" checkpoint means (lower is better)
+    n_samples: int = 0  # sampled metrics at the end via c2bridge.metrics.evaluate_adapter (0 = skip)
+    sample_steps: int = 20  # denoising steps for those samples
+    guidance: float = 1.0  # classifier-free guidance scale for those samples
+    distance: str = "lpips_alex"  # distance for sampled metrics (c2bridge.metrics.get_distance name)
+    distance_fallback: Union[str, None] = None  # used when `distance`'s LPIPS backbone is missing; null = error
+
+
+@dataclass
+class CheckpointSection:
+    every_steps: int = 500  # write a checkpoint every N steps (0 = only at the end)
+    keep_last: int = 2  # keep the K most recent step checkpoints (>= 1); best is kept separately
+    save_best: bool = True  # keep checkpoints/best/ = the adapter with the lowest eval.best_metric
+
+
+@dataclass
+class LogSection:
+    progress_bar: bool = True  # tqdm progress bar on stderr
+    every_steps: int = 1  # train records in metrics.jsonl every N steps
+    tensorboard: bool = False  # also write TensorBoard events to RUN_DIR/tensorboard (needs `tensorboard`)
+    wandb: bool = False  # also log to Weights & Biases (needs `wandb`)
+    wandb_project: str = "c2bridge"  # W&B project name
+
+
+@dataclass
+class DebugSection:
+    nan_at_step: Union[int, None] = None  # poison the inputs of this step with NaN (tests the divergence path)
+    fail_at_step: Union[int, None] = None  # raise an error at this step (tests the failure path)
+    sleep_per_step: float = 0.0  # seconds to sleep after each step (lets tests kill a run mid-way)
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "mini"  # world: full | mini | tiny (fixes dims, resolution, budget names)
+    seed: int = 0  # seeds adapter init, data order, σ/noise, mixup, dropout
+    device: str = "auto"  # auto (cuda if available) | cpu | cuda
+    amp: str = "auto"  # bf16 autocast: auto (bf16 on cuda, off on cpu) | bf16 | none
+    blowup_factor: float = 100.0  # diverged if train loss > blowup_factor * running min (after blowup_after steps)
+    blowup_after: int = 10  # steps before the blow-up test starts (NaN/inf is checked from step 0)
+    adapter: AdapterSection = field(default_factory=AdapterSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    schedule: ScheduleSection = field(default_factory=ScheduleSection)
+    loss: LossSection = field(default_factory=LossSection)
+    distill: DistillSection = field(default_factory=DistillSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+    checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
+    log: LogSection = field(default_factory=LogSection)
+    debug: DebugSection = field(default_factory=DebugSection)
+
+
+# ----------------------------------------------------------------------------------------------------------- loading
+
+
+def load_config(
+    source: "str | os.PathLike | Mapping | TrainConfig | None" = None,
+    overrides: Sequence[str] | Mapping[str, Any] = (),
+) -> TrainConfig:
+    """YAML path / dict / TrainConfig (+ dotted overrides) -> validated TrainConfig (a new object).
+
+    ``overrides``: ``["optim.lr=3e-4", "adapter.kind=moe"]`` or ``{"optim.lr": 3e-4}``.
+    """
+    from c2bridge._io import read_yaml, to_plain
+
+    if source is None:
+        user: dict = {}
+    elif isinstance(source, TrainConfig):
+        user = to_plain(source)
+    elif isinstance(source, Mapping):
+        user = copy.deepcopy(dict(source))
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {str(path)!r} not found; expected a YAML training config")
+        user = read_yaml(path) or {}
+        if not isinstance(user, dict):
+            raise ValueError(f"config file {str(path)!r}: expected a YAML mapping at top level, got {type(user).__name__}")
+    override_items = _parse_overrides(overrides)
+
+    # the preset picks the recipe defaults, so find it first (override > user file > default)
+    preset = override_items.get("preset", user.get("preset", TrainConfig.preset))
+    from c2bridge.presets import PRESETS
+
+    if preset not in PRESETS:
+        raise ValueError(f"config key 'preset': unknown preset {preset!r}; expected one of {sorted(PRESETS)}")
+    errors: list[str] = []
+    cfg = TrainConfig()
+    preset_file = PRESET_CONFIG_DIR / f"{preset}.yaml"
+    if preset_file.is_file():
+        _merge_into(cfg, read_yaml(preset_file) or {}, "", errors, origin=f"{preset_file.name}: ")
+    _merge_into(cfg, user, "", errors)
+    for dotted, raw in override_items.items():
+        _set_dotted(cfg, dotted, raw, errors)
+    for term, w in list(cfg.loss.weights.items()):  # YAML reads 1e-1 as a string
+        try:
+            cfg.loss.weights[term] = _coerce(w, float, f"loss.weights.{term}")
+        except ValueError as exc:
+            errors.append(str(exc))
+    if errors:
+        raise ValueError("invalid training config: " + "; ".join(errors))
+    validate_config(cfg)
+    return cfg
+
+
+def validate_config(cfg: TrainConfig) -> None:
+    """Value checks that need no files: one ValueError listing every bad key and what it accepts."""
+    errors: list[str] = []
+
+    def need(ok: bool, key: str, msg: str) -> None:
+        if not ok:
+            errors.append(f"{key}={_show(_get_dotted(cfg, key))}: {msg}")
+
+    from c2bridge.presets import PRESETS
+
+    need(cfg.preset in PRESETS, "preset", f"expected one of {sorted(PRESETS)}")
+    need(cfg.device in DEVICES, "device", f"expected one of {list(DEVICES)}")
+    need(cfg.amp in AMP_MODES, "amp", f"expected one of {list(AMP_MODES)}")
+    need(cfg.blowup_factor > 1, "blowup_factor", "expected a number > 1")
+    need(cfg.blowup_after >= 0, "blowup_after", "expected an integer >= 0")
+    # adapter
+    kinds = _adapter_kinds()
+    need(cfg.adapter.kind in kinds, "adapter.kind", f"expected one of {list(kinds)}")
+    if cfg.preset in PRESETS:
+        try:
+            resolve_budget(cfg.adapter.budget, PRESETS[cfg.preset])
+        except ValueError as exc:
+            errors.append(f"adapter.budget={_show(cfg.adapter.budget)}: {exc}")
+    need(0.0 <= cfg.adapter.dropout < 1.0, "adapter.dropout", "expected 0 <= dropout < 1")
+    # data
+    need(cfg.data.augment in AUGMENTATIONS, "data.augment", f"expected one of {list(AUGMENTATIONS)}")
+    need(cfg.data.feature_mixup_alpha >= 0, "data.feature_mixup_alpha", "expected a number >= 0 (0 = off)")
+    need(cfg.data.limit_train is None or cfg.data.limit_train >= 1, "data.limit_train", "expected null or >= 1")
+    need(cfg.data.limit_val is None or cfg.data.limit_val >= 1, "data.limit_val", "expected null or >= 1")
+    need(cfg.data.in_memory_max_mb >= 0, "data.in_memory_max_mb", "expected a number >= 0")
+    # optim
+    o = cfg.optim
+    need(math.isfinite(o.lr) and o.lr > 0, "optim.lr", "expected a learning rate > 0")
+    need(o.weight_decay >= 0, "optim.weight_decay", "expected a number >= 0")
+    need(len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas), "optim.betas", "expected two numbers in [0, 1)")
+    need(o.eps > 0, "optim.eps", "expected a number > 0")
+    need(o.batch_size >= 1, "optim.batch_size", "expected an integer >= 1")
+    need(o.grad_accum >= 1, "optim.grad_accum", "expected an integer >= 1")
+    need(o.epochs > 0, "optim.epochs", "expected a number > 0")
+    need(o.max_steps is None or o.max_steps >= 1, "optim.max_steps", "expected null or an integer >= 1")
+    need(o.grad_clip is None or o.grad_clip >= 0, "optim.grad_clip", "expected null or a number >= 0")
+    # schedule
+    s = cfg.schedule
+    need(s.name in SCHEDULES, "schedule.name", f"expected one of {list(SCHEDULES)}")
+    need(s.warmup_steps is None or s.warmup_steps >= 0, "schedule.warmup_steps", "expected null or an integer >= 0")
+    lr_ok = math.isfinite(o.lr) and o.lr > 0
+    need(s.min_lr >= 0 and (not lr_ok or s.min_lr <= o.lr), "schedule.min_lr",
+         f"expected 0 <= min_lr <= optim.lr ({o.lr:g})")
+    need(s.cyclic_low > 0, "schedule.cyclic_low", "expected a number > 0")
+    high = s.cyclic_high if s.cyclic_high is not None else o.lr
+    need(not lr_ok or high >= s.cyclic_low, "schedule.cyclic_high",
+         f"expected >= schedule.cyclic_low ({s.cyclic_low:g}); null means optim.lr")
+    need(s.cyclic_period >= 2, "schedule.cyclic_period", "expected an integer >= 2")
+    # loss
+    names = _decoder_names()
+    need(cfg.loss.name in names["loss"], "loss.name", f"expected one of {list(names['loss'])}")
+    need(cfg.loss.perceptual in names["perceptual"], "loss.perceptual", f"expected one of {list(names['perceptual'])}")
+    need(cfg.loss.perceptual_fallback is None or cfg.loss.perceptual_fallback in names["perceptual"],
+         "loss.perceptual_fallback", f"expected null or one of {list(names['perceptual'])}")
+    need(cfg.loss.sigma in names["sigma"], "loss.sigma", f"expected one of {list(names['sigma'])}")
+    need(cfg.loss.x0_weighting in names["x0"], "loss.x0_weighting", f"expected one of {list(names['x0'])}")
+    need(cfg.loss.moe_aux_weight >= 0, "loss.moe_aux_weight", "expected a number >= 0")
+    for term, w in cfg.loss.weights.items():
+        if term not in names["terms"]:
+            errors.append(f"loss.weights.{term}: unknown loss term; expected any of {list(names['terms'])}")
+        elif not isinstance(w, (int, float)) or isinstance(w, bool) or not (w >= 0 and math.isfinite(w)):
+            errors.append(f"loss.weights.{term}={_show(w)}: expected a number >= 0")
+    # distill
+    d = cfg.distill
+    need(d.metric in DISTILL_METRICS, "distill.metric", f"expected one of {list(DISTILL_METRICS)}")
+    need(d.weight >= 0, "distill.weight", "expected a number >= 0")
+    need(d.recon_weight >= 0, "distill.recon_weight", "expected a number >= 0")
+    if d.teacher is None:
+        need(d.recon_weight > 0, "distill.recon_weight", "expected > 0 without a distill.teacher (nothing to train on)")
+    else:
+        need(d.weight > 0 or d.recon_weight > 0, "distill.weight", "distill.weight and recon_weight cannot both be 0")
+    # eval / checkpoint / log / debug
+    e = cfg.eval
+    need(e.every_steps >= 0, "eval.every_steps", "expected an integer >= 0 (0 = only at the end)")
+    need(e.max_batches is None or e.max_batches >= 1, "eval.max_batches", "expected null or an integer >= 1")
+    need(e.best_metric in BEST_METRICS, "eval.best_metric", f"expected one of {list(BEST_METRICS)}")
+    need(e.n_samples >= 0, "eval.n_samples", "expected an integer >= 0")
+    need(e.sample_steps >= 1, "eval.sample_steps", "expected an integer >= 1")
+    need(e.guidance >= 1.0, "eval.guidance", "expected a guidance scale >= 1")
+    need(e.distance in DISTANCES, "eval.distance", f"expected one of {list(DISTANCES)}")
+    need(e.distance_fallback is None or e.distance_fallback in DISTANCES, "eval.distance_fallback",
+         f"expected null or one of {list(DISTANCES)}")
+    need(cfg.checkpoint.every_steps >= 0, "checkpoint.every_steps", "expected an integer >= 0 (0 = only at the end)")
+    need(cfg.checkpoint.keep_last >= 1, "checkpoint.keep_last", "expected an integer >= 1")
+    need(cfg.log.every_steps >= 1, "log.every_steps", "expected an integer >= 1")
+    need(cfg.debug.sleep_per_step >= 0, "debug.sleep_per_step", "expected a number >= 0")
+    if errors:
+        raise ValueError("invalid training config: " + "; ".join(errors))
+
+
+def config_hash(cfg: TrainConfig) -> str:
+    """Stable hash of everything that can change the numbers (the `log` section is left out)."""
+    from c2bridge._io import stable_hash, to_plain
+
+    plain = to_plain(cfg)
+    plain.pop("log", None)
+    return stable_hash(plain)
+
+
+def config_to_dict(cfg: TrainConfig) -> dict:
+    from c2bridge._io import to_plain
+
+    return to_plain(cfg)
+
+
+def resolve_budget(budget: "float | int | str", preset) -> float:
+    """Adapter budget -> trainable-parameter count (see AdapterSection.budget)."""
+    if isinstance(budget, bool):
+        raise ValueError("expected a parameter count or a budget name")
+    if isinstance(budget, (int, float)):
+        value = float(budget)
+    elif isinstance(budget, str):
+        if budget in preset.budgets:
+            return float(preset.budgets[budget])
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmb]?)\s*", budget.lower())
+        if not m:
+            raise ValueError(
+                f"expected a number, a size like '5k'/'2.5m', or one of preset {preset.name!r}'s budget names "
+                f"{sorted(preset.budgets)}"
+            )
+        value = float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6, "b": 1e9}[m.group(2)]
+    else:
+        raise ValueError("expected a parameter count or a budget name")
+    if not (math.isfinite(value) and value >= 1):
+        raise ValueError("expected a positive parameter count")
+    return value
+
+
+def schedule_warmup_steps(cfg: TrainConfig) -> int:
+    """The effective warmup length (null -> 1000 for warmup_cosine, else 0)."""
+    w = cfg.schedule.warmup_steps
+    if w is None:
+        return 1000 if cfg.schedule.name == "warmup_cosine" else 0
+    return int(w)
+
+
+# ----------------------------------------------------------------------------------------------------------- helpers
+
+
+def _adapter_kinds() -> tuple:
+    try:
+        from c2bridge.adapters import ADAPTERS  # type: ignore[attr-defined]
+
+        return tuple(sorted(ADAPTERS))
+    except ImportError:
+        return ADAPTER_KINDS
+
+
+def _decoder_names() -> dict:
+    try:
+        from c2bridge.decoder import objective as o
+
+        return {"loss": tuple(o.NAMED_LOSSES), "perceptual": tuple(o.PERCEPTUAL), "sigma": tuple(o.SIGMA_DISTRIBUTIONS),
+                "x0": tuple(o.X0_WEIGHTINGS), "terms": tuple(o.TERMS)}
+    except ImportError:
+        return {"loss": LOSS_NAMES, "perceptual": PERCEPTUAL, "sigma": SIGMA_DISTRIBUTIONS, "x0": X0_WEIGHTINGS,
+                "terms": LOSS_TERMS}
+
+
+def _parse_overrides(overrides: Sequence[str] | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(overrides, Mapping):
+        return dict(overrides)
+    items: dict[str, Any] = {}
+    for item in overrides:
+        if not isinstance(item, str) or "=" not in item:
+            raise ValueError(f"bad override {item!r}; expected KEY=VALUE with a dotted key, e.g. optim.lr=3e-4")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ValueError(f"bad override {item!r}; expected KEY=VALUE with a dotted key, e.g. optim.lr=3e-4")
+        items[key] = _parse_scalar(value)
+    return items
+
+
+def _parse_scalar(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _merge_into(obj: Any, values: Mapping, prefix: str, errors: list[str], origin: str = "") -> None:
+    if not isinstance(values, Mapping):
+        errors.append(f"{origin}{prefix.rstrip('.') or 'config'}: expected a mapping, got {_show(values)}")
+        return
+    names = {f.name: f for f in dataclasses.fields(obj)}
+    hints = typing.get_type_hints(type(obj))
+    for key, value in values.items():
+        dotted = f"{prefix}{key}"
+        if key not in names:
+            errors.append(f"{origin}unknown config key {dotted!r}; expected one of {sorted(names)}")
+            continue
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _merge_into(current, value if value is not None else {}, dotted + ".", errors, origin)
+            continue
+        try:
+            setattr(obj, key, _coerce(value, hints[key], dotted))
+        except ValueError as exc:
+            errors.append(f"{origin}{exc}")
+
+
+def _set_dotted(cfg: TrainConfig, dotted: str, raw: Any, errors: list[str]) -> None:
+    parts = dotted.split(".")
+    obj: Any = cfg
+    for i, part in enumerate(parts):
+        here = ".".join(parts[: i + 1])
+        if isinstance(obj, dict):  # free-form dict fields (adapter.overrides, loss.weights): set nested keys
+            for sub in parts[i:-1]:
+                obj = obj.setdefault(sub, {})
+                if not isinstance(obj, dict):
+                    errors.append(f"override {dotted!r}: {here!r} is not a mapping")
+                    return
+            obj[parts[-1]] = raw
+            return
+        if not dataclasses.is_dataclass(obj):
+            errors.append(f"unknown config key {dotted!r}: {'.'.join(parts[:i])!r} has no sub-keys")
+            return
+        names = {f.name for f in dataclasses.fields(obj)}
+        if part not in names:
+            errors.append(f"unknown config key {here!r}; expected one of {sorted(names)}")
+            return
+        if i == len(parts) - 1:
+            current = getattr(obj, part)
+            if dataclasses.is_dataclass(current):
+                _merge_into(current, raw if raw is not None else {}, here + ".", errors)
+                return
+            try:
+                setattr(obj, part, _coerce(raw, typing.get_type_hints(type(obj))[part], here))
+            except ValueError as exc:
+                errors.append(str(exc))
+            return
+        obj = getattr(obj, part)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Coerce a YAML/CLI value to the field's declared type, or raise ValueError naming the key."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is Union:
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("null", "none", "~")):
+            if type(None) in args:
+                return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ValueError as exc:
+                errors.append(str(exc))
+        names = " or ".join("null" if a is type(None) else getattr(a, "__name__", str(a)) for a in args)
+        raise ValueError(f"{key}={_show(value)}: expected {names}")
+    if hint is float:
+        if isinstance(value, bool):
+            raise ValueError(f"{key}={_show(value)}: expected a number")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{key}={_show(value)}: expected a number") from None
+    if hint is int:
+        if isinstance(value, bool):
+            raise ValueError(f"{key}={_show(value)}: expected an integer")
+        try:
+            f = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{key}={_show(value)}: expected an integer") from None
+        if not f.is_integer():
+            raise ValueError(f"{key}={_show(value)}: expected an integer")
+        return int(f)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+            return value.strip().lower() in ("true", "yes", "on", "1")
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ValueError(f"{key}={_show(value)}: expected true or false")
+    if hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ValueError(f"{key}={_show(value)}: expected a string")
+    if hint is dict or origin is dict:
+        if isinstance(value, Mapping):
+            return copy.deepcopy(dict(value))
+        raise ValueError(f"{key}={_show(value)}: expected a mapping")
+    if hint is tuple or origin is tuple:
+        if isinstance(value, (list, tuple)):
+            return tuple(_coerce(v, float, f"{key}[{i}]") for i, v in enumerate(value))
+        raise ValueError(f"{key}={_show(value)}: expected a list")
+    return value
+
+
+def _get_dotted(cfg: Any, dotted: str) -> Any:
+    obj = cfg
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,127 @@
+"""COCO val2017 reader on a generated fixture (COCO-format json + a few PIL images, one of them corrupt)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from c2bridge.data import UnreadableSample
+from c2bridge.data.coco import CocoDataset, coco_split_ids
+from c2bridge.data.registry import build_dataset
+
+N_IMAGES = 12
+CORRUPT_ID = 7
+
+
+def make_coco(root, n=N_IMAGES):
+    """Image i: a non-square photo-like canvas with one red rectangle (its instance: polygon + bbox)."""
+    (root / "val2017").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    rng = np.random.default_rng(0)
+    images, anns, captions = [], [], []
+    for i in range(1, n + 1):
+        w, h = (64, 48) if i % 2 else (48, 64)
+        arr = (rng.random((h, w, 3)) * 60).astype(np.uint8)
+        x0, y0 = 10 + i % 5, 12 + i % 4
+        x1, y1 = x0 + 20, y0 + 14
+        arr[y0:y1, x0:x1] = (230, 30, 30)
+        name = f"{i:012d}.jpg"
+        if i == CORRUPT_ID:
+            (root / "val2017" / name).write_bytes(b"\xff\xd8 not really a jpeg")
+        else:
+            Image.fromarray(arr).save(root / "val2017" / name, quality=95)
+        images.append({"id": i, "file_name": name, "width": w, "height": h})
+        anns.append({"id": 100 + i, "image_id": i, "category_id": 1 + i % 2, "iscrowd": 0,
+                     "bbox": [x0, y0, x1 - x0, y1 - y0], "area": float((x1 - x0) * (y1 - y0)),
+                     "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]]})
+        if i % 3 == 0:
+            captions.append({"id": 500 + i, "image_id": i, "caption": f"A red box number {i}."})
+    cats = [{"id": 1, "name": "dog", "supercategory": "animal"}, {"id": 2, "name": "cup", "supercategory": "kitchen"}]
+    (root / "annotations" / "instances_val2017.json").write_text(
+        json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    (root / "annotations" / "captions_val2017.json").write_text(
+        json.dumps({"images": images, "annotations": captions}))
+    return root
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # the shared 2-core machine: oversubscribed threads make tiny matmuls crawl
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def coco_root(tmp_path_factory):
+    return make_coco(tmp_path_factory.mktemp("coco"))
+
+
+def test_plan_split_sizes_are_disjoint_and_fixed():
+    parts = {s: coco_split_ids(range(1, 5001), s) for s in ("train", "val", "heldout")}
+    assert {s: len(v) for s, v in parts.items()} == {"train": 4250, "val": 250, "heldout": 500}
+    assert sum(map(len, parts.values())) == len(set().union(*map(set, parts.values()))) == 5000
+    assert parts["heldout"] == coco_split_ids(reversed(range(1, 5001)), "heldout")  # order of input irrelevant
+    with pytest.raises(ValueError, match="unknown split"):
+        coco_split_ids(range(10), "test")
+
+
+def test_fixture_splits_and_items(coco_root):
+    splits = {s: CocoDataset(coco_root, s, image_size=32) for s in ("train", "val", "heldout")}
+    ids = {s: set(d.image_ids) for s, d in splits.items()}
+    assert [len(ids[s]) for s in ("train", "val", "heldout")] == [10, 1, 1]
+    assert set().union(*ids.values()) == set(range(1, N_IMAGES + 1)) and sum(map(len, ids.values())) == N_IMAGES
+    assert CocoDataset(coco_root, "train", image_size=32).image_ids == splits["train"].image_ids  # deterministic
+    assert len(CocoDataset(coco_root, "train", image_size=32, limit=3)) == 3
+
+    ds = splits["train"]
+    for k in range(len(ds)):
+        if ds.image_ids[k] == CORRUPT_ID:
+            with pytest.raises(UnreadableSample, match=f"coco-0000000000{CORRUPT_ID:02d}"):
+                ds[k]
+            continue
+        item = ds[k]
+        image_id = ds.image_ids[k]
+        assert item["image"].shape == (3, 32, 32) and 0 <= item["image"].min() and item["image"].max() <= 1
+        assert item["sample_id"] == f"coco-{image_id:012d}"
+        # the mask (from the polygon via pycocotools) sits on the red rectangle after the same crop + resize
+        red = (item["image"][0] > 0.6) & (item["image"][1] < 0.4)
+        iou = (red & item["mask"]).sum() / (red | item["mask"]).sum()
+        assert iou > 0.8, (image_id, iou)
+        # and the box is the mask's extent (xyxy, pixels of the 32 px square)
+        ys, xs = torch.nonzero(item["mask"], as_tuple=True)
+        assert item["boxes"].shape == (1, 4)
+        assert torch.allclose(item["boxes"][0], torch.tensor([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float(),
+                              atol=1.01)
+        if image_id % 3 == 0:
+            assert item["caption"] == f"A red box number {image_id}."
+        else:
+            assert item["caption"] == "a photo of " + ("cup" if image_id % 2 else "dog")
+
+
+def test_registry_and_missing_root(coco_root, tmp_path, monkeypatch):
+    ds = build_dataset("coco", "heldout", "tiny", root=coco_root)
+    assert len(ds) == 1 and ds[0]["image"].shape == (3, 32, 32)  # tiny preset: image_size 32
+    monkeypatch.delenv("C2BRIDGE_COCO_ROOT", raising=False)
+    monkeypatch.delenv("C2BRIDGE_DATA_ROOT", raising=False)
+    with pytest.raises(FileNotFoundError, match="--root"):
+        build_dataset("coco", "train", "tiny")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        build_dataset("coco", "train", "tiny", root=tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="instances"):
+        build_dataset("coco", "train", "tiny", root=tmp_path / "empty")
+    monkeypatch.setenv("C2BRIDGE_COCO_ROOT", str(coco_root))
+    assert len(build_dataset("coco", "val", "tiny")) == 1
+
+
+def test_extract_skips_the_corrupt_image(coco_root, tmp_path):
+    from c2bridge.encoders.extract import extract
+
+    cache = extract("tiny", "coco", "train", tmp_path / "cache", root=coco_root, batch_size=4, shard_size=4,
+                    progress=False)
+    assert len(cache) == 9 and cache.manifest["skipped"][0]["sample_id"] == f"coco-{CORRUPT_ID:012d}"
+    assert cache.fields == ["mask"] and cache[0]["mask"].shape == (32, 32)

@@ -1,0 +1,42 @@
+"""Pure trial functions for the executor tests (importable by name from spawned / Ray / Modal workers)."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from c2bridge._io import append_jsonl, atomic_write_json, read_json
+
+
+def checkpointing_trial(trial: dict) -> dict:
+    """Counts to trial["steps"], checkpointing after every step; resumes from the checkpoint when the executor
+    says resume=True. With trial["crash_at"] = k it kills its own process after step k, once (a marker file
+    remembers), like a worker lost mid-trial."""
+    run_dir = Path(trial["run_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = run_dir / "checkpoint.json"
+    start = read_json(ckpt)["step"] if (trial.get("resume") and ckpt.is_file()) else 0
+    t0 = time.time()
+    append_jsonl(run_dir / "attempts.jsonl", {"pid": os.getpid(), "start_step": start, "t": t0})
+    for step in range(start, int(trial["steps"])):
+        time.sleep(float(trial.get("sleep", 0.0)))
+        atomic_write_json(ckpt, {"step": step + 1})
+        marker = run_dir / "crashed.marker"
+        if trial.get("crash_at") == step + 1 and not marker.exists():
+            marker.write_text("x")
+            append_jsonl(run_dir / "attempts.jsonl", {"pid": os.getpid(), "crash_step": step + 1, "t": time.time()})
+            os._exit(17)  # the worker process dies mid-trial
+    return {"status": "completed", "resumed_from": start, "steps": int(trial["steps"]), "pid": os.getpid(),
+            "t_start": t0, "t_end": time.time()}
+
+
+def failing_trial(trial: dict) -> dict:
+    run_dir = Path(trial["run_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    append_jsonl(run_dir / "attempts.jsonl", {"pid": os.getpid()})
+    raise RuntimeError("boom in trial " + json.dumps(trial["key"]))
+
+
+def dispatch_trial(trial: dict) -> dict:
+    return failing_trial(trial) if trial.get("fail") else checkpointing_trial(trial)

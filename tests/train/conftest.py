@@ -1,0 +1,41 @@
+"""Shared fixtures for the training tests: tiny feature caches (random tiny encoders on the shapes world), built
+once per session through the real extraction code, and a helper for short tiny-preset run configs."""
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_caches(tmp_path_factory):
+    """{"train": dir (48 samples), "val": dir (12 samples)} of the `tiny` preset."""
+    from c2bridge.encoders.extract import extract
+
+    root = tmp_path_factory.mktemp("tiny_caches")
+    extract("tiny", "shapes", "train", root / "train", limit=48, progress=False)
+    extract("tiny", "shapes", "val", root / "val", limit=12, progress=False)
+    return {"train": str(root / "train"), "val": str(root / "val")}
+
+
+@pytest.fixture
+def tiny_config(tiny_caches):
+    """Build a short tiny-preset config dict: ``tiny_config(**{"optim.max_steps": 6, ...})``."""
+
+    def make(**dotted) -> dict:
+        cfg = {
+            "preset": "tiny",
+            "seed": 0,
+            "data": {"train_cache": tiny_caches["train"], "val_cache": tiny_caches["val"]},
+            "optim": {"lr": 3e-3, "batch_size": 4, "grad_accum": 1, "max_steps": 8},
+            "eval": {"every_steps": 4},
+            "checkpoint": {"every_steps": 4, "keep_last": 2},
+            "log": {"progress_bar": False},
+        }
+        for key, value in dotted.items():
+            node = cfg
+            *parents, leaf = key.split(".")
+            for p in parents:
+                node = node.setdefault(p, {})
+            node[leaf] = value
+        return cfg
+
+    return make
