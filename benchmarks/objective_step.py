@@ -64,7 +64,8 @@ def main() -> None:
                 cond.grad = None
         row = {name: (statistics.median(t) * 1e3, min(t) * 1e3) for name, t in times.items()}
         base = row["flow"][0]
-        cells = "  ".join(f"{name}: {med:7.1f} ms (min {low:6.1f}; {med / base:4.1f}x)" for name, (med, low) in row.items())
+        cells = "  ".join(f"{name}: {med:7.1f} ms (min {low:6.1f}; {med / base:4.1f}x)"
+                          for name, (med, low) in row.items())
         print(f"frames={frames:2d}  latents={tuple(latents.shape)}  {cells}")
 
 

@@ -481,7 +481,7 @@ def expand_experiment(name: str, cfg: Mapping, preset) -> list[dict]:
         post_eval = {"splits": splits, "sample_steps": int(ev.get("sample_steps", 20)),
                      "guidance": float(ev.get("guidance", 1.0))}
 
-    def add(label: str, kind: str, budget: str, patch: Mapping | None = None) -> None:
+    def add(label: str, kind: str, budget: str, patch: Mapping | None = None, runtime_choice: bool = False) -> None:
         patch = dict(patch or {})
         train_cache = patch.pop("train_cache", None) or cfg.get("train_cache")
         for s in seeds:
@@ -493,6 +493,8 @@ def expand_experiment(name: str, cfg: Mapping, preset) -> list[dict]:
                 t["_train_cache"] = train_cache  # a different cache is a different trial
             if post_eval:
                 t["_post_eval"] = post_eval
+            if runtime_choice:
+                t["_runtime_choice"] = True  # decided from earlier results: assume a new trial, never shared
             t["name"] = f"{label}-s{s}" if len(seeds) > 1 else label
             trials.append(t)
 
@@ -511,14 +513,16 @@ def expand_experiment(name: str, cfg: Mapping, preset) -> list[dict]:
             for arm, patch in ((spec or {}).get("arms") or {}).items():
                 add(f"{grid}-{arm}", kind, budget, patch or {})
         if cfg.get("combine", True):
-            add("combined", kind, budget)
+            add("combined", kind, budget, runtime_choice=True)
     elif name == "e2.4":
         kind = cfg.get("arch") or cfg.get("fallback_arch", "query")
         patch = cfg.get("recipe_patch") or {}
-        add("final-" + cfg.get("small_budget", "10m"), kind, cfg.get("small_budget", "10m"), patch)
+        runtime = cfg.get("arch") is None or cfg.get("recipe_patch") is None  # winners of E2.2 / E2.3
+        add("final-" + cfg.get("small_budget", "10m"), kind, cfg.get("small_budget", "10m"), patch, runtime)
         ref_seeds = list(cfg.get("reference_seeds") or seeds)
         seeds[:] = ref_seeds
-        add("reference-" + cfg.get("reference_budget", "100m"), kind, cfg.get("reference_budget", "100m"), patch)
+        add("reference-" + cfg.get("reference_budget", "100m"), kind, cfg.get("reference_budget", "100m"), patch,
+            runtime)
     else:
         raise ValueError(f"unknown experiment {name!r}; expected e2.1, e2.2, e2.3 or e2.4")
     return trials
@@ -542,6 +546,7 @@ def load_sources(preset: str = "full", config_dir: str | Path | None = None) -> 
         recipe = _deep_merge(recipe, read_yaml(preset_file) or {})
         sources["recipe"] = str(preset_file)
     experiments = default_experiments()
+    caches: dict[str, dict] = {}
     for name in list(experiments):
         path = root / "experiments" / f"{name.replace('.', '_')}.{preset}.yaml"
         if not path.is_file():
@@ -555,7 +560,14 @@ def load_sources(preset: str = "full", config_dir: str | Path | None = None) -> 
             cfg = read_yaml(path) or {}
         experiments[name] = expand_experiment(name, cfg, p)
         sources[name] = str(path)
-    return {"recipe": recipe, "data": copy.deepcopy(PLAN_DATA), "encoding": copy.deepcopy(PLAN_ENCODING),
+        for cache_name, spec in (cfg.get("caches") or {}).items():
+            if isinstance(spec, Mapping) and spec.get("limit"):
+                frames = p.num_frames if spec.get("dataset") == "ssv2" else 1
+                caches[cache_name] = {"n": int(spec["limit"]) * int(spec.get("views", 1)), "frames": frames}
+    data = copy.deepcopy(PLAN_DATA)
+    if caches:  # what the study actually extracts (each named cache once)
+        data["caches"] = caches
+    return {"recipe": recipe, "data": data, "encoding": copy.deepcopy(PLAN_ENCODING),
             "experiments": experiments, "sources": sources}
 
 
@@ -691,6 +703,7 @@ def estimate_trial(experiment: str, overrides: Mapping, *, preset: str = "full",
     data = overrides.pop("_data", None) or data
     post_eval = overrides.pop("_post_eval", None)
     overrides.pop("_train_cache", None)
+    overrides.pop("_runtime_choice", None)
     r = _deep_merge(dict(recipe or PLAN_RECIPE), overrides)
     o, ev = r["optim"], r.get("eval", {})
     batch, accum = int(o["batch_size"]), int(o["grad_accum"])
@@ -788,7 +801,8 @@ def estimate_cache(*, preset: str = "full", gpu: str = "a100-80", mfu: float = D
     per_image = qwen_vl_flops(dims["qwen_text"], dims["qwen_vision"], enc["vlm_image_size"], enc["prompt_tokens"])
     per_image = per_image["forward"] + dinov2_flops(dims["dinov2"], p.encoder_image_size)
     total, samples = 0.0, 0
-    for split in data.values():
+    splits = [data["caches"]] if "caches" in data else [v for k, v in data.items() if k in ("train", "val", "test")]
+    for split in splits:
         for d in split.values():
             samples += d["n"]
             lat = vae_encoder_costs(dims["ltx_vae"], d["frames"], p.image_size, p.image_size)["forward"] \
@@ -830,7 +844,9 @@ def plan(preset: str = "full", experiments: Iterable[str] | None = None, gpu: st
             e = estimate_trial(n, t, preset=preset, gpu=gpu, mfu=mfu, recipe=src["recipe"], data=src["data"],
                                encoding=src["encoding"])
             key = stable_hash(_deep_merge(src["recipe"], {k: v for k, v in t.items() if k != "name"}))
-            if key in seen:
+            if t.get("_runtime_choice"):
+                pass
+            elif key in seen:
                 e.shared_with, e.hours = seen[key], 0.0
             else:
                 seen[key] = f"{n}/{e.name}"

@@ -158,3 +158,26 @@ def test_full_preset_offline_cli_error(tmp_path):
     assert len(lines) == 1 and "facebook/dinov2-large" in lines[0]
     assert "hf download facebook/dinov2-large" in lines[0] and "offline" in lines[0]
     assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_mini_preset_loads_the_shipped_dinov2_layout(tmp_path, monkeypatch):
+    """The mini preset on a mini-world-style assets dir (fp16 save_pretrained Dinov2Model, 32 px, patch 4)."""
+    from transformers import Dinov2Config, Dinov2Model
+
+    import c2bridge.encoders as encoders
+
+    torch.manual_seed(0)
+    cfg = Dinov2Config(image_size=32, patch_size=4, hidden_size=64, num_hidden_layers=1, num_attention_heads=4,
+                       mlp_ratio=2)
+    Dinov2Model(cfg).half().save_pretrained(tmp_path / "dinov2")
+    monkeypatch.setattr(encoders, "MINI_DINO_DIR", tmp_path / "dinov2")
+    mini = encoders.build_encoders("mini", device="cpu")
+    x = images(2)
+    assert mini.dino(x).shape == (2, 64, 64) and mini.dino.dtype == torch.float32
+    hidden, mask = mini.vlm(x)
+    assert hidden.shape[-1] == 32 and int(mask.sum(1)[0]) == hidden.shape[1]
+    image_tokens = (mini.vlm.build_inputs(x)["input_ids"] == mini.vlm.model.config.image_token_id).sum(1)
+    assert image_tokens.tolist() == [16, 16]  # 32 px: 8x8 patches of 4 px, merged 2x2
+    key = mini.dino.encoder_key()
+    Dinov2Model(cfg).half().save_pretrained(tmp_path / "dinov2")  # a rebuilt DINOv2 ...
+    assert encoders.build_encoders("mini", device="cpu").dino.encoder_key()["revision"] != key["revision"]  # ... new key

@@ -33,6 +33,10 @@ def test_extract_verify_info(tmp_path, capsys):
     assert spec["augment"]["kind"] == "random_crop" and spec["augment"]["views"] == 2
     assert main(["cache", "verify", str(out)]) == 0
     assert "OK: 2 shards, 12 samples" in capsys.readouterr().out
+    from c2bridge.encoders import expected_key
+
+    assert expected_key("tiny", "shapes", "val", limit=6, augment="random_crop", views=2) == cache.key
+    assert expected_key("tiny", "shapes", "val", limit=6, augment="random_crop", views=3) != cache.key
     assert main(["cache", "info", str(out)]) == 0
     assert json.loads(capsys.readouterr().out)["key"] == cache.key
     # same command again: nothing to do, same cache; another option: refused, one line, exit 2

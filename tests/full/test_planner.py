@@ -65,7 +65,8 @@ def _ltx_counts(cfg: dict, frames: int, h: int, w: int, text: int):
 
 @pytest.mark.parametrize("cfg,shape,text", [
     (TINY_LTX, (3, 4, 4), 7),  # the diffusers test-suite config
-    (dict(full_dims()["ltx_transformer"], num_layers=2), (1, 8, 8), 77),  # real widths, 2 layers, 64 tokens
+    pytest.param(dict(full_dims()["ltx_transformer"], num_layers=2), (1, 8, 8), 77,  # real widths, 64 tokens
+                 marks=pytest.mark.slow),
 ], ids=["tiny", "real-width"])
 def test_ltx_transformer_flops_params_and_activations(cfg, shape, text):
     fwd, bwd, params, saved_bytes, s = _ltx_counts(cfg, *shape, text)
@@ -105,7 +106,8 @@ def _vae_counts(cfg: dict, latent: tuple[int, int, int]):
             "enc_params": sum(p.numel() for p in vae.encoder.parameters())}
 
 
-@pytest.mark.parametrize("cfg,latent", [(TINY_VAE, (3, 4, 4)), (full_dims()["ltx_vae"], (2, 2, 2))],
+@pytest.mark.parametrize("cfg,latent", [(TINY_VAE, (3, 4, 4)),
+                                        pytest.param(full_dims()["ltx_vae"], (1, 2, 2), marks=pytest.mark.slow)],
                          ids=["tiny", "real-config"])
 def test_vae_decoder_and_encoder(cfg, latent):
     c = _vae_counts(cfg, latent)
@@ -190,7 +192,7 @@ def test_adapter_bound_covers_real_adapters():
     dims = dict(vlm_dim=48, dino_dim=32, out_dim=40, n_tokens=6, n_patches=16)
     t_vlm = 10
     for kind in ("query", "bottleneck", "lora", "perceiver", "moe"):
-        adapter = build_adapter(kind, budget=5e4, **dims)
+        adapter = build_adapter(kind, budget=2e4, **dims)
         vlm, dino = torch.randn(2, t_vlm, 48), torch.randn(2, 16, 32)
         with sdpa_kernel(SDPBackend.MATH):
             fwd, out = _count(lambda: adapter(vlm, dino))
@@ -202,8 +204,10 @@ def test_adapter_bound_covers_real_adapters():
 # ------------------------------------------------------------------------------------------------------------ plan
 
 
-def test_full_plan_against_the_plan_table():
-    result = P.plan(preset="full", gpu="a100-80")
+def test_full_plan_against_the_plan_table(tmp_path):
+    plan_numbers = P.load_sources("full", config_dir=tmp_path)  # no YAMLs: the plan's own numbers
+    assert set(plan_numbers["sources"].values()) == {"plan"}
+    result = P.plan(preset="full", gpu="a100-80", sources=plan_numbers)
     assert list(result.experiments) == ["e2.1", "e2.2", "e2.3", "e2.4"]
     e21 = [t for t in result.trials if t.experiment == "e2.1"]
     assert len(e21) == 5 and sorted(t.adapter_params for t in e21) == [5e6, 10e6, 20e6, 50e6, 100e6]
@@ -217,7 +221,7 @@ def test_full_plan_against_the_plan_table():
     t = e21[1]
     assert 5 < t.step_tflops["ssv2"] / t.step_tflops["shapes"] < 20
     # a faster GPU, same FLOPs: hours scale with peak throughput
-    h100 = P.plan(preset="full", experiments=["e2.1"], gpu="h100")
+    h100 = P.plan(preset="full", experiments=["e2.1"], gpu="h100", sources=plan_numbers)
     assert h100.experiments["e2.1"]["gpu_hours"] == pytest.approx(
         result.experiments["e2.1"]["gpu_hours"] * 312 / 989, rel=1e-9)
     # shared trials (same resolved recipe) are counted once
@@ -226,18 +230,34 @@ def test_full_plan_against_the_plan_table():
     assert any(t.experiment == "e2.2" and t.shared_with == "e2.1/query-10m" for t in shared)
 
 
-def test_fit_flags_follow_memory():
-    big = P.plan(preset="full", experiments=["e2.1"], gpu="a100-40", overrides={"optim.batch_size": 8})
+def test_the_study_configs_load():
+    src = P.load_sources("full")  # the repository's configs/presets/full.yaml and experiments/e2_*.full.yaml
+    result = P.plan("full", sources=src)
+    for name, e in result.experiments.items():
+        assert e["trials"] >= 1 and e["gpu_hours"] > 0, name
+    assert result.cache["samples"] > 0 and 0 < result.total_hours < 10_000
+
+
+def test_fit_flags_follow_memory(tmp_path):
+    src = P.load_sources("full", config_dir=tmp_path)  # the plan's data: 5k SSv2 clips of 25 frames
+    big = P.plan(preset="full", experiments=["e2.1"], gpu="a100-40", overrides={"optim.batch_size": 8},
+                 sources=src)
     assert big.experiments["e2.1"]["not_fitting"]  # 25-frame clips at batch 8 do not fit in 40 GiB
     t = big.trials[0]
     assert t.worst_dataset == "ssv2" and t.max_batch < 8
-    small = P.plan(preset="full", experiments=["e2.1"], gpu="a100-40",
-                   overrides={"optim.batch_size": max(t.max_batch, 1), "optim.grad_accum": 32})
+    fit = min(x.max_batch for x in big.trials)
+    assert fit >= 1
+    small = P.plan(preset="full", experiments=["e2.1"], gpu="a100-40", sources=src,
+                   overrides={"optim.batch_size": fit, "optim.grad_accum": 32})
     assert all(x.fits == (x.peak_gib <= 40.0) for x in small.trials)
-    if t.max_batch >= 1:
-        assert not small.experiments["e2.1"]["not_fitting"]
-    # the same samples at a smaller batch: same FLOPs, so the same hours
-    assert small.experiments["e2.1"]["gpu_hours"] == pytest.approx(big.experiments["e2.1"]["gpu_hours"], rel=1e-3)
+    assert not small.experiments["e2.1"]["not_fitting"]
+    worse = P.plan(preset="full", experiments=["e2.1"], gpu="a100-40", sources=src,
+                   overrides={"optim.batch_size": fit + 1})
+    assert worse.experiments["e2.1"]["not_fitting"]
+    # the same training samples at a smaller batch: the same training FLOPs (validation runs every N steps, so
+    # the evaluation share moves a little)
+    assert [x.flops["train"] for x in small.trials] == pytest.approx([x.flops["train"] for x in big.trials], rel=1e-9)
+    assert small.experiments["e2.1"]["gpu_hours"] == pytest.approx(big.experiments["e2.1"]["gpu_hours"], rel=0.05)
 
 
 def test_experiment_yaml_drives_the_trial_list(tmp_path):

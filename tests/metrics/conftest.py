@@ -21,3 +21,13 @@ def empty_torch_home(tmp_path, monkeypatch):
     home = tmp_path / "torch_home"
     monkeypatch.setenv("TORCH_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """These tiny models run fastest on one thread on a shared machine (two threads oversubscribe it); the
+    previous setting is restored after each module."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -75,6 +75,17 @@ def test_lpips_with_backbone_file_on_disk(empty_torch_home):
     assert get_distance("ms_lpips_alex")(x, y).shape == (2,)
     assert get_distance("lpips_alex") is d  # built once per backbone file
 
+    # as a training loss: gradients reach the conditioning, never the LPIPS weights or the decoder
+    from c2bridge.decoder import LossSpec, LTXBridge
+
+    bridge = LTXBridge.from_preset("tiny", seed=0)
+    cond = torch.randn(2, 8, 32, requires_grad=True)
+    spec = LossSpec.named("lpips_l2", perceptual="lpips_alex")
+    loss, parts = bridge.training_loss(cond, None, bridge.encode_latents(x), x, loss=spec)
+    loss.backward()
+    assert parts["lpips"] > 0 and cond.grad.abs().sum() > 0
+    assert all(p.grad is None for p in d.parameters()) and all(p.grad is None for p in bridge.parameters())
+
 
 def test_ssim_psnr_and_one_minus_ssim():
     g = torch.Generator().manual_seed(0)

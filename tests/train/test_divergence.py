@@ -10,22 +10,22 @@ from c2bridge.train import train
 
 def test_injected_nan_marks_the_run_diverged_and_keeps_the_last_checkpoint(tiny_config, tmp_path):
     run = tmp_path / "run"
-    result = train(tiny_config(**{"debug.nan_at_step": 5, "eval.every_steps": 0}), run)
+    result = train(tiny_config(**{"debug.nan_at_step": 3, "eval.every_steps": 0, "checkpoint.every_steps": 2}), run)
     assert result["status"] == "diverged"
-    assert result["diverged_at_step"] == 6 and result["step"] == 5 and "non-finite" in result["reason"]
+    assert result["diverged_at_step"] == 4 and result["step"] == 3 and "non-finite" in result["reason"]
     assert json.loads((run / "result.json").read_text())["status"] == "diverged"
     assert not (run / "adapter").exists()  # no "final" weights for a diverged run
-    ckpt = run / "checkpoints" / "step_00000004"
+    ckpt = run / "checkpoints" / "step_00000002"
     assert result["last_checkpoint"] == str(ckpt)
     adapter = load_adapter(ckpt / "adapter")  # intact and loadable
     assert all(torch.isfinite(p).all() for p in adapter.parameters())
     state = json.loads((ckpt / "trainer_state.json").read_text())
-    assert state["step"] == 4 and math.isfinite(state["running_min"])
+    assert state["step"] == 2 and math.isfinite(state["running_min"])
     assert (run / "learning_curve.png").exists()
     # resuming a diverged run replays it deterministically and diverges at the same step again
     before = (ckpt / "adapter/model.safetensors").read_bytes()
-    again = train(tiny_config(**{"debug.nan_at_step": 5, "eval.every_steps": 0}), run, resume=True)
-    assert again["status"] == "diverged" and again["diverged_at_step"] == 6 and again["resumed_from_step"] == 4
+    again = train(tiny_config(**{"debug.nan_at_step": 3, "eval.every_steps": 0, "checkpoint.every_steps": 2}), run, resume=True)
+    assert again["status"] == "diverged" and again["diverged_at_step"] == 4 and again["resumed_from_step"] == 2
     assert (ckpt / "adapter/model.safetensors").read_bytes() == before
 
 

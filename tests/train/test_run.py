@@ -13,26 +13,26 @@ from c2bridge.train.schedules import lr_at
 
 
 def test_short_run_lowers_validation_loss_and_writes_its_record(tiny_config, tmp_path):
-    cfg = tiny_config(**{"optim.max_steps": 16, "eval.every_steps": 8, "schedule.name": "cosine",
+    cfg = tiny_config(**{"optim.max_steps": 12, "eval.every_steps": 6, "schedule.name": "cosine",
                          "schedule.min_lr": 1e-4})
     run = tmp_path / "run"
     result = train(cfg, run)
-    assert result["status"] == "completed" and result["step"] == 16
+    assert result["status"] == "completed" and result["step"] == 12
     assert result["final"]["val_loss"] < result["initial"]["val_loss"]  # it learned something
     assert json.loads((run / "result.json").read_text()) == json.loads(json.dumps(result))
     assert (run / "learning_curve.png").stat().st_size > 1000
     assert result["params"]["trainable"] == load_adapter(run / "adapter").num_params
-    # metrics.jsonl: one train record per step with the scheduled lr, val records at 0, 8, 16
+    # metrics.jsonl: one train record per step with the scheduled lr, val records at 0, 6, 12
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     train_records = [r for r in records if r["kind"] == "train"]
-    assert [r["step"] for r in train_records] == list(range(1, 17))
+    assert [r["step"] for r in train_records] == list(range(1, 13))
     resolved = load_config(cfg)
-    assert [r["lr"] for r in train_records] == [lr_at(s, resolved, 16) for s in range(16)]
+    assert [r["lr"] for r in train_records] == [lr_at(s, resolved, 12) for s in range(12)]
     assert all(math.isfinite(r["grad_norm"]) and r["samples_per_s"] > 0 for r in train_records)
-    assert [r["step"] for r in records if r["kind"] == "val"] == [0, 8, 16]
+    assert [r["step"] for r in records if r["kind"] == "val"] == [0, 6, 12]
     # checkpoints: keep_last=2 step dirs + best (the lowest val loss)
     ckpts = sorted(p.name for p in (run / "checkpoints").iterdir())
-    assert ckpts == ["best", "step_00000012", "step_00000016"]
+    assert ckpts == ["best", "step_00000008", "step_00000012"]
     best = json.loads((run / "checkpoints/best/best.json").read_text())
     val_losses = {r["step"]: r["val_loss"] for r in records if r["kind"] == "val" and r["step"] > 0}
     assert best["value"] == min(val_losses.values()) and best["step"] == min(val_losses, key=val_losses.get)
@@ -73,7 +73,7 @@ def test_strategies_moe_mixup_distill_dropout_accum_cyclic(tiny_config, tmp_path
 
 
 def test_failure_inside_a_step_is_a_result(tiny_config, tmp_path):
-    result = train(tiny_config(**{"debug.fail_at_step": 5}), tmp_path / "run")
+    result = train(tiny_config(**{"debug.fail_at_step": 5, "eval.every_steps": 0}), tmp_path / "run")
     assert result["status"] == "failed" and "injected failure" in result["error"] and result["step"] == 5
     assert json.loads((tmp_path / "run/result.json").read_text())["status"] == "failed"
     assert load_adapter(tmp_path / "run/checkpoints/step_00000004/adapter").num_params > 0

@@ -24,6 +24,11 @@ def register_adapter(cls: type["Adapter"]) -> type["Adapter"]:
     return cls
 
 
+def ensure_registered() -> None:
+    """Import every kind's module (each registers itself), in the registry's canonical order."""
+    from . import query, bottleneck, lora, perceiver, moe  # noqa: F401
+
+
 @dataclass(frozen=True)
 class BudgetSpec:
     """How the budget solver sizes a kind (see budget.py): it picks `width` and `depth` by the documented rule,
@@ -188,6 +193,7 @@ def load_adapter(directory: str | Path, device: str | torch.device | None = None
         config = read_json(config_path)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{config_path} is not valid JSON: {exc}") from None
+    ensure_registered()
     kind = config.pop("kind", None) if isinstance(config, dict) else None
     if kind not in ADAPTERS:
         raise ValueError(f"{config_path}: unknown adapter kind {kind!r}; expected one of {sorted(ADAPTERS)}")

@@ -19,7 +19,15 @@ import torch
 from torch import nn
 
 from .base import Adapter, BudgetSpec, compact, per_block, register_adapter, seeded
-from .layers import MLP, AttentionPool, GridPositionEmbedding, PreNormResidual, init_linear, masked_mean
+from .layers import (
+    MLP,
+    AttentionPool,
+    GridPositionEmbedding,
+    PreNormResidual,
+    init_linear,
+    masked_mean,
+    normal_param,
+)
 
 
 class Compressor(nn.Module):
@@ -93,7 +101,7 @@ class BottleneckAdapter(Adapter):
                 self.dino_pool = AttentionPool(n_tokens, b)
                 self.token_emb = None
             else:
-                self.token_emb = nn.Parameter(torch.randn(n_tokens, width) * 0.02)  # [N, W]
+                self.token_emb = normal_param(n_tokens, width, std=0.02)  # [N, W]
             self.blocks = nn.ModuleList(
                 nn.Sequential(
                     PreNormResidual(width, TokenMix(n_tokens, gain), dropout),

@@ -30,7 +30,7 @@ from functools import lru_cache
 
 import torch
 
-from .base import ADAPTERS, Adapter
+from .base import ADAPTERS, Adapter, ensure_registered
 
 TOLERANCE = 0.02  # |count - budget| / budget allowed (the solver usually lands within 0.1%)
 MAX_DEPTH = 12
@@ -105,6 +105,7 @@ def count_params(kind: str, cfg: dict) -> int:
 
 
 def adapter_class(kind: str) -> type[Adapter]:
+    ensure_registered()
     if kind not in ADAPTERS:
         raise ValueError(f"unknown adapter kind {kind!r}; expected one of {sorted(ADAPTERS)}")
     return ADAPTERS[kind]

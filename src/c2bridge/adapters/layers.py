@@ -14,13 +14,24 @@ from torch import nn
 
 def lecun_normal_(weight: torch.Tensor, gain: float = 1.0) -> None:
     """N(0, gain²/fan_in): unit-variance inputs give ~gain-variance outputs whatever the dims (scale-free init)."""
+    if weight.is_meta:  # shape-only build: nothing to initialize
+        return
     fan_in = weight.shape[-1]
     nn.init.normal_(weight, 0.0, gain / math.sqrt(fan_in))
 
 
+def normal_param(*shape: int, std: float) -> nn.Parameter:
+    """A parameter drawn from N(0, std²); left uninitialized on the meta device (counting/loading builds,
+    where random init would only cost time)."""
+    param = nn.Parameter(torch.empty(*shape))
+    if not param.is_meta:
+        nn.init.normal_(param, 0.0, std)
+    return param
+
+
 def init_linear(layer: nn.Linear, gain: float = 1.0) -> None:
     lecun_normal_(layer.weight, gain)
-    if layer.bias is not None:
+    if layer.bias is not None and not layer.bias.is_meta:
         nn.init.zeros_(layer.bias)
 
 
@@ -114,7 +125,7 @@ class StreamEncoder(nn.Module):
         init_linear(self.vlm_proj)
         init_linear(self.dino_proj)
         self.vlm_weight, self.dino_weight = (float(w) for w in stream_weights)
-        self.type_emb = nn.Parameter(torch.randn(2, width) * 0.02) if type_emb else None  # [2, W]: vlm, dino
+        self.type_emb = normal_param(2, width, std=0.02) if type_emb else None  # [2, W]: vlm, dino
         self.pos = GridPositionEmbedding(n_patches, width) if pos_emb else None
 
     def forward(self, vlm: torch.Tensor, dino: torch.Tensor, vlm_mask: torch.Tensor | None):
@@ -146,8 +157,8 @@ class GridPositionEmbedding(nn.Module):
                 "(pass pos_emb=False)"
             )
         self.side = side
-        self.rows = nn.Parameter(torch.randn(side, width) * 0.02)  # [sqrt(P), W]
-        self.cols = nn.Parameter(torch.randn(side, width) * 0.02)  # [sqrt(P), W]
+        self.rows = normal_param(side, width, std=0.02)  # [sqrt(P), W]
+        self.cols = normal_param(side, width, std=0.02)  # [sqrt(P), W]
 
     def forward(self) -> torch.Tensor:
         # patch p = row * side + col (row-major, as DINOv2 orders its patch tokens)
@@ -163,7 +174,7 @@ class AttentionPool(nn.Module):
 
     def __init__(self, n_queries: int, width: int):
         super().__init__()
-        self.queries = nn.Parameter(torch.randn(n_queries, width) * (width ** -0.5))  # [N, W]
+        self.queries = normal_param(n_queries, width, std=width ** -0.5)  # [N, W]
         self.null = nn.Parameter(torch.zeros(1, width))  # [1, W]
 
     def forward(self, tokens: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:

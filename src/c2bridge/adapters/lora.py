@@ -18,7 +18,15 @@ import torch
 from torch import nn
 
 from .base import Adapter, BudgetSpec, compact, per_block, register_adapter, seeded
-from .layers import MLP, AttentionPool, GridPositionEmbedding, PreNormResidual, init_linear, masked_mean
+from .layers import (
+    MLP,
+    AttentionPool,
+    GridPositionEmbedding,
+    PreNormResidual,
+    init_linear,
+    masked_mean,
+    normal_param,
+)
 
 
 @register_adapter
@@ -73,7 +81,7 @@ class LoRAAdapter(Adapter):
                 self.dino_pool = AttentionPool(n_tokens, rank)
                 self.token_emb = None
             else:
-                self.token_emb = nn.Parameter(torch.randn(n_tokens, width) * 0.02)  # [N, 2r]
+                self.token_emb = normal_param(n_tokens, width, std=0.02)  # [N, 2r]
             self.blocks = nn.ModuleList(
                 PreNormResidual(width, MLP(width, hidden_dims[i], dropout, out_gain=gain), dropout)
                 for i in range(depth)

@@ -12,14 +12,12 @@ mean router probability (1.0 when perfectly balanced). Add it to the training lo
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .base import Adapter, BudgetSpec, compact, per_block, register_adapter, seeded
-from .layers import MLP, init_linear
+from .layers import MLP, init_linear, normal_param
 from .query import QueryBackbone
 
 
@@ -35,9 +33,9 @@ class MoEMLP(nn.Module):
         self.n_experts, self.top_k, self.routing = n_experts, top_k, routing
         self.router = nn.Linear(width, n_experts, bias=False)
         init_linear(self.router)  # random router: tokens spread over experts from the first step
-        self.w1 = nn.Parameter(torch.randn(n_experts, width, expert_dim) / math.sqrt(width))  # [E, W, F]
+        self.w1 = normal_param(n_experts, width, expert_dim, std=width ** -0.5)  # [E, W, F]
         self.b1 = nn.Parameter(torch.zeros(n_experts, expert_dim))  # [E, F]
-        self.w2 = nn.Parameter(torch.randn(n_experts, expert_dim, width) * (out_gain / math.sqrt(expert_dim)))
+        self.w2 = normal_param(n_experts, expert_dim, width, std=out_gain * expert_dim ** -0.5)
         self.b2 = nn.Parameter(torch.zeros(n_experts, width))  # [E, W]
         self.drop = nn.Dropout(dropout)
         self.last_aux: torch.Tensor | None = None

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .base import Adapter, BudgetSpec, compact, per_block, register_adapter, seeded
-from .layers import MLP, Attention, PreNormResidual, StreamEncoder, init_linear
+from .layers import Attention, MLP, PreNormResidual, StreamEncoder, init_linear, normal_param
 from .query import _SelfAttention
 
 
@@ -76,7 +76,7 @@ class PerceiverAdapter(Adapter):
         gain = (2 * depth * (1 + self_per_cross)) ** -0.5  # residual branch scale (GPT-2 style)
         with seeded(seed):
             self.streams = StreamEncoder(vlm_dim, dino_dim, width, n_patches, stream_weights, pos_emb, type_emb)
-            self.latents = nn.Parameter(torch.randn(n_tokens, width))  # [N, W]
+            self.latents = normal_param(n_tokens, width, std=1.0)  # [N, W]
             self.iterations = nn.ModuleList(
                 PerceiverIteration(width, n_heads, ffn_dims[i], self_per_cross, cfg["dropout"], gain)
                 for i in range(depth)

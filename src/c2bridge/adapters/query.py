@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .base import Adapter, BudgetSpec, compact, per_block, register_adapter, seeded
-from .layers import MLP, Attention, PreNormResidual, StreamEncoder, init_linear
+from .layers import Attention, MLP, PreNormResidual, StreamEncoder, init_linear, normal_param
 
 
 class _SelfAttention(nn.Module):
@@ -56,7 +56,7 @@ class QueryBackbone(nn.Module):
             cfg["vlm_dim"], cfg["dino_dim"], width, cfg["n_patches"], cfg["stream_weights"], cfg["pos_emb"],
             cfg["type_emb"],
         )
-        self.queries = nn.Parameter(torch.randn(cfg["n_tokens"], width))  # [N, W]
+        self.queries = normal_param(cfg["n_tokens"], width, std=1.0)  # [N, W]
         self.blocks = nn.ModuleList(
             DecoderBlock(width, n_heads, mlp_factory(i, out_gain), cfg["dropout"], self_attn=i > 0, out_gain=out_gain)
             for i in range(depth)

@@ -475,9 +475,10 @@ def _load_full(path: str | os.PathLike, dtype: torch.dtype):
         scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(source, subfolder="scheduler")
     except (OSError, ValueError) as exc:  # OSError covers hub errors (not cached, offline, gated) and missing files
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+        first_line = str(exc).splitlines()[0].rstrip(".") if str(exc) else ""
         raise FileNotFoundError(
             f"could not load LTX-Video weights from {source!r}{' (HF_HUB_OFFLINE is set)' if offline else ''}: "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}. Fetch them with: {fetch}"
+            f"{type(exc).__name__}: {first_line}. Fetch them with: {fetch}"
         ) from None
     return transformer, vae, scheduler
 

@@ -51,12 +51,12 @@ NAMED_LOSSES: dict[str, dict[str, float]] = {
 @dataclass(frozen=True)
 class LossSpec:
     terms: dict[str, float] = field(default_factory=lambda: {"flow": 1.0})  # term -> weight (see TERMS)
-    perceptual: str = "lpips_vgg"  # distance behind the lpips / ms_lpips terms (lpips_vgg | lpips_alex | one_minus_ssim)
+    perceptual: str = "lpips_vgg"  # distance behind lpips/ms_lpips: lpips_vgg | lpips_alex | one_minus_ssim
     perceptual_fallback: str | None = None  # used instead of `perceptual` when its LPIPS backbone file is missing
     sigma: str = "shifted"  # σ distribution (see SIGMA_DISTRIBUTIONS and the module docstring)
     logit_mean: float = 0.0  # logit-normal location (logit_normal, shifted_logit_normal)
     logit_std: float = 1.0  # logit-normal scale
-    x0_weighting: str = "none"  # per-sample weight of the pixel terms: none | one_minus_sigma (trust x0_hat less at high σ)
+    x0_weighting: str = "none"  # pixel-term weight per sample: none | one_minus_sigma (trust x0_hat less at high σ)
     ms_scales: tuple[float, ...] = (1.0, 0.5, 0.25)  # pyramid levels of ms_lpips
     name: str | None = None  # the recipe name it was built from (LossSpec.named), for reports
 

@@ -78,31 +78,32 @@ def _check_dims(preset, dino, vlm) -> None:
 
 
 def load_mini_dino(preset, device=None):
-    """The mini world's pre-trained tiny DINOv2 (``c2bridge.mini.load_mini_components()`` when available, else
-    the save_pretrained directory under assets); missing -> FileNotFoundError naming ``c2bridge mini build``."""
+    """The mini world's pre-trained tiny DINOv2, fp32: via ``c2bridge.mini.load_mini_components()`` when the mini
+    world is complete, else straight from its ``dinov2/`` save_pretrained directory; missing -> FileNotFoundError
+    naming ``c2bridge mini build``. The key's revision is a hash of the weight files (a rebuilt DINOv2 never
+    reads as the old one)."""
+    import torch
+
     from c2bridge._io import sha256_file
     from c2bridge.encoders.dinov2 import DinoPreprocess, DinoV2Encoder
 
+    if not (MINI_DINO_DIR / "config.json").exists():
+        raise FileNotFoundError(f"the mini world's DINOv2 is not built (no {MINI_DINO_DIR}/config.json); "
+                                f"build it with: c2bridge mini build --out {MINI_DINO_DIR.parent}")
     model = None
     try:
-        from c2bridge.mini import load_mini_components
-    except ImportError:
-        load_mini_components = None
-    if load_mini_components is not None and (MINI_DINO_DIR / "config.json").exists():
-        components = load_mini_components()
-        for name in ("dinov2", "dino"):
-            model = components.get(name) if isinstance(components, dict) else getattr(components, name, None)
-            if model is not None:
-                break
-        if model is not None and not hasattr(model, "config"):  # a wrapper: unwrap to the transformers model
-            model = getattr(model, "model", None)
+        from c2bridge.mini import check_assets, load_mini_components
+
+        check_assets(MINI_DINO_DIR.parent)
+    except (ImportError, FileNotFoundError):  # no loader, or a partial world: the DINOv2 part is enough here
+        pass
+    else:
+        model = load_mini_components(MINI_DINO_DIR.parent)["dinov2"]
     if model is None:
-        if not (MINI_DINO_DIR / "config.json").exists():
-            raise FileNotFoundError(f"the mini world's DINOv2 is not built (no {MINI_DINO_DIR}/config.json); "
-                                    "build it with: c2bridge mini build")
         from transformers import Dinov2Model
 
-        model = Dinov2Model.from_pretrained(str(MINI_DINO_DIR), local_files_only=True)
+        model = Dinov2Model.from_pretrained(str(MINI_DINO_DIR), dtype=torch.float32, local_files_only=True)
+    model = model.float()  # shipped as fp16 safetensors; features are computed (and keyed) in fp32
     weights = sorted(p for p in MINI_DINO_DIR.iterdir() if p.suffix in {".safetensors", ".json"})
     revision = "sha256:" + "".join(sha256_file(p)[:8] for p in weights)
     return DinoV2Encoder(model, DinoPreprocess(image_size=preset.encoder_image_size), model_id="c2bridge-mini-dinov2",
@@ -116,6 +117,7 @@ _LAZY = {
     "collate_features": "c2bridge.encoders.cache",
     "verify_cache": "c2bridge.encoders.cache",
     "extract": "c2bridge.encoders.extract",
+    "expected_key": "c2bridge.encoders.extract",
 }
 
 

@@ -24,7 +24,6 @@ import bisect
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 CACHE_FORMAT = "c2bridge-feature-cache-v1"
 MANIFEST = "manifest.json"
@@ -322,13 +321,14 @@ def pad_sequences(rows: list):
     """``[T_i, D]`` rows -> ``(padded [B, Tmax, D] zeros, mask [B, Tmax] bool)``."""
     import torch
 
-    T = max(len(r) for r in rows)
+    lengths = [len(r) for r in rows]
+    T = max(lengths)
     first = rows[0]
-    out = first.new_zeros((len(rows), T, *first.shape[1:]))
-    mask = torch.zeros(len(rows), T, dtype=torch.bool)
-    for i, r in enumerate(rows):
-        out[i, :len(r)] = r
-        mask[i, :len(r)] = True
+    out = first.new_empty((len(rows), T, *first.shape[1:]))
+    for i, (r, n) in enumerate(zip(rows, lengths)):
+        out[i, :n] = r
+        out[i, n:] = 0  # only the padding is zeroed
+    mask = torch.arange(T)[None, :] < torch.tensor(lengths)[:, None]  # [B, T]
     return out, mask
 
 

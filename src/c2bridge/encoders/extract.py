@@ -15,6 +15,7 @@ from c2bridge.encoders.cache import CACHE_FORMAT, MANIFEST, FeatureCache, shard_
 
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_SHARD_SIZE = 256
+LOCK = ".lock"
 
 
 def cache_spec(encoders, dataset_key: dict, split: str, preset, seed: int, limit: int | None, augment_key: dict,
@@ -44,10 +45,9 @@ def extract(preset, dataset, split: str, out: str | os.PathLike, limit: int | No
     ``latents_key`` (a dict identifying that function, e.g. the VAE id and normalization) is required.
     ``encoders``: prebuilt ``Encoders`` (default: ``build_encoders(preset, device, **encoder_options)``).
     """
-    from c2bridge._io import atomic_write_json, read_json, stable_hash
+    from c2bridge._io import atomic_write_json, stable_hash
     from c2bridge.data import check_split
     from c2bridge.data.augment import Augmenter
-    from c2bridge.data.registry import build_dataset
     from c2bridge.presets import Preset, get_preset
 
     preset = preset if isinstance(preset, Preset) else get_preset(preset)
@@ -64,6 +64,75 @@ def extract(preset, dataset, split: str, out: str | os.PathLike, limit: int | No
         raise ValueError("latents_fn and latents_key go together: the cache key must identify the latent encoder "
                          "(pass latents_key={'model': ..., ...} with latents_fn)")
     augmenter = Augmenter(augment, seed=seed)
+    ds = _dataset(dataset, split, preset, root, limit, seed)
+    if encoders is None:
+        from c2bridge.encoders import build_encoders
+
+        encoders = build_encoders(preset, device=device, **encoder_options)
+    spec = cache_spec(encoders, ds.dataset_key(), split, preset, seed, limit, augmenter.key(), views, latents_key)
+    key = stable_hash(spec, 16)
+
+    out = Path(out)
+    manifest_path = out / MANIFEST
+    if out.exists() and not manifest_path.exists() and any(p.name != LOCK for p in out.iterdir()):
+        raise ValueError(f"{out} exists, is not empty and holds no {MANIFEST}: refusing to write a cache into it")
+    if manifest_path.exists():
+        _check_key(out, key)  # before taking the lock: a wrong-key call must not even touch the lock file
+    out.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out):  # everything below sees a manifest no other writer is changing
+        if manifest_path.exists():
+            manifest = _check_key(out, key)
+            if manifest.get("complete"):
+                return FeatureCache(out, key=key)
+            shard_size, batch_size = manifest["shard_size"], manifest["batch_size"]  # resume exactly as started
+        else:
+            n_items = len(ds)
+            manifest = {"format": CACHE_FORMAT, "key": key, "spec": spec, "dims": None, "fields": None,
+                        "shard_size": shard_size, "batch_size": batch_size, "n_items": n_items, "views": views,
+                        "n_shards": -(-n_items // shard_size), "shards": [], "skipped": [], "n_samples": 0,
+                        "complete": False}
+            atomic_write_json(manifest_path, manifest)
+        _remove_stale_temps(out)
+        _run(manifest, out, ds, encoders, augmenter, preset, latents_fn, progress, num_workers)
+    return FeatureCache(out, key=key)
+
+
+def _check_key(out: Path, key: str) -> dict:
+    from c2bridge._io import read_json
+
+    manifest = read_json(out / MANIFEST)
+    if manifest.get("key") != key:
+        raise ValueError(f"{out} already holds a feature cache with key {manifest.get('key')}, not {key} "
+                         "(different encoders/preprocessing/dataset/augmentation); refusing to touch it: "
+                         "extract into another directory")
+    return manifest
+
+
+def expected_key(preset, dataset, split: str, limit: int | None = None, seed: int = 0, augment: str = "none",
+                 views: int = 1, latents_key: dict | None = None, root=None, encoders=None, device=None,
+                 **encoder_options) -> str:
+    """The key ``extract`` with these arguments produces, without extracting (for ``FeatureCache(dir, key=...)``).
+    Builds the encoders unless given (their ``encoder_key`` is part of it)."""
+    from c2bridge._io import stable_hash
+    from c2bridge.data.augment import Augmenter
+    from c2bridge.presets import Preset, get_preset
+
+    preset = preset if isinstance(preset, Preset) else get_preset(preset)
+    ds = _dataset(dataset, split, preset, root, limit, seed)
+    if encoders is None:
+        from c2bridge.encoders import build_encoders
+
+        encoders = build_encoders(preset, device=device, **encoder_options)
+    augment_key = Augmenter(augment, seed=seed).key()
+    return stable_hash(cache_spec(encoders, ds.dataset_key(), split, preset, seed, limit, augment_key, int(views),
+                                  latents_key), 16)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+def _dataset(dataset, split: str, preset, root, limit, seed):
+    from c2bridge.data.registry import build_dataset
+
     if isinstance(dataset, str):
         ds = build_dataset(dataset, split, preset, root=root, limit=limit, seed=seed)
     else:
@@ -74,48 +143,15 @@ def extract(preset, dataset, split: str, out: str | os.PathLike, limit: int | No
             raise ValueError("pass limit to build_dataset for dataset objects (their dataset_key must record it)")
     if len(ds) == 0:
         raise ValueError(f"dataset {ds.dataset_key().get('name')!r} split {split!r} is empty")
-    if encoders is None:
-        from c2bridge.encoders import build_encoders
+    return ds
 
-        encoders = build_encoders(preset, device=device, **encoder_options)
-    spec = cache_spec(encoders, ds.dataset_key(), split, preset, seed, limit, augmenter.key(), views, latents_key)
-    key = stable_hash(spec, 16)
-
-    out = Path(out)
-    manifest_path = out / MANIFEST
-    if manifest_path.exists():
-        manifest = read_json(manifest_path)
-        if manifest.get("key") != key:
-            raise ValueError(f"{out} already holds a feature cache with key {manifest.get('key')}, not {key} "
-                             "(different encoders/preprocessing/dataset/augmentation); refusing to touch it: "
-                             "extract into another directory")
-        if manifest.get("complete"):
-            return FeatureCache(out, key=key)
-        shard_size, batch_size = manifest["shard_size"], manifest["batch_size"]  # resume exactly as started
-    else:
-        if out.exists() and any(out.iterdir()):
-            raise ValueError(f"{out} exists, is not empty and holds no {MANIFEST}: refusing to write a cache into it")
-        n_items = len(ds)
-        manifest = {"format": CACHE_FORMAT, "key": key, "spec": spec, "dims": None, "fields": None,
-                    "shard_size": shard_size, "batch_size": batch_size, "n_items": n_items, "views": views,
-                    "n_shards": -(-n_items // shard_size), "shards": [], "skipped": [], "n_samples": 0,
-                    "complete": False}
-        atomic_write_json(manifest_path, manifest)
-
-    with _exclusive(out):
-        _remove_stale_temps(out)
-        _run(manifest, out, ds, encoders, augmenter, preset, latents_fn, progress, num_workers)
-    return FeatureCache(out, key=key)
-
-
-# ---------------------------------------------------------------------------------------------------------------
 
 @contextlib.contextmanager
 def _exclusive(out: Path):
     """One writer per cache directory (a second concurrent extract fails fast instead of racing)."""
     import fcntl
 
-    with open(out / ".lock", "w") as fh:
+    with open(out / LOCK, "a") as fh:  # append mode: taking the lock never modifies the file
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -140,12 +176,14 @@ class _SafeItems:
     def __len__(self) -> int:
         return self.stop - self.start
 
-    def _partner(self, j: int) -> dict:
+    def _partner(self, j: int, index: int) -> dict:
         from c2bridge.data import UnreadableSample
 
         n = len(self.ds)
-        for attempt in range(n):  # an unreadable partner: take the next one (deterministic)
+        for attempt in range(n):  # an unreadable partner: take the next one (deterministic), never the item itself
             idx = (j + attempt) % n
+            if idx == index:
+                continue
             try:
                 return self.ds[idx]
             except UnreadableSample:
@@ -162,7 +200,7 @@ class _SafeItems:
             return index, [], {"index": index, "sample_id": exc.sample_id, "reason": exc.reason}
         if self.augmenter.config.kind == "none":
             return index, [item], None
-        views = [self.augmenter(item, index, v, get_item=self._partner, n_items=len(self.ds))
+        views = [self.augmenter(item, index, v, get_item=lambda j: self._partner(j, index), n_items=len(self.ds))
                  for v in range(self.views)]
         for v, view in enumerate(views):
             view["sample_id"] = f"{item['sample_id']}#v{v}"

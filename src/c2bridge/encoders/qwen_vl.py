@@ -13,7 +13,7 @@ Inputs are built by a real ``Qwen2_5_VLProcessor`` in every preset. For ``full``
 (tokenizer + chat template from the model dir). For ``tiny``/``mini`` there are no hub files offline, so
 ``mini_processor()`` builds one in memory: the same Qwen2-VL image/video processors (patch 4, merge 2, temporal 2)
 with a tiny word-level tokenizer over a fixed vocabulary (``MINI_VOCAB``: Qwen's special tokens, the chat roles and
-a few hundred-odd prompt/caption words; anything else maps to ``<unk>``) and a Qwen-style chat template.
+~90 prompt/caption words; anything else maps to ``<unk>``) and a Qwen-style chat template.
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ MINI_WORDS = (
     "with on an at to from left right top bottom center middle upper lower small large big tiny medium "
     "red green blue yellow orange purple pink white black gray grey brown cyan magenta "
     "circle square triangle rectangle ellipse star cross diamond shape shapes object objects background "
-    "moving moves up down one two three four five photo picture scene there near next behind front"
+    "moving moves up down one two three four five photo picture scene there near next behind front centre colour"
 ).split()
 MINI_VOCAB_SIZE = 128  # the tiny model's vocab (>= len(MINI_SPECIAL_TOKENS) + len(MINI_WORDS))
 MINI_CHAT_TEMPLATE = (

@@ -123,19 +123,3 @@ def experiment_status(groups: Iterable[dict]) -> str:
     if n and ok == n:
         return "complete"
     return "partial" if ok else "failed"
-
-
-def fmt(x: Any, digits: int = 4) -> str:
-    if x is None:
-        return "–"
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, int):
-        return f"{x:,}"
-    if isinstance(x, float):
-        if not math.isfinite(x):
-            return str(x)
-        if x != 0 and (abs(x) >= 1e5 or abs(x) < 10 ** -(digits - 1)):
-            return f"{x:.{max(1, digits - 2)}e}"
-        return f"{x:.{digits}g}" if abs(x) >= 1000 else f"{x:.{digits}f}".rstrip("0").rstrip(".") if "." in f"{x:.{digits}f}" else f"{x}"
-    return str(x)

@@ -137,8 +137,9 @@ def run_trial(trial: dict) -> dict:
 
     adapter_dir = Path(result.get("best_adapter_dir") or result["adapter_dir"])
     adapter = load_adapter(adapter_dir).to(_device())
-    record["artifacts"]["adapter"] = _rel(adapter_dir, workspace)
-    record.update(_evaluate(config, workspace, run_dir, adapter=adapter))
+    evaluated = _evaluate(config, workspace, run_dir, adapter=adapter)
+    record.update({k: v for k, v in evaluated.items() if k != "artifacts"})
+    record["artifacts"] = {"adapter": _rel(adapter_dir, workspace), **evaluated["artifacts"]}
     return record
 
 

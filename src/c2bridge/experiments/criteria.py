@@ -210,7 +210,9 @@ def gate2(summaries: dict, verdicts: dict, decisions_: dict, criteria: dict, pre
         + ", ".join(r["name"] for r in g.get("also_requires", []))
         + " (out of scope for c2bridge)",
     }
-    if preset.get("is_miniature"):
+    if preset.get("name") == "tiny":
+        out["miniature"] = "computed on the tiny preset (random models): it only exercises the decision procedure"
+    elif preset.get("is_miniature"):
         out["miniature"] = (
             f"computed on the {preset.get('name')} preset: it shows the decision procedure and the direction of the "
             "effects; it is not a Gate 2 decision about the real models"

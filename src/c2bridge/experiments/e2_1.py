@@ -8,7 +8,7 @@ exports the best seed of every budget to ``checkpoints/adapter_<budget>_best/``.
 from __future__ import annotations
 
 from c2bridge.experiments import analysis as an
-from c2bridge.experiments.protocol import recipe_summary
+from c2bridge.experiments.protocol import human, recipe_summary
 
 TITLE = "E2.1: Baseline adapter scaling study"
 
@@ -16,7 +16,7 @@ TITLE = "E2.1: Baseline adapter scaling study"
 def protocol(cfg: dict, preset) -> dict:
     return {
         "adapter kind": cfg.get("kind", "query"),
-        "budgets": {b: preset.budgets[b] for b in (cfg.get("budgets") or preset.budgets)},
+        "budgets": {b: human(preset.budgets[b]) for b in (cfg.get("budgets") or preset.budgets)},
         "seeds per budget": len(cfg.get("seeds") or [0]),
         **recipe_summary(cfg, preset.name),
     }

@@ -7,7 +7,7 @@ distance, spatial IoU, adapter latency, loss variance, peak memory; a recommenda
 from __future__ import annotations
 
 from c2bridge.experiments import analysis as an
-from c2bridge.experiments.protocol import recipe_summary
+from c2bridge.experiments.protocol import human, recipe_summary
 
 TITLE = "E2.2: Architecture comparison"
 
@@ -15,7 +15,7 @@ TITLE = "E2.2: Architecture comparison"
 def protocol(cfg: dict, preset) -> dict:
     return {
         "architectures": list(cfg.get("kinds") or []),
-        "budget": f"{cfg.get('budget', '10m')} ({preset.budgets.get(cfg.get('budget', '10m'), 0):g} params)",
+        "budget": f"{cfg.get('budget', '10m')} ({human(preset.budgets.get(cfg.get('budget', '10m'), 0))} params)",
         "seeds per architecture": len(cfg.get("seeds") or [0]),
         **recipe_summary(cfg, preset.name),
     }

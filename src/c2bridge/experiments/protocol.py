@@ -28,6 +28,14 @@ def recipe_summary(cfg: dict, preset: str) -> dict:
     }
 
 
+def human(n: float) -> str:
+    """1e4 -> '10k', 2.5e7 -> '25M'."""
+    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= div:
+            return f"{n / div:.3g}{unit}"
+    return f"{n:.0f}"
+
+
 def compare(this: dict, full: dict | None) -> list[dict]:
     """Rows ``{knob, this, full, differs}`` for the report."""
     rows = []

@@ -282,6 +282,10 @@ class Study:
                     f"{self.run_dir} holds a {have!r} study; this run is {self.preset.name!r}: use another --out"
                 )
             results["study"]["command"] = command or results["study"].get("command")
+            from c2bridge._io import to_plain
+
+            results["preset"] = to_plain(self.preset)  # this code's view of the preset and packages
+            results["environment"] = res.environment()
             return results
         from c2bridge._io import to_plain
 
@@ -322,9 +326,9 @@ class Study:
         t0 = time.perf_counter()
         info = self.backend.prepare_cache(self.preset.name, spec, self.run_dir / rel)
         ref = {"key": str(info["key"]), "path": rel}
-        self.results["caches"][name if name not in self.results["caches"] else f"{name}@{ident}"] = {
-            **spec, **{k: v for k, v in info.items() if k != "key"}, **ref
-        }
+        previous = self.results["caches"].get(name)
+        entry_name = name if previous is None or previous.get("path") == rel else f"{name}@{ident}"
+        self.results["caches"][entry_name] = {**spec, **{k: v for k, v in info.items() if k != "key"}, **ref}
         dt = time.perf_counter() - t0
         if dt > 1.0:
             self.log(f"cache {name}: {info.get('n', '?')} items in {dt:.1f}s -> {rel}")

@@ -163,28 +163,29 @@ def evaluate_conditioning(
     grid_inputs, grid_recons = [], []
     index = 0
     for batch in iter_batches(data, n, batch_size):
-        target = batch["target"].float()
-        b = target.shape[0]
+        b = batch["target"].shape[0]
         with torch.no_grad():
             cond, mask = cond_fn(batch)
             recon = bridge.sample(
                 cond, mask,
-                num_frames=target.shape[2] if target.ndim == 5 else 1,
-                height=target.shape[-2], width=target.shape[-1],
+                num_frames=batch["target"].shape[2] if batch["target"].ndim == 5 else 1,
+                height=batch["target"].shape[-2], width=batch["target"].shape[-1],
                 steps=steps, guidance_scale=guidance_scale, seed=[seed + index + i for i in range(b)],
-            ).cpu()
+            )
+            target = batch["target"].to(recon.device).float()  # score on the decoder's device
             per["distance"] += dist(recon, target).tolist()
             per["ssim"] += ssim(recon, target).tolist()
             per["psnr"] += psnr(recon, target).tolist()
             gt_mask = batch.get("mask")
             if gt_mask is not None:
+                gt_mask = gt_mask.to(recon.device).bool()
                 bg = background if background is not None else background_from_target(target, gt_mask)
-                scores = spatial_iou(recon, gt_mask.bool(), bg, threshold=iou_threshold)
+                scores = spatial_iou(recon, gt_mask, bg, threshold=iou_threshold)
                 for k in iou:
                     iou[k] += scores[k].tolist()
         if len(grid_inputs) * batch_size < 8:
-            grid_inputs.append(target)
-            grid_recons.append(recon)
+            grid_inputs.append(target.cpu())
+            grid_recons.append(recon.cpu())
         index += b
     if index == 0:
         raise ValueError("evaluation data is empty (n=0 or an empty cache/batch)")

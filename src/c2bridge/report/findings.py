@@ -27,7 +27,9 @@ def num(x: Any, digits: int = 4) -> str:
             return f"{x:,.0f}"
         if x != 0 and abs(x) < 10 ** -(digits - 1):
             return f"{x:.2e}"
-        return f"{x:.{digits}g}" if abs(x) >= 1 else f"{x:.{digits}f}"
+        if abs(x) >= 100:
+            return f"{x:.1f}"
+        return f"{x:.{max(1, digits - 1)}f}" if abs(x) >= 1 else f"{x:.{digits}f}"
     return str(x)
 
 
@@ -76,11 +78,11 @@ def threshold_text(v: dict) -> str:
     bad = "<" if v.get("direction") == "higher" else ">"
     parts = []
     if v.get("target") is not None:
-        parts.append(f"target {sign} {num(v['target'])}")
+        parts.append(f"target {sign} {v['target']:g}")
     if v.get("acceptable") is not None:
-        parts.append(f"acceptable {sign} {num(v['acceptable'])}")
+        parts.append(f"acceptable {sign} {v['acceptable']:g}")
     if v.get("failure") is not None:
-        parts.append(f"failure {bad} {num(v['failure'])}")
+        parts.append(f"failure {bad} {v['failure']:g}")
     return "; ".join(parts)
 
 
@@ -173,7 +175,11 @@ def _headline(results: dict, exps: dict) -> str:
 
 def _claims(results: dict, preset: dict, dist: dict, exps: dict) -> str:
     lines = ["## What this run can and cannot claim", ""]
-    if preset.get("is_miniature"):
+    if preset.get("name") == "tiny":
+        lines += ["Nothing about adapters: the `tiny` preset's models are random. It shows that every stage runs "
+                  "(features → adapter → frozen decoder → sampled metrics → verdicts → report) and that the "
+                  "bookkeeping (trial keys, re-runs, failures) works."]
+    elif preset.get("is_miniature"):
         lines += [
             "It **can** claim, within this miniature: the shape of the scaling curve and whether the small budget "
             "keeps most of the large one's quality (param_efficiency is a ratio of two measurements with the same "
@@ -189,11 +195,14 @@ def _claims(results: dict, preset: dict, dist: dict, exps: dict) -> str:
     else:
         lines += ["This run uses the full models: the plan's thresholds apply where the distance is the plan's "
                   f"(`{dist.get('name')}`). Gate 2 also needs Q3 (out of scope here)."]
-    rows = []
+    merged: dict[tuple, list[str]] = {}  # (knob, this, full) -> experiments: shared recipe rows appear once
     for name, exp in exps.items():
         for r in exp.get("protocol") or []:
             if r.get("differs"):
-                rows.append([name.upper(), r["knob"], str(r.get("this")), str(r.get("full"))])
+                this = "–" if r.get("this") is None else str(r.get("this"))
+                full = "–" if r.get("full") is None else str(r.get("full"))
+                merged.setdefault((r["knob"], this, full), []).append(name.upper())
+    rows = [[", ".join(exps_), knob, this, full] for (knob, this, full), exps_ in merged.items()]
     if rows:
         lines += ["", f"Where this run's protocol is smaller than (or differs from) the full preset's:", "",
                   table(["experiment", "knob", f"this run ({preset.get('name')})", "full preset"], rows)]

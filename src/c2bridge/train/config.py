@@ -165,6 +165,9 @@ class TrainConfig:
     seed: int = 0  # seeds adapter init, data order, σ/noise, mixup, dropout
     device: str = "auto"  # auto (cuda if available) | cpu | cuda
     amp: str = "auto"  # bf16 autocast: auto (bf16 on cuda, off on cpu) | bf16 | none
+    # CPU threads for this run (torch.set_num_threads, restored afterwards); null = torch's default. Small models
+    # on a shared CPU often run several times faster with 1 (less contention); part of the hash (sums may differ).
+    threads: Union[int, None] = None
     blowup_factor: float = 100.0  # diverged if train loss > blowup_factor * running min (after blowup_after steps)
     blowup_after: int = 10  # steps before the blow-up test starts (NaN/inf is checked from step 0)
     adapter: AdapterSection = field(default_factory=AdapterSection)
@@ -245,6 +248,7 @@ def validate_config(cfg: TrainConfig) -> None:
     need(cfg.preset in PRESETS, "preset", f"expected one of {sorted(PRESETS)}")
     need(cfg.device in DEVICES, "device", f"expected one of {list(DEVICES)}")
     need(cfg.amp in AMP_MODES, "amp", f"expected one of {list(AMP_MODES)}")
+    need(cfg.threads is None or cfg.threads >= 1, "threads", "expected null or an integer >= 1")
     need(cfg.blowup_factor > 1, "blowup_factor", "expected a number > 1")
     need(cfg.blowup_after >= 0, "blowup_after", "expected an integer >= 0")
     # adapter

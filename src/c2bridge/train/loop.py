@@ -41,7 +41,17 @@ def train(config: "TrainConfig | dict | str | os.PathLike", out_dir: "str | os.P
     import torch
 
     cfg = load_config(config)  # a fresh, validated copy (accepts a TrainConfig, a dict or a YAML path)
-    out_dir = Path(out_dir)
+    previous_threads = torch.get_num_threads()
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _train(cfg, Path(out_dir), resume, overwrite)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(cfg: TrainConfig, out_dir: Path, resume: bool, overwrite: bool) -> dict:
+    import torch
 
     # ------------------------------------------------------------------ 1. checks (nothing written, no step taken)
     if resume and overwrite:

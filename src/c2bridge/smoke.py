@@ -1,0 +1,253 @@
+"""Real-width smoke run (`c2bridge smoke --preset full-dims`): the full path at the real models' widths, on CPU.
+
+Every real class is built at its real widths (``c2bridge.full_dims``) with random weights and 1-2 layers:
+DINOv2-L (1024 wide, 224 px -> 256 patch tokens), Qwen2.5-VL-7B (text 3584 wide, vocab 152064; its 1280-wide
+vision tower with 14 px patches, 2x2 merge to 3584), the LTX-Video transformer (2048 inner, caption_channels 4096,
+128 latent channels) and the real LTX-Video VAE (0.9.0 config, all its layers). Then it runs the stages a real
+trial runs: extract -> cache -> one training step of a 10M adapter (flow + x0 pixel loss) -> one sampling call
+through ``LTXPipeline``, printing each stage's shapes, wall time and peak memory (resident set size).
+
+The Qwen tokenizer is the miniature's word-level one (the real one needs hub files) inside a real
+``Qwen2_5_VLProcessor`` with the 7B's image processor sizes; token ids and the vocabulary size (the embedding
+table's row count) follow that tokenizer; every width is the 7B's.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable
+
+SMOKE_SEED = 0
+ADAPTER_BUDGET = 10e6  # the plan's 10M scale
+
+
+class _PeakRSS:
+    """Samples this process's resident set size in a thread: the peak within a stage (ru_maxrss is lifetime)."""
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def current() -> int:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.current())
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "_PeakRSS":
+        self.peak = self.current()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+        self.peak = max(self.peak, self.current())
+
+
+def _shape(x: Any) -> Any:
+    if hasattr(x, "shape"):
+        return list(x.shape)
+    if isinstance(x, dict):
+        return {k: _shape(v) for k, v in x.items() if hasattr(v, "shape")}
+    return x
+
+
+def qwen_processor_7b_sizes():
+    """A real ``Qwen2_5_VLProcessor`` with the 7B's image/video sizes (patch 14, merge 2, temporal 2) over the
+    miniature's word-level tokenizer (no hub files)."""
+    from transformers import Qwen2_5_VLProcessor
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+    from c2bridge.encoders.qwen_vl import MINI_CHAT_TEMPLATE, mini_processor
+    from c2bridge.full_dims import QWEN25_VL_7B_VISION as v
+    sizes = dict(patch_size=v["patch_size"], merge_size=v["spatial_merge_size"],
+                 temporal_patch_size=v["temporal_patch_size"], min_pixels=56 * 56, max_pixels=1024 * 1024)
+    return Qwen2_5_VLProcessor(image_processor=Qwen2VLImageProcessor(**sizes), tokenizer=mini_processor().tokenizer,
+                               video_processor=Qwen2VLVideoProcessor(**sizes), chat_template=MINI_CHAT_TEMPLATE)
+
+
+def build_real_width_encoders(layers: int = 1, seed: int = SMOKE_SEED):
+    """DINOv2-L and Qwen2.5-VL-7B at their real widths, ``layers`` deep, random weights -> ``Encoders``."""
+    import torch
+    from transformers import Dinov2Config, Dinov2Model, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    from c2bridge.encoders import Encoders
+    from c2bridge.encoders.dinov2 import DinoPreprocess, DinoV2Encoder
+    from c2bridge.encoders.qwen_vl import QwenPreprocess, QwenVLEncoder
+    from c2bridge.full_dims import DINOV2_LARGE, QWEN25_VL_7B_TEXT, QWEN25_VL_7B_VISION
+    from c2bridge.presets import get_preset
+
+    full = get_preset("full")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        dino = Dinov2Model(Dinov2Config(**{**DINOV2_LARGE, "num_hidden_layers": layers}))
+        processor = qwen_processor_7b_sizes()
+        tok = processor.tokenizer
+        ids = {name: tok.convert_tokens_to_ids(t) for name, t in [
+            ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
+            ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>")]}
+        # vocab: the tokenizer's (the real 152064 only sizes the embedding table and lm_head, never a feature width;
+        # keeping it would add 1.1B parameters that no token here can reach)
+        special = dict(bos_token_id=tok.convert_tokens_to_ids("<|im_start|>"),
+                       eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"), pad_token_id=tok.pad_token_id)
+        text = {**QWEN25_VL_7B_TEXT, "num_hidden_layers": layers, "vocab_size": len(tok), **special}
+        vision = {**QWEN25_VL_7B_VISION, "depth": layers, "fullatt_block_indexes": [layers - 1]}
+        qwen = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids,
+                                                                   **special))
+    dino_enc = DinoV2Encoder(dino, DinoPreprocess(image_size=full.encoder_image_size),
+                             model_id=f"random-real-width-dinov2-large-{layers}l", revision=f"seed{seed}")
+    vlm_enc = QwenVLEncoder(qwen, processor, QwenPreprocess(image_size=448, video_size=224),
+                            model_id=f"random-real-width-qwen2.5-vl-7b-{layers}l", revision=f"seed{seed}")
+    return Encoders(dino_enc, vlm_enc)
+
+
+def build_real_width_bridge(layers: int = 1, image_size: int = 512, seed: int = SMOKE_SEED):
+    """The LTX-Video transformer at real widths (``layers`` deep) + the real VAE config, random weights."""
+    import torch
+    from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXVideoTransformer3DModel
+
+    from c2bridge.decoder import LTXBridge
+    from c2bridge.full_dims import LTX_TRANSFORMER, LTX_VAE
+    from c2bridge.presets import get_preset
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        transformer = LTXVideoTransformer3DModel(**{**LTX_TRANSFORMER, "num_layers": layers})
+        vae = AutoencoderKLLTXVideo(**LTX_VAE)
+    # LTX-Video's scheduler settings (diffusers' convert_ltx_to_diffusers.py)
+    scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.95, max_shift=2.05,
+                                                base_image_seq_len=1024, max_image_seq_len=4096, shift_terminal=0.1)
+    return LTXBridge(transformer, vae, scheduler, n_tokens=get_preset("full").n_tokens, image_size=image_size,
+                     default_steps=2, preset="full")
+
+
+def run_smoke(out: str | os.PathLike | None = None, image_size: int | None = None, num_frames: int | None = None,
+              layers: int = 1, samples: int = 2, sample_steps: int = 2, echo: bool = True,
+              seed: int = SMOKE_SEED) -> dict:
+    """Run every stage; returns ``{"ok", "stages": [{name, seconds, peak_rss_gib, shapes}], "peak_rss_gib",
+    "settings"}``. Defaults: the full preset's resolution (512 px) and one frame (the study trains on images;
+    pass ``num_frames=25`` for the clip path, ~10x the compute)."""
+    import torch
+
+    from c2bridge.presets import get_preset
+
+    if layers not in (1, 2):
+        raise ValueError(f"layers must be 1 or 2 (a smoke run, not the model), got {layers}")
+    if samples < 1 or sample_steps < 1:
+        raise ValueError(f"samples and steps must be >= 1, got {samples} and {sample_steps}")
+    full = get_preset("full")
+    image_size = int(image_size or full.image_size)
+    num_frames = int(num_frames or 1)
+    if image_size % 32:
+        raise ValueError(f"image size {image_size} must be a multiple of 32 (the LTX VAE compresses 32x)")
+    if num_frames != 1 and (num_frames - 1) % 8:
+        raise ValueError(f"frames {num_frames} must be 1 or 8k+1 (9, 17, 25, ...) for the LTX VAE")
+    preset = full.replace(image_size=image_size, num_frames=num_frames, dtype="float32")
+    settings = {"image_size": image_size, "num_frames": num_frames, "layers": layers, "samples": samples,
+                "sample_steps": sample_steps, "device": "cpu", "dtype": "float32", "torch_threads": torch.get_num_threads()}
+    stages: list[dict] = []
+    report: dict = {"ok": False, "settings": settings, "stages": stages}
+
+    def log(text: str) -> None:
+        if echo:
+            print(text, flush=True)
+
+    @contextmanager
+    def stage(name: str):
+        info: dict = {"name": name, "shapes": {}}
+        t0 = time.perf_counter()
+        with _PeakRSS() as rss:
+            yield info
+        info["seconds"] = round(time.perf_counter() - t0, 2)
+        info["peak_rss_gib"] = round(rss.peak / 2**30, 2)
+        stages.append(info)
+        shapes = "; ".join(f"{k} {v}" for k, v in info["shapes"].items())
+        log(f"[smoke] {name:<10} {info['seconds']:>7.1f} s  peak RSS {info['peak_rss_gib']:>6.2f} GiB  {shapes}")
+
+    log(f"[smoke] real widths, random weights, {layers} layer(s), CPU float32: {image_size}x{image_size} px, "
+        f"{num_frames} frame(s), batch {samples}")
+    tmp = None
+    if out is None:
+        tmp = tempfile.TemporaryDirectory(prefix="c2bridge-smoke-")
+        out = tmp.name
+    out = Path(out)
+    try:
+        with torch.no_grad(), stage("build") as info:
+            encoders = build_real_width_encoders(layers, seed)
+            bridge = build_real_width_bridge(layers, image_size, seed)
+            from c2bridge.adapters import build_adapter
+
+            torch.manual_seed(seed)
+            adapter = build_adapter("query", budget=ADAPTER_BUDGET, vlm_dim=full.vlm_dim, dino_dim=full.dino_dim,
+                                    out_dim=full.cond_dim, n_tokens=full.n_tokens, n_patches=full.n_patches)
+            count: Callable = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+            info["shapes"] = {
+                "dinov2": f"{count(encoders.dino.model) / 1e6:.0f}M params, hidden {encoders.dino.dim}",
+                "qwen": f"{count(encoders.vlm.model) / 1e6:.0f}M params, hidden {encoders.vlm.dim}",
+                "ltx_transformer": f"{count(bridge.transformer) / 1e6:.0f}M params, caption {bridge.cond_dim}",
+                "ltx_vae": f"{count(bridge.vae) / 1e6:.0f}M params",
+                "adapter": f"{adapter.num_params / 1e6:.2f}M trainable",
+            }
+
+        from c2bridge.encoders.cache import FeatureCache, collate_features
+        from c2bridge.encoders.extract import extract
+
+        with stage("extract") as info:
+            cache = extract(preset, "shapes", "train", out / "cache", limit=samples, seed=seed, encoders=encoders,
+                            latents_fn=bridge.encode_latents, latents_key={"vae": "random-real-config-ltx-vae"},
+                            batch_size=samples, progress=False)
+            info["shapes"] = {"samples": len(cache), "key": cache.key}
+        del encoders  # the cache is all training needs
+
+        with stage("cache") as info:
+            cache = FeatureCache(out / "cache")
+            batch = collate_features([cache[i] for i in range(len(cache))])
+            info["shapes"] = {k: _shape(v) for k, v in batch.items() if hasattr(v, "shape")}
+
+        from c2bridge.decoder import LossSpec
+
+        with stage("train_step") as info:
+            optimizer = torch.optim.AdamW(adapter.parameters(), lr=1e-4, weight_decay=1e-4)
+            before = [p.detach().clone() for p in adapter.parameters()]
+            cond = adapter(batch["vlm"], batch["dino"], vlm_mask=batch["vlm_mask"])  # [B, 77, 4096]
+            loss, parts = bridge.training_loss(cond, None, batch["latent"], batch["target"],
+                                               loss=LossSpec(terms={"flow": 1.0, "l2": 0.1}),
+                                               generator=torch.Generator().manual_seed(seed))
+            loss.backward()
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(adapter.parameters(), 1.0))
+            optimizer.step()
+            changed = any(not torch.equal(a, p.detach()) for a, p in zip(before, adapter.parameters()))
+            if not (torch.isfinite(loss) and grad_norm > 0 and changed):
+                raise RuntimeError(f"training step did not train: loss {float(loss)}, grad norm {grad_norm}")
+            info["shapes"] = {"cond": _shape(cond), "latent": _shape(batch["latent"]),
+                              "loss": {k: round(v, 4) for k, v in parts.items()}, "grad_norm": round(grad_norm, 4)}
+
+        with stage("sample") as info:
+            pixels = bridge.sample(cond.detach(), None, num_frames=num_frames, height=image_size, width=image_size,
+                                   steps=sample_steps, seed=seed)
+            if not (torch.isfinite(pixels).all() and 0 <= float(pixels.min()) and float(pixels.max()) <= 1):
+                raise RuntimeError("sampling returned non-finite or out-of-range pixels")
+            info["shapes"] = {"pixels": _shape(pixels)}
+        report["ok"] = True
+    finally:
+        report["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+        if tmp is not None:
+            tmp.cleanup()
+    log(f"[smoke] {'ok' if report['ok'] else 'FAILED'}: process peak RSS {report['peak_rss_gib']:.2f} GiB, "
+        f"total {sum(s['seconds'] for s in stages):.1f} s")
+    return report
