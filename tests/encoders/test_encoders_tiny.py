@@ -179,5 +179,5 @@ def test_mini_preset_loads_the_shipped_dinov2_layout(tmp_path, monkeypatch):
     image_tokens = (mini.vlm.build_inputs(x)["input_ids"] == mini.vlm.model.config.image_token_id).sum(1)
     assert image_tokens.tolist() == [16, 16]  # 32 px: 8x8 patches of 4 px, merged 2x2
     key = mini.dino.encoder_key()
-    Dinov2Model(cfg).half().save_pretrained(tmp_path / "dinov2")  # a rebuilt DINOv2 ...
-    assert encoders.build_encoders("mini", device="cpu").dino.encoder_key()["revision"] != key["revision"]  # ... new key
+    Dinov2Model(cfg).half().save_pretrained(tmp_path / "dinov2")  # a rebuilt DINOv2 gets a new key
+    assert encoders.build_encoders("mini", device="cpu").dino.encoder_key()["revision"] != key["revision"]

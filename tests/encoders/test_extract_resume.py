@@ -71,4 +71,5 @@ def test_kill_and_resume(tmp_path):
     assert [s["sha256"] for s in fresh.manifest["shards"]] == [s["sha256"] for s in resumed.manifest["shards"]]
     for i in (0, 9, N_ITEMS - 1):
         a, b = fresh[i], resumed[i]
-        assert a["sample_id"] == b["sample_id"] and torch.equal(a["vlm"], b["vlm"]) and torch.equal(a["dino"], b["dino"])
+        assert a["sample_id"] == b["sample_id"]
+        assert torch.equal(a["vlm"], b["vlm"]) and torch.equal(a["dino"], b["dino"])

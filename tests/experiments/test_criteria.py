@@ -44,6 +44,9 @@ def test_target_only_criterion_and_missing_values():
     only_target = {"target": 0.5, "direction": "lower"}
     assert crit.verdict(0.4, only_target)["verdict"] == "target"
     assert crit.verdict(0.6, only_target) == {"value": 0.6, "verdict": "fail", "severity": "hard"}
+    only_failure = {"failure": 0.25, "direction": "lower"}  # plan §7.1.2: just a hard-failure line
+    assert crit.verdict(0.2, only_failure)["verdict"] == "acceptable"
+    assert crit.verdict(0.3, only_failure) == {"value": 0.3, "verdict": "fail", "severity": "hard"}
     assert crit.verdict(None, HIGHER)["verdict"] == "missing"
     assert crit.verdict(float("nan"), HIGHER)["verdict"] == "missing"
     with pytest.raises(ValueError, match="direction"):

@@ -40,3 +40,29 @@ def failing_trial(trial: dict) -> dict:
 
 def dispatch_trial(trial: dict) -> dict:
     return failing_trial(trial) if trial.get("fail") else checkpointing_trial(trial)
+
+
+def crash_once_mid_training(trial: dict) -> dict:
+    """The study's real trial function, except that the first trial of the workspace to write its step-2
+    checkpoint has its worker process killed right then (once: an O_EXCL marker in the workspace)."""
+    import threading
+
+    from c2bridge.experiments.backend import run_trial
+
+    run_dir, workspace = Path(trial["run_dir"]), Path(trial["workspace"])
+    marker = workspace / "killed-worker.marker"
+    if not marker.exists():
+        def watch() -> None:
+            ckpt = run_dir / "train" / "checkpoints" / "step_00000002"
+            while not ckpt.is_dir():
+                time.sleep(0.02)
+            try:
+                fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:  # another trial was killed already
+                return
+            os.write(fd, trial["key"].encode())
+            os.close(fd)
+            os._exit(17)
+
+        threading.Thread(target=watch, daemon=True).start()
+    return run_trial(trial)

@@ -91,6 +91,29 @@ def test_ray_parallel_trials_and_a_killed_worker_resumes_from_its_checkpoint(tmp
     assert overlaps, f"no two trials ran at once on 2 CPUs: {spans}"
 
 
+def test_tiny_e2_1_through_ray_with_a_killed_worker(tmp_path, ray_local):
+    """The study runner -> ray executor -> the real trial function (train + evaluate), trials in parallel; one
+    worker is killed right after its trial's step-2 checkpoint, and that trial resumes from it."""
+    from c2bridge._io import read_yaml
+    from c2bridge.experiments.runner import Study
+
+    logs: list[str] = []
+    study = Study(tmp_path / "study", preset="tiny", executor="ray", render=False, log=logs.append,
+                  overrides=["recipe.debug.sleep_per_step=0.2"])
+    study.backend.trial_fn = _trial_fns.crash_once_mid_training
+    study.run(["e2.1"])
+    killed = (tmp_path / "study" / "killed-worker.marker").read_text()
+    records = {p.parent.name: read_json(p) for p in (tmp_path / "study" / "trials").glob("*/trial.json")}
+    assert len(records) == 3 and all(r["status"] == "completed" for r in records.values()), records
+    resumed = read_json(tmp_path / "study" / "trials" / killed / "train" / "result.json")
+    assert resumed["status"] == "completed" and resumed["resumed_from_step"] == 2
+    others = [k for k in records if k != killed]
+    assert all(read_json(tmp_path / "study" / "trials" / k / "train" / "result.json")["resumed_from_step"] is None
+               for k in others)
+    results = read_yaml(tmp_path / "study" / "results.yaml")
+    assert "e2.1" in str(results)
+
+
 def test_ray_storage_check_and_missing_extra(tmp_path, monkeypatch):
     trials = _trials(tmp_path, [{"steps": 1}])
     with pytest.raises(ValueError, match="not under the shared storage path"):

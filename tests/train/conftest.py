@@ -8,11 +8,18 @@ import pytest
 @pytest.fixture(scope="session")
 def tiny_caches(tmp_path_factory):
     """{"train": dir (32 samples), "val": dir (8 samples)} of the `tiny` preset."""
+    import torch
+
     from c2bridge.encoders.extract import extract
 
     root = tmp_path_factory.mktemp("tiny_caches")
-    extract("tiny", "shapes", "train", root / "train", limit=32, progress=False)
-    extract("tiny", "shapes", "val", root / "val", limit=8, progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models on a shared CPU: one thread is much faster
+    try:
+        extract("tiny", "shapes", "train", root / "train", limit=32, progress=False)
+        extract("tiny", "shapes", "val", root / "val", limit=8, progress=False)
+    finally:
+        torch.set_num_threads(threads)
     return {"train": str(root / "train"), "val": str(root / "val")}
 
 

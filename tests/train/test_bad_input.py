@@ -1,8 +1,6 @@
 """Each bad input raises one clear error before any training step, and an existing run dir is left untouched."""
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 
@@ -85,13 +83,15 @@ def test_resume_with_a_different_config_is_refused(tiny_config, tmp_path):
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
-def test_cli_prints_one_line_and_exits_2(tiny_config, occupied_run, tmp_path):
+def test_cli_prints_one_line_and_exits_2(tiny_config, occupied_run, tmp_path, capsys):
     import yaml
+
+    from c2bridge.cli import main
 
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(tiny_config()))
-    proc = subprocess.run([sys.executable, "-m", "c2bridge.cli", "train", str(path), "optim.lr=-1",
-                           "--out", str(occupied_run), "--overwrite"], capture_output=True, text=True)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().count("\n") == 0 and "optim.lr=-1" in proc.stderr
+    code = main(["train", str(path), "optim.lr=-1", "--out", str(occupied_run), "--overwrite"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip().count("\n") == 0 and "optim.lr=-1" in err and err.startswith("c2bridge train: error:")
     _untouched(occupied_run)

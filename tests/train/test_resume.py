@@ -56,3 +56,37 @@ def test_killed_run_resumes_to_bit_identical_weights(tiny_config, tmp_path):
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["kind"] == "train"] == list(range(1, total + 1))
     assert result["best"] == reference["best"]
+
+
+def test_sigterm_checkpoints_and_resume_matches(tiny_config, tmp_path):
+    """Pre-emption: SIGTERM -> finish the step, checkpoint, status `interrupted` (no result.json); resume -> the
+    same weights as an uninterrupted run."""
+    import threading
+
+    cfg = tiny_config(**{"optim.max_steps": 6, "checkpoint.every_steps": 0, "eval.every_steps": 3,
+                         "adapter.dropout": 0.1, "debug.sleep_per_step": 0.3})
+    run = tmp_path / "run"
+
+    def send_sigterm_after_first_train_record():
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            log = run / "metrics.jsonl"
+            if log.exists() and '"kind": "train"' in log.read_text():
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(0.02)
+
+    sender = threading.Thread(target=send_sigterm_after_first_train_record)
+    sender.start()
+    result = train(cfg, run)
+    sender.join()
+    assert result["status"] == "interrupted" and result["step"] < 6 and not (run / "result.json").exists()
+    assert (run / "checkpoints" / f"step_{result['step']:08d}").is_dir()  # checkpointed although every_steps=0
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
+
+    resumed = train(cfg, run, resume=True)
+    reference = train(cfg, tmp_path / "reference")
+    assert resumed["status"] == "completed" and resumed["resumed_from_step"] == result["step"]
+    a = load_file(run / "adapter" / "model.safetensors")
+    b = load_file(tmp_path / "reference" / "adapter" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -77,6 +77,8 @@ def verdict(value: Any, criterion: dict) -> dict:
         return {"value": float(value), "verdict": "target", "severity": None}
     if acceptable is not None and _better(value, acceptable, direction):
         return {"value": float(value), "verdict": "acceptable", "severity": None}
+    if target is None and acceptable is None and not _better(failure, value, direction):
+        return {"value": float(value), "verdict": "acceptable", "severity": None}  # only a failure line, not crossed
     # worse than failure (or, with no failure line given, simply not good enough) -> hard; the band -> soft
     hard = _better(failure, value, direction) if failure is not None else acceptable is None
     return {"value": float(value), "verdict": "fail", "severity": "hard" if hard else "soft"}

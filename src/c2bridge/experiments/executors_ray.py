@@ -37,7 +37,8 @@ class RayExecutor:
                  max_retries: int = 3, storage: str | None = None, init_kwargs: dict | None = None) -> None:
         """``address``: an existing cluster ("auto", "ray://host:10001"); None starts a local Ray.
         ``num_gpus``: GPUs per trial; None = 1 if the cluster has any GPU, else 0.
-        ``max_retries``: re-runs of a trial whose worker crashed. ``storage``: shared path every node mounts."""
+        ``max_retries``: re-runs of a trial whose worker crashed. ``storage``: shared path every node mounts
+        (default ``$C2BRIDGE_RAY_STORAGE``). Ray itself reads ``$RAY_ADDRESS`` when ``address`` is None."""
         import_ray()  # fail here, once, with the install hint
         if int(max_retries) < 0:
             raise ValueError(f"ray executor: max_retries must be >= 0, got {max_retries}")
@@ -45,6 +46,7 @@ class RayExecutor:
         self.num_gpus = num_gpus
         self.num_cpus = num_cpus
         self.max_retries = int(max_retries)
+        storage = storage or os.environ.get("C2BRIDGE_RAY_STORAGE")  # `c2bridge run --executor ray` passes no options
         self.storage = Path(storage).resolve() if storage else None
         self.init_kwargs = dict(init_kwargs or {})
 

@@ -5,12 +5,12 @@ imported on first use.
 """
 from c2bridge.train.config import TrainConfig, config_hash, load_config, validate_config
 
-__all__ = ["TrainConfig", "load_config", "validate_config", "config_hash", "train"]
+__all__ = ["TrainConfig", "load_config", "validate_config", "config_hash", "train", "build_adapter_from_config"]
 
 
 def __getattr__(name):  # lazy: the loop pulls in torch, the adapters and the decoder
-    if name == "train":
-        from c2bridge.train.loop import train
+    if name in ("train", "build_adapter_from_config"):
+        from c2bridge.train import loop
 
-        return train
+        return getattr(loop, name)
     raise AttributeError(f"module 'c2bridge.train' has no attribute {name!r}")

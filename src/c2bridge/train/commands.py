@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-EXIT_CODES = {"completed": 0, "failed": 1, "diverged": 3}  # 2 = bad input (cli.py)
+EXIT_CODES = {"completed": 0, "failed": 1, "diverged": 3, "interrupted": 143}  # 2 = bad input (cli.py)
 
 
 def register(subparsers) -> None:
@@ -12,7 +12,8 @@ def register(subparsers) -> None:
         help="train one adapter from a YAML config",
         description="Train one adapter. The config is YAML (see docs/training.md); key=value pairs override "
         "dotted keys, e.g. optim.lr=3e-4 adapter.kind=moe. Exit status: 0 completed, 1 failed, 2 bad input, "
-        "3 diverged; RUN_DIR/result.json holds the details.",
+        "3 diverged, 143 stopped by SIGTERM (checkpointed; continue with --resume); RUN_DIR/result.json holds the "
+        "details.",
     )
     p.add_argument("config", help="training config YAML (keys not given come from the preset's recipe)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, e.g. optim.lr=3e-4")
@@ -38,5 +39,6 @@ def _run(args: argparse.Namespace) -> int:
         line += f", {result['steps_per_s']:.2f} steps/s"
     if result.get("reason") or result.get("error"):
         line += f" ({result.get('reason') or result.get('error')})"
-    print(line + f" -> {args.out}/result.json", file=sys.stderr if result["status"] != "completed" else sys.stdout)
+    where = f"{args.out}/result.json" if result["status"] != "interrupted" else args.out
+    print(f"{line} -> {where}", file=sys.stderr if result["status"] != "completed" else sys.stdout)
     return EXIT_CODES.get(result["status"], 1)

@@ -22,10 +22,9 @@ def check_integrations(log: LogSection) -> None:
     """Fail before any step if an enabled integration's package is missing."""
     import importlib.util
 
-    if log.tensorboard and importlib.util.find_spec("torch.utils.tensorboard") is None:
-        raise ValueError("log.tensorboard=true needs TensorBoard; install it with `pip install 'c2bridge[tensorboard]'`")
-    if log.tensorboard and importlib.util.find_spec("tensorboard") is None:
-        raise ValueError("log.tensorboard=true needs the `tensorboard` package; `pip install 'c2bridge[tensorboard]'`")
+    if log.tensorboard and importlib.util.find_spec("tensorboard") is None:  # torch.utils.tensorboard imports it
+        raise ValueError("log.tensorboard=true needs the `tensorboard` package; install it with "
+                         "`pip install 'c2bridge[tensorboard]'`")
     if log.wandb and importlib.util.find_spec("wandb") is None:
         raise ValueError("log.wandb=true needs the `wandb` package; install it with `pip install 'c2bridge[wandb]'`")
 

@@ -104,18 +104,14 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, overwrite: bool) -> di
 
     check_schedule(cfg, total_steps)
 
-    from c2bridge.adapters import build_adapter, load_adapter
+    from c2bridge.adapters import load_adapter
     from c2bridge.decoder import LTXBridge
     from c2bridge.train.losses import combine_losses, distillation_loss, make_loss_spec
 
     loss_spec = make_loss_spec(cfg) if cfg.distill.recon_weight > 0 else None
     bridge = LTXBridge.from_preset(cfg.preset, device=device)  # frozen; the tiny one seeds its own random init
-    torch.manual_seed(cfg.seed)  # adapter init, and the global RNG dropout draws from, follow the run's seed
-    adapter = build_adapter(
-        cfg.adapter.kind, budget=resolve_budget(cfg.adapter.budget, preset), vlm_dim=preset.vlm_dim,
-        dino_dim=preset.dino_dim, out_dim=preset.cond_dim, n_tokens=preset.n_tokens, n_patches=preset.n_patches,
-        **{"dropout": cfg.adapter.dropout, "seed": cfg.seed, **cfg.adapter.overrides},
-    ).to(device)
+    torch.manual_seed(cfg.seed)  # the global RNG dropout draws from follows the run's seed
+    adapter = build_adapter_from_config(cfg, device)
     teacher = None
     if cfg.distill.teacher is not None:
         if not (Path(cfg.distill.teacher) / "adapter_config.json").is_file():
@@ -252,6 +248,7 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, overwrite: bool) -> di
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     adapter.train()
+    stop = _StopOnSigterm()  # pre-emption: finish the step, checkpoint, leave the run resumable
     try:
         if val_samples is not None and cfg.eval.at_start and start_step == 0:
             state["initial_val"] = validate(0)
@@ -311,8 +308,12 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, overwrite: bool) -> di
                     if cfg.checkpoint.save_best:
                         ckpt_io.save_best(ckpt_root, adapter, {"step": step, "metric": cfg.eval.best_metric,
                                                                "value": value})
-            if step == total_steps or (cfg.checkpoint.every_steps and step % cfg.checkpoint.every_steps == 0):
+            if (step == total_steps or stop.requested
+                    or (cfg.checkpoint.every_steps and step % cfg.checkpoint.every_steps == 0)):
                 save_step_checkpoint(step)
+            if stop.requested and step < total_steps:
+                status, reason = "interrupted", f"SIGTERM after step {step}; checkpointed, resume with --resume"
+                break
             if cfg.debug.sleep_per_step:
                 time.sleep(cfg.debug.sleep_per_step)
     except Diverged as exc:
@@ -320,6 +321,7 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, overwrite: bool) -> di
     except Exception as exc:  # a failure inside a step is a result, not a crash
         status, error, tb = "failed", f"{type(exc).__name__}: {exc}", traceback.format_exc()
     finally:
+        stop.restore()
         logger.close()
         session_time = time.perf_counter() - session_start
 
@@ -345,6 +347,9 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, overwrite: bool) -> di
         "is_miniature": preset.is_miniature,
         "device": str(device),
     }
+    if status == "interrupted":  # no result.json: the run dir stays an unfinished, resumable run
+        result["reason"] = reason
+        return result
     if status == "diverged":
         result["reason"] = reason
         result["diverged_at_step"] = step + 1
@@ -375,6 +380,23 @@ def _train(cfg: TrainConfig, out_dir: Path, resume: bool, overwrite: bool) -> di
 # --------------------------------------------------------------------------------------------------------- helpers
 
 
+def build_adapter_from_config(cfg: "TrainConfig | dict", device=None):
+    """The adapter a run starts from (before step 0): kind, budget, dims of the preset, dropout, overrides, and
+    ``seed=cfg.seed`` for the init (which leaves the global RNG alone). Use it for "untrained" references."""
+    from c2bridge.adapters import build_adapter
+    from c2bridge.presets import get_preset
+
+    cfg = cfg if isinstance(cfg, TrainConfig) else load_config(cfg)
+    preset = get_preset(cfg.preset)
+    adapter = build_adapter(
+        cfg.adapter.kind, budget=resolve_budget(cfg.adapter.budget, preset), vlm_dim=preset.vlm_dim,
+        dino_dim=preset.dino_dim, out_dim=preset.cond_dim, n_tokens=preset.n_tokens, n_patches=preset.n_patches,
+        **{"dropout": cfg.adapter.dropout, "seed": cfg.seed, **cfg.adapter.overrides},
+    )
+    return adapter.to(device) if device is not None else adapter
+
+
+
 def _check_same_config(cfg: TrainConfig, out_dir: Path) -> None:
     saved_path = out_dir / CONFIG_FILE
     if not saved_path.is_file():
@@ -395,6 +417,30 @@ def _flat(d: dict, prefix: str = "") -> dict:
         else:
             out[f"{prefix}{k}"] = v
     return out
+
+
+class _StopOnSigterm:
+    """While training, SIGTERM (spot pre-emption, a scheduler's stop) only sets a flag: the loop finishes the step,
+    writes a checkpoint and returns status ``interrupted``. Only installed from the main thread."""
+
+    def __init__(self):
+        import signal
+        import threading
+
+        self.requested = False
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def restore(self) -> None:
+        import signal
+
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
 
 
 def _pick_device(name: str):
