@@ -148,8 +148,10 @@ def run_smoke(out: str | os.PathLike | None = None, image_size: int | None = Non
 
     if layers not in (1, 2):
         raise ValueError(f"layers must be 1 or 2 (a smoke run, not the model), got {layers}")
-    if samples < 1 or sample_steps < 1:
-        raise ValueError(f"samples and steps must be >= 1, got {samples} and {sample_steps}")
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    if sample_steps < 2:  # LTX's scheduler (shift_terminal=0.1) divides by zero for a single step -> NaN
+        raise ValueError(f"steps must be >= 2 with LTX-Video's scheduler, got {sample_steps}")
     full = get_preset("full")
     image_size = int(image_size or full.image_size)
     num_frames = int(num_frames or 1)

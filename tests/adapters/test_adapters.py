@@ -42,10 +42,9 @@ def test_n_tokens_option_and_full_default_dims(kind):
     adapter = build(kind, n_tokens=5)
     vlm, dino, mask = make_inputs(batch=2)
     assert adapter(vlm, dino, mask).shape == (2, 5, MINI.cond_dim)
-    with torch.device("meta"):  # the default dims, shape-only
-        full = build_adapter(kind, 5e6, device="meta")
-        out = full(torch.empty(1, 9, 3584), torch.empty(1, 256, 1024), torch.ones(1, 9, dtype=torch.bool))
-    assert out.shape == (1, 77, 4096)
+    full = build_adapter(kind, "5M", seed=0)  # the default dims
+    out = full(torch.randn(1, 9, 3584), torch.randn(1, 256, 1024), torch.ones(1, 9, dtype=torch.bool))
+    assert out.shape == (1, 77, 4096) and torch.isfinite(out).all()
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -165,7 +164,8 @@ def test_bf16_forward_on_cpu(kind, inputs):
     ref = adapter(vlm, dino, mask)
     low = adapter.to(torch.bfloat16)(vlm.bfloat16(), dino.bfloat16(), mask)
     assert low.dtype == torch.bfloat16 and torch.isfinite(low).all()
-    assert (low.float() - ref).abs().max() < 0.05 * ref.abs().max() + 1e-3
+    # bf16 keeps ~3 significant digits; MoE may also route a few tokens differently
+    assert (low.float() - ref).norm() < (0.15 if kind == "moe" else 0.03) * ref.norm()
     low.float().sum().backward()
 
 
@@ -207,18 +207,22 @@ def test_aux_loss_and_active_params(kind, inputs):
 
 
 def test_moe_load_balancing_loss_sees_imbalance():
-    adapter = build("moe", top_k=1)
+    adapter = build("moe")
     vlm, dino, mask = make_inputs()
     adapter(vlm, dino, mask)
     balanced = adapter.aux_loss.item()
-    for layer in adapter.modules():
-        if isinstance(layer, MoEMLP):
-            with torch.no_grad():
-                layer.router.weight.zero_()
-                layer.router.weight[0] += 10.0  # everything goes to expert 0 (LayerNorm'd inputs vary in sign)
-                layer.router.weight[0] = layer.router.weight[0].abs().sum()  # constant large logit is not enough
+    bias = torch.zeros(8)
+    bias[0] = 20.0  # every token prefers expert 0
+
+    def skew(module, args, logits):
+        return logits + bias
+
+    hooks = [m.router.register_forward_hook(skew) for m in adapter.modules() if isinstance(m, MoEMLP)]
     adapter(vlm, dino, mask)
-    assert adapter.aux_loss.item() > balanced
+    for hook in hooks:
+        hook.remove()
+    # f_0 = 1/2 (expert 0 takes one of the two slots of every token), P_0 ~ 1: 8 * 1/2 * 1 = 4
+    assert balanced < 2.0 and adapter.aux_loss.item() == pytest.approx(4.0, rel=0.02)
 
 
 @pytest.mark.parametrize("routing", ["token", "sample"])

@@ -54,6 +54,8 @@ def test_all_experiments_end_to_end_with_fake_trials(tmp_path):
     e24 = on_disk["experiments"]["e2.4"]["summary"]
     assert e24["recipe"].get("schedule.name") == "cosine"
     assert e24["references"]["zero"]["spatial_iou"] < 0.1
+    assert e24["generalization_gap"] == pytest.approx(0.04)  # fake: held-out +0.03, train split -0.01
+    assert e24["training_time_ratio"] == pytest.approx(1.0) and e24["memory_reduction"] == pytest.approx(10)
     assert [b["quoted"] for b in e24["quoted_baselines"]] == [True, True]
     assert on_disk["gate2"]["c2"] in ("pass", "investigate", "fail") and "Q3" in on_disk["gate2"]["overall"]
     assert len(on_disk["decisions"]["decision_points"]) == 4

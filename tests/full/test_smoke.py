@@ -13,7 +13,7 @@ def test_smoke_real_widths_reduced_resolution(tmp_path, capsys):
     from c2bridge.full_dims import DINOV2_LARGE, LTX_TRANSFORMER, QWEN25_VL_7B_TEXT
     from c2bridge.smoke import run_smoke
 
-    report = run_smoke(out=tmp_path / "smoke", image_size=64, num_frames=1, layers=1, samples=1, sample_steps=1)
+    report = run_smoke(out=tmp_path / "smoke", image_size=64, num_frames=1, layers=1, samples=1, sample_steps=2)
     assert report["ok"]
     stages = {s["name"]: s for s in report["stages"]}
     assert list(stages) == ["build", "extract", "cache", "train_step", "sample"]
@@ -34,3 +34,5 @@ def test_smoke_real_widths_reduced_resolution(tmp_path, capsys):
 
     assert main(["smoke", "--image-size", "48"]) == 2  # bad input: one clear error
     assert "multiple of 32" in capsys.readouterr().err
+    assert main(["smoke", "--steps", "1"]) == 2
+    assert "steps must be >= 2" in capsys.readouterr().err

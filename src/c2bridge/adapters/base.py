@@ -202,7 +202,9 @@ def load_adapter(directory: str | Path, device: str | torch.device | None = None
             adapter = ADAPTERS[kind](**config)
         except TypeError as exc:
             raise ValueError(f"{config_path}: config does not match the {kind!r} adapter: {exc}") from None
-    state = load_file(str(weights_path), device=str(device) if device is not None else "cpu")
+    # clone: fresh, aligned storage (tensors viewing the file's buffer can take slower, numerically different
+    # kernel paths, and a round trip must give bit-identical outputs)
+    state = {k: v.clone() for k, v in load_file(str(weights_path), device=str(device or "cpu")).items()}
     try:
         adapter.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:

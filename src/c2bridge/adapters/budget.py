@@ -98,9 +98,13 @@ def _count_cached(kind: str, cfg_json: str) -> int:
         return ADAPTERS[kind](**cfg).num_params
 
 
+# options that never change the parameter count: left out of the count cache key (and of the counting build)
+COUNT_NEUTRAL = ("seed", "budget", "dropout", "stream_weights", "out_init_scale", "routing", "top_k")
+
+
 def count_params(kind: str, cfg: dict) -> int:
     """Exact trainable-parameter count of ADAPTERS[kind](**cfg), from a meta-device build."""
-    cfg = {k: v for k, v in cfg.items() if k not in ("seed", "budget")}
+    cfg = {k: v for k, v in cfg.items() if k not in COUNT_NEUTRAL}
     return _count_cached(kind, json.dumps(cfg, sort_keys=True))
 
 

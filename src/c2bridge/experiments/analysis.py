@@ -56,7 +56,8 @@ def group(records: Iterable[dict], splits: Iterable[str] = ("val",)) -> dict:
     out["active_params"] = int(active[0]) if active else None
     for split in splits:
         out[split] = {m: stats(split_metric(r, m, split) for r in done) for m in SPLIT_METRICS}
-    out["train"] = {m: stats(section_metric(r, "train", m) for r in done) for m in TRAIN_METRICS}
+    # "training", not "train": a split may be called train (the generalization gap evaluates on it)
+    out["training"] = {m: stats(section_metric(r, "train", m) for r in done) for m in TRAIN_METRICS}
     out["perf"] = {m: stats(section_metric(r, "perf", m) for r in done) for m in PERF_METRICS}
     errors = [r.get("error") or r.get("reason") for r in records if r.get("status") != "completed"]
     out["errors"] = [str(e).splitlines()[0][:300] for e in errors if e]

@@ -58,11 +58,11 @@ def run(ctx) -> dict:
         "distance_10m_std": an.spread(g_small, "val", "distance"),
         "distance_100m": d[ref],
         "spatial_iou_10m": an.mean(g_small, "val", "spatial_iou"),
-        "training_time_ratio": an.ratio(an.mean(g_small, "train", "steps_to_plateau"),
-                                        an.mean(g_ref, "train", "steps_to_plateau")),
-        "wall_time_ratio": an.ratio(an.mean(g_small, "train", "time_s"), an.mean(g_ref, "train", "time_s")),
-        "time_to_plateau_ratio": an.ratio(an.mean(g_small, "train", "time_to_plateau_s"),
-                                          an.mean(g_ref, "train", "time_to_plateau_s")),
+        "training_time_ratio": an.ratio(an.mean(g_small, "training", "steps_to_plateau"),
+                                        an.mean(g_ref, "training", "steps_to_plateau")),
+        "wall_time_ratio": an.ratio(an.mean(g_small, "training", "time_s"), an.mean(g_ref, "training", "time_s")),
+        "time_to_plateau_ratio": an.ratio(an.mean(g_small, "training", "time_to_plateau_s"),
+                                          an.mean(g_ref, "training", "time_to_plateau_s")),
         "efficiency_by_budget": eff_by_budget,
     }
     summary.update(_recommend(ctx, budgets, eff_by_budget))

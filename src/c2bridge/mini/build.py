@@ -233,12 +233,22 @@ class _EMA:
             s.lerp_(p.detach(), 1 - d)
 
     @torch.no_grad()
+    def copies(self, modules):
+        import copy
+
+        clones = [copy.deepcopy(m).eval() for m in modules]
+        for s, p in zip(self.shadow, [p for m in clones for p in m.parameters()]):
+            p.copy_(s)
+        return clones
+
+    @torch.no_grad()
     def copy_to_params(self):
         for s, p in zip(self.shadow, self.params):
             p.copy_(s)
 
 
-def train_transformer(cfg: BuildConfig, vae, report: dict):
+def train_transformer(cfg: BuildConfig, vae, report: dict, callback=None, callback_every: int = 0):
+    """``callback(step, transformer, captions)`` (EMA weights, copies) every ``callback_every`` steps, if given."""
     t_enc = time.perf_counter()
     data = encode_dataset(vae, cfg, "train", 0, cfg.transformer_images)
     encode_seconds = time.perf_counter() - t_enc
@@ -269,6 +279,8 @@ def train_transformer(cfg: BuildConfig, vae, report: dict):
         opt.step()
         ema.update(step)
         steps_done = step + 1
+        if callback is not None and callback_every and steps_done % callback_every == 0:
+            callback(steps_done, *ema.copies([transformer, captions]))
         if step % cfg.log_every == 0 or step == cfg.transformer_steps - 1:
             curve.append({"step": step, "loss": loss.item(), "seconds": timer.elapsed()})
             _log(f"transformer step {step} loss {loss.item():.4f} ({timer.elapsed():.0f}s)")

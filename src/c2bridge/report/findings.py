@@ -242,7 +242,7 @@ def _setup(results: dict, preset: dict, dist: dict) -> str:
 
 
 def _status_line(exp: dict) -> str:
-    return (f"Status: **{exp.get('status')}** · config `{exp.get('config_file')}` · wall {num(exp.get('wall_s'))} s "
+    return (f"Status: **{exp.get('status')}** · config `{exp.get('config_file')}` · wall {exp.get('wall_s') or 0:.0f} s "
             "(trials reused from earlier runs cost nothing)")
 
 
@@ -268,8 +268,8 @@ def _e2_1(results: dict, exp: dict, figs: dict) -> str:
     for a in exp.get("arms") or []:
         rows.append([a.get("budget"), params(a.get("params") or a.get("budget_params")),
                      pm((a.get("val") or {}).get("distance")), pm((a.get("val") or {}).get("spatial_iou"), 3),
-                     num(eff.get(a.get("budget"))), pm((a.get("train") or {}).get("time_s"), 3),
-                     pm((a.get("train") or {}).get("steps_to_plateau"), 3),
+                     num(eff.get(a.get("budget"))), pm((a.get("training") or {}).get("time_s"), 3),
+                     pm((a.get("training") or {}).get("steps_to_plateau"), 3),
                      f"{a.get('n_completed')}/{a.get('n')}"])
     lines = [f"## {exp.get('title', 'E2.1')}", "", _status_line(exp), "", _protocol_table(exp), "",
              table(["budget", "params", f"val distance ({s.get('distance_name')})", "val spatial IoU",
@@ -294,7 +294,7 @@ def _e2_2(results: dict, exp: dict, figs: dict) -> str:
     s = exp.get("summary") or {}
     rows = []
     for a in exp.get("arms") or []:
-        perf, tr = a.get("perf") or {}, a.get("train") or {}
+        perf, tr = a.get("perf") or {}, a.get("training") or {}
         rows.append([a.get("kind"), params(a.get("params")),
                      params(a.get("active_params")) if a.get("active_params") != a.get("params") else "same",
                      pm((a.get("val") or {}).get("distance")), pm((a.get("val") or {}).get("spatial_iou"), 3),
@@ -323,7 +323,7 @@ def _e2_3(results: dict, exp: dict, figs: dict) -> str:
     s = exp.get("summary") or {}
     rows = []
     for a in exp.get("arms") or []:
-        tr = a.get("train") or {}
+        tr = a.get("training") or {}
         rows.append([a.get("grid"), a.get("arm") + (" (baseline)" if a.get("is_baseline") else ""), a.get("change"),
                      pm((a.get("val") or {}).get("distance")),
                      num(a.get("delta_vs_baseline")) if a.get("delta_vs_baseline") is not None else "–",
