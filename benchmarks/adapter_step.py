@@ -85,7 +85,8 @@ def main(argv=None) -> int:
                 times[name].append(t)
 
     print(f"preset {preset.name}, budget {args.budget}: batch {B}, T={T} VLM tokens, P={P}, "
-          f"threads {torch.get_num_threads()}, median of {args.steps} forward+backward steps after {args.warmup} warmup")
+          f"threads {torch.get_num_threads()}, median of {args.steps} forward+backward steps "
+          f"after {args.warmup} warmup")
     print(f"params: ours {ours.num_params:,} (width {ours.config['width']}, depth {ours.config['depth']}, "
           f"ffn {ours.config['ffn_dim']}); reference {count(ref):,} (same width/depth, dim_feedforward "
           f"{ref.layers[0].linear1.out_features})")

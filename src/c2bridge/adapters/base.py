@@ -47,7 +47,9 @@ def per_block(value, depth: int, name: str) -> list[int]:
     """An int (same for every block) or a list of `depth` ints -> list of positive ints."""
     values = list(value) if isinstance(value, (list, tuple)) else [value] * depth
     if len(values) != depth or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
-        raise ValueError(f"{name} must be a positive int or a list of {depth} positive ints (one per block), got {value!r}")
+        raise ValueError(
+            f"{name} must be a positive int or a list of {depth} positive ints (one per block), got {value!r}"
+        )
     return values
 
 
@@ -188,7 +190,9 @@ def load_adapter(directory: str | Path, device: str | torch.device | None = None
     config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
     for path in (config_path, weights_path):
         if not path.is_file():
-            raise FileNotFoundError(f"no adapter at {directory}: missing {path.name} (expected {CONFIG_NAME} + {WEIGHTS_NAME})")
+            raise FileNotFoundError(
+                f"no adapter at {directory}: missing {path.name} (expected {CONFIG_NAME} + {WEIGHTS_NAME})"
+            )
     try:
         config = read_json(config_path)
     except json.JSONDecodeError as exc:

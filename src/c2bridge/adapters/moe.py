@@ -64,7 +64,10 @@ class MoEMLP(nn.Module):
         gates = gates.expand(B, N, k).reshape(-1).to(x.dtype)
         flat = x.reshape(B * N, W)
         order = torch.argsort(top_i, stable=True)  # group (token, slot) pairs by expert
-        counts = torch.bincount(top_i, minlength=E).tolist()  # one host sync per layer
+        if top_i.is_meta:  # shape-only run (FLOP counting): every (token, slot) pair still meets exactly one
+            counts = [len(range(e, top_i.numel(), E)) for e in range(E)]  # expert, so any split gives the same cost
+        else:
+            counts = torch.bincount(top_i, minlength=E).tolist()  # one host sync per layer
         token_of = order // k
         out = torch.zeros_like(flat)
         start = 0

@@ -7,7 +7,6 @@ adapter, each read of the inputs is followed by a latent-only processing tower.
 """
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from .base import Adapter, BudgetSpec, compact, per_block, register_adapter, seeded

@@ -7,7 +7,6 @@ queries it would compute a constant, which the queries themselves already are.
 """
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from .base import Adapter, BudgetSpec, compact, per_block, register_adapter, seeded

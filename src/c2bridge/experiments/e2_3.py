@@ -102,7 +102,7 @@ def run(ctx) -> dict:
                          "change": describe(combined_patch), "is_baseline": False,
                          "delta_vs_baseline": None})
         if combined["n_completed"] == combined["n"] and an.mean(combined, "val", "distance") is not None:
-            candidates.append(combined)
+            candidates.insert(0, combined)  # first: on a tie the plan's "combine best settings" wins
 
     baseline_rows = [r for r in table if r["is_baseline"]]
     base_d = an.mean(baseline_rows[0], "val", "distance") if baseline_rows else None
