@@ -4,7 +4,8 @@ The reference is written from the plan's description (nn.TransformerDecoderLayer
 mask; c2bridge.adapters.plan_reference) and sized to the same parameter count: same width, depth and head count
 as the solver chose for our adapter, with its dim_feedforward solved so the totals match. Both run in the same
 process on the same inputs, interleaved (ref, ours, ref, ours, ...) so machine load hits both alike; the median
-of --steps timed steps after --warmup is reported, and the ratio ours / reference (< 1: ours is faster).
+of --steps timed steps after --warmup is reported, and the ratio ours / reference (< 1: ours is faster). Both train
+with dropout 0.1 (the reference's nn.TransformerDecoderLayer default).
 
     python benchmarks/adapter_step.py                      # full dims, batch 2, CPU
     python benchmarks/adapter_step.py --preset mini --batch-size 32
@@ -62,7 +63,8 @@ def main(argv=None) -> int:
 
     preset = get_preset(args.preset)
     torch.manual_seed(0)
-    ours = build_adapter_for_preset("query", args.budget, preset, seed=0).train()
+    # dropout 0.1 on both sides: nn.TransformerDecoderLayer's default, which the plan's module keeps
+    ours = build_adapter_for_preset("query", args.budget, preset, seed=0, dropout=0.1).train()
     ref = reference_like(ours, preset).train()
 
     B, T, P = args.batch_size, args.vlm_tokens or preset.n_patches // 2, preset.n_patches
@@ -85,7 +87,7 @@ def main(argv=None) -> int:
                 times[name].append(t)
 
     print(f"preset {preset.name}, budget {args.budget}: batch {B}, T={T} VLM tokens, P={P}, "
-          f"threads {torch.get_num_threads()}, median of {args.steps} forward+backward steps "
+          f"threads {torch.get_num_threads()}, dropout 0.1 on both, median of {args.steps} forward+backward steps "
           f"after {args.warmup} warmup")
     print(f"params: ours {ours.num_params:,} (width {ours.config['width']}, depth {ours.config['depth']}, "
           f"ffn {ours.config['ffn_dim']}); reference {count(ref):,} (same width/depth, dim_feedforward "

@@ -5,6 +5,7 @@ the architecture, and a trial can be told to fail or diverge.
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -42,6 +43,10 @@ class FakeBackend:
             iou = {"caption": 0.8, "zero": 0.02, "untrained": 0.03}[cfg["reference"]]
             d = {"caption": 0.15, "zero": 0.6, "untrained": 0.58}[cfg["reference"]]
             return {"status": "completed", "metrics": {s: {"distance": d, "spatial_iou": iou} for s in cfg["eval"]["splits"]}}
+        if cfg["kind"] == "evaluate":  # more splits for a trained trial: offsets from its val distance
+            trained = json.loads((Path(trial["workspace"]) / "trials" / cfg["of"] / "trial.json").read_text())
+            d = trained["metrics"]["val"]["distance"]
+            return {"status": "completed", "metrics": {s: self._split(d, s) for s in cfg["eval"]["splits"]}}
         tc = cfg["train"]
         if self.fail_when(cfg):
             return {"status": "failed", "error": "RuntimeError: injected failure"}
@@ -62,11 +67,15 @@ class FakeBackend:
             "params": {"trainable": int(budget * 0.98), "active": int(budget * 0.98)},
             "train": {"time_s": budget ** 0.25, "steps": 10, "loss_variance": 1e-4 * (1 + seed),
                       "steps_to_plateau": 6 if budget < 2e4 else 5, "time_to_plateau_s": budget ** 0.25 / 2},
-            "metrics": {s: {"distance": d + (0.03 if s == "heldout" else 0.0) - (0.01 if s == "train" else 0.0),
-                            "spatial_iou": 0.9 - d} for s in cfg["eval"]["splits"]},
+            "metrics": {s: self._split(d, s) for s in cfg["eval"]["splits"]},
             "perf": {"latency_ms": 0.1 + budget / 1e6, "weights_mb": budget * 4 / 2**20,
                      "forward_peak_memory_mb": budget * 8 / 2**20},
             "curve": {"step": steps, "loss": [1.0 / s + d for s in steps], "val_step": [5, 10],
                       "val_loss": [0.3 + d, 0.2 + d]},
             "artifacts": {"adapter": str(adapter_dir.relative_to(workspace))},
         }
+
+    @staticmethod
+    def _split(d: float, split: str) -> dict:
+        d = d + (0.03 if split == "heldout" else 0.0) - (0.01 if split == "train" else 0.0)
+        return {"distance": d, "spatial_iou": 0.9 - d}

@@ -64,7 +64,9 @@ def seeded(seed: int | None):
     if seed is None:
         yield
         return
-    with torch.random.fork_rng(devices=[]):
+    # fork CUDA generators too when CUDA is in use (manual_seed seeds them; a build under a cuda device uses them)
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if cuda else []):
         torch.manual_seed(int(seed))
         yield
 

@@ -115,6 +115,11 @@ def run_trial(trial: dict) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     if config.get("kind") == "reference":
         return _reference_trial(config, workspace, run_dir)
+    if config.get("kind") == "evaluate":  # another trial's trained adapter, on more splits
+        from c2bridge.adapters import load_adapter
+
+        adapter = load_adapter(workspace / config["adapter"]).to(_device())
+        return {"status": "completed", **_evaluate(config, workspace, run_dir, adapter=adapter)}
     from c2bridge.train import train
 
     train_cfg = copy.deepcopy(config["train"])

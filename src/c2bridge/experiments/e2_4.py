@@ -23,6 +23,7 @@ def protocol(cfg: dict, preset) -> dict:
         "budgets": f"{cfg.get('small_budget', '10m')} vs {cfg.get('reference_budget', '100m')}",
         "seeds (final / reference)": f"{len(cfg.get('seeds') or [0])} / {len(cfg.get('reference_seeds') or cfg.get('seeds') or [0])}",
         "evaluated on": cfg.get("eval_split", "heldout"),
+        "extra evaluation splits": ", ".join((cfg.get("extra_eval_splits") or {}).keys()) or None,
         "references": ", ".join(cfg.get("references") or []) or None,
         **recipe_summary(cfg, preset.name),
     }
@@ -43,9 +44,12 @@ def run(ctx) -> dict:
     seeds = [int(s) for s in (cfg.get("seeds") or [0])]
     ref_seeds = [int(s) for s in (cfg.get("reference_seeds") or seeds)]
     split = cfg.get("eval_split", "heldout")
-    splits = list(ctx.eval_spec()["splits"])
+    extra = dict(cfg.get("extra_eval_splits") or {})  # split -> cache, beyond the eval.splits every trial gets
+    all_splits = {**((cfg.get("eval") or {}).get("splits") or {"val": "val"}), **extra}
+    splits = list(all_splits)
     if split not in splits:
-        raise ValueError(f"e2.4: eval_split {split!r} is not one of the evaluated splits {splits} (eval.splits)")
+        raise ValueError(f"e2.4: eval_split {split!r} is not one of the evaluated splits {splits} "
+                         "(eval.splits + extra_eval_splits)")
 
     specs = [(f"final-{kind}-{small}-s{s}", ctx.train_config(kind, small, s, patch=patch, train_cache=cache))
              for s in seeds]
@@ -53,8 +57,25 @@ def run(ctx) -> dict:
               for s in ref_seeds]
     references = list(cfg.get("references") or [])
     for r in references:
-        specs.append((f"ref:{r}", ctx.reference_config(r, kind=kind, budget=small, seed=seeds[0])))
+        specs.append((f"ref:{r}", ctx.reference_config(r, kind=kind, budget=small, seed=seeds[0], splits=all_splits)))
     records = ctx.run_trials(specs)
+    trained = [f"final-{kind}-{small}-s{s}" for s in seeds] + [f"reference-{kind}-{ref}-s{s}" for s in ref_seeds]
+    if extra:  # the held-out / train-split evaluations, as evaluation-only trials of the trained adapters
+        evals = [(f"eval:{lbl}", c) for lbl in trained if (c := ctx.evaluate_config(records[lbl], extra))]
+        ev_records = ctx.run_trials(evals)
+        for lbl in trained:
+            ev = ev_records.get(f"eval:{lbl}")
+            if ev is None:
+                continue
+            rec = dict(records[lbl])
+            if ev.get("status") == "completed":
+                rec["metrics"] = {**(rec.get("metrics") or {}), **(ev.get("metrics") or {})}
+                art = dict(rec.get("artifacts") or {})
+                art["grids"] = {**(art.get("grids") or {}), **((ev.get("artifacts") or {}).get("grids") or {})}
+                rec["artifacts"] = art
+            else:
+                rec["eval_error"] = ev.get("error")
+            records[lbl] = rec
 
     final_recs = [records[f"final-{kind}-{small}-s{s}"] for s in seeds]
     ref_recs = [records[f"reference-{kind}-{ref}-s{s}"] for s in ref_seeds]

@@ -160,10 +160,12 @@ class StudyContext:
             raise ValueError(f"unknown budget {name!r} for preset {self.preset.name}; expected one of {list(budgets)}")
         return float(budgets[name])
 
-    def eval_spec(self) -> dict:
-        """The evaluation every trained trial gets (identical across experiments, so trials are shared)."""
+    def eval_spec(self, splits: dict | None = None) -> dict:
+        """The evaluation every trained trial gets (identical across experiments, so trials are shared);
+        ``splits`` (split name -> cache name) replaces ``eval.splits`` for evaluation-only trials."""
         ev = dict(self.cfg.get("eval") or {})
-        splits = ev.pop("splits", {"val": "val"})
+        default = ev.pop("splits", {"val": "val"})
+        splits = default if splits is None else splits
         return {
             **ev,
             "distance": self.study.distance["name"],
@@ -203,7 +205,7 @@ class StudyContext:
         }
 
     def reference_config(self, reference: str, kind: str | None = None, budget: str | None = None,
-                         seed: int = 0) -> dict:
+                         seed: int = 0, splits: dict | None = None) -> dict:
         """An evaluation-only trial: ``caption`` (the decoder's own caption conditioning, the mini world's
         "ceiling"), ``zero`` (zero conditioning) or ``untrained`` (an adapter at init, never trained)."""
         if reference not in ("caption", "zero", "untrained"):
@@ -213,12 +215,27 @@ class StudyContext:
             "reference": reference,
             "preset": self.preset.name,
             "models": self.study.models_fingerprint,
-            "eval": self.eval_spec(),
+            "eval": self.eval_spec(splits),
         }
         if reference == "untrained":
             config["train"] = self.train_config(kind or "query", budget or "10m", seed)["train"]
             config["budget_params"] = self.budget(budget or "10m")
         return config
+
+    def evaluate_config(self, record: dict, splits: dict) -> dict | None:
+        """An evaluation-only trial of a finished training trial's adapter on more splits (e.g. E2.4's held-out
+        and train-split evaluations), so the training trial stays shared with the experiments that skip them."""
+        adapter = (record.get("artifacts") or {}).get("adapter")
+        if record.get("status") != "completed" or not adapter:
+            return None
+        return {
+            "kind": "evaluate",
+            "preset": self.preset.name,
+            "models": self.study.models_fingerprint,
+            "of": record["key"],
+            "adapter": adapter,
+            "eval": self.eval_spec(splits),
+        }
 
     # --- exports ------------------------------------------------------------------------------------------
     def export_dir(self, src_rel: str | None, dest_rel: str) -> str | None:

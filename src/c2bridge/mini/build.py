@@ -200,8 +200,8 @@ def flow_matching_loss(transformer, vae, latents, cond, cond_mask, generator, si
     B, C, Fr, h, w = latents.shape
     x0 = LTXPipeline._pack_latents(latents, 1, 1)  # [B, F*h*w, C] (transformer patch sizes are 1)
     noise = torch.randn(x0.shape, generator=generator)
-    if sigmas is None:  # logit-normal, the SD3/flux choice, mixed with uniform so the ends are covered
-        logit = torch.sigmoid(torch.randn(B, generator=generator))
+    if sigmas is None:  # logit-normal shifted to high noise (where the layout is decided), mixed with uniform
+        logit = torch.sigmoid(torch.randn(B, generator=generator) + 0.5)
         uniform = torch.rand(B, generator=generator)
         pick = torch.rand(B, generator=generator) < 0.5
         sigmas = torch.where(pick, logit, uniform)

@@ -2,7 +2,8 @@
 
 Shapes captions are token ids (``c2bridge.data.shapes``: per shape colour, kind, x-bin, y-bin, size-bin[, motion]).
 ``CaptionEmbedder`` turns them into one conditioning token per shape: the sum of its attribute embeddings
-(a sum binds the attributes of one shape, so cross-attention can "AND" position and colour in one dot product).
+(a sum binds the attributes of one shape, so cross-attention can "AND" position and colour in one dot product);
+colour/kind/motion from learned tables, x/y/size from Fourier features of the bin centre (smooth in position).
 Absent shapes are masked out. Output: ``cond [B, MAX_SHAPES, cond_dim]`` + ``mask [B, MAX_SHAPES]`` bool, i.e.
 exactly what ``LTXPipeline(prompt_embeds=..., prompt_attention_mask=...)`` takes.
 
@@ -26,16 +27,31 @@ WEIGHTS_NAME = "model.safetensors"
 
 
 class CaptionEmbedder(nn.Module):
-    def __init__(self, cond_dim: int = 64, vocab_size: int = S.VOCAB_SIZE, tokens_per_shape: int = S.TOKENS_PER_SHAPE,
-                 max_shapes: int = S.MAX_SHAPES, init_std: float = 0.5):
+    def __init__(self, cond_dim: int = 64, tokens_per_shape: int = S.TOKENS_PER_SHAPE, max_shapes: int = S.MAX_SHAPES,
+                 n_freqs: int = 8, init_std: float = 0.5):
         super().__init__()
-        self.config = {"cond_dim": cond_dim, "vocab_size": vocab_size, "tokens_per_shape": tokens_per_shape,
-                       "max_shapes": max_shapes, "init_std": init_std}
+        self.config = {"cond_dim": cond_dim, "tokens_per_shape": tokens_per_shape, "max_shapes": max_shapes,
+                       "n_freqs": n_freqs, "init_std": init_std}
         self.cond_dim, self.tokens_per_shape, self.max_shapes = cond_dim, tokens_per_shape, max_shapes
-        self.embed = nn.Embedding(vocab_size, cond_dim, padding_idx=S.PAD_ID)  # one table, fields have own id ranges
-        nn.init.normal_(self.embed.weight, std=init_std / tokens_per_shape ** 0.5)  # token rms ~ init_std
-        with torch.no_grad():
-            self.embed.weight[S.PAD_ID].zero_()
+        # categorical attributes: a learned table each
+        self.colour = nn.Embedding(len(S.COLOURS), cond_dim)
+        self.kind = nn.Embedding(len(S.KINDS), cond_dim)
+        self.motion = nn.Embedding(len(S.MOTIONS), cond_dim)
+        # ordinal attributes (x, y, size bins): Fourier features of the bin centre through a learned linear map,
+        # so neighbouring bins get neighbouring embeddings (smooth response, nothing to learn per bin)
+        self.register_buffer("freqs", torch.pi * 2.0 ** torch.arange(n_freqs, dtype=torch.float32), persistent=False)
+        self.x = nn.Linear(2 * n_freqs, cond_dim, bias=False)
+        self.y = nn.Linear(2 * n_freqs, cond_dim, bias=False)
+        self.size = nn.Linear(2 * n_freqs, cond_dim, bias=False)
+        for table in (self.colour, self.kind, self.motion):
+            nn.init.normal_(table.weight, std=init_std / tokens_per_shape ** 0.5)  # token rms ~ init_std
+        for lin in (self.x, self.y, self.size):
+            nn.init.normal_(lin.weight, std=init_std / (tokens_per_shape * n_freqs) ** 0.5)
+
+    def _fourier(self, ids: torch.Tensor, offset: int, n_bins: int) -> torch.Tensor:
+        centre = ((ids - offset).clamp(0, n_bins - 1).float() + 0.5) / n_bins  # [..] in (0, 1)
+        angles = centre[..., None] * self.freqs  # [.., n_freqs]
+        return torch.cat([angles.sin(), angles.cos()], -1)
 
     def forward(self, caption_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """caption_ids ``[B, L]`` long -> ``cond [B, max_shapes, cond_dim]``, ``mask [B, max_shapes]`` bool."""
@@ -43,7 +59,14 @@ class CaptionEmbedder(nn.Module):
             raise ValueError(f"caption_ids must be [B, {self.max_shapes * self.tokens_per_shape}] (shapes caption "
                              f"tokens), got {tuple(caption_ids.shape)}")
         ids = caption_ids.view(caption_ids.shape[0], self.max_shapes, self.tokens_per_shape)  # [B, K, T]
-        cond = self.embed(ids).sum(2)  # [B, K, cond_dim]
+        off = S.FIELD_OFFSETS
+        cond = (self.colour((ids[..., 0] - off["colour"]).clamp_min(0))
+                + self.kind((ids[..., 1] - off["kind"]).clamp_min(0))
+                + self.x(self._fourier(ids[..., 2], off["x"], S.POS_BINS))
+                + self.y(self._fourier(ids[..., 3], off["y"], S.POS_BINS))
+                + self.size(self._fourier(ids[..., 4], off["size"], S.SIZE_BINS)))  # [B, K, cond_dim]
+        if self.tokens_per_shape > S.TOKENS_PER_SHAPE:  # clips: + motion
+            cond = cond + self.motion((ids[..., 5] - off["motion"]).clamp_min(0))
         mask = ids[..., 0] != S.PAD_ID  # [B, K]
         return cond * mask[..., None], mask
 
