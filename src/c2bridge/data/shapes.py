@@ -51,8 +51,8 @@ SPLITS = ("train", "val", "heldout")
 
 MAX_SHAPES = 3
 MIN_SHAPES = 1
-SIZE_RANGE = (0.13, 0.24)  # half-extent r / image side (4.2-7.7 px at 32 px: large enough for IoU >= 0.8 via the VAE)
-MIN_SEPARATION = 0.8  # centres at least this * (r1 + r2) apart, so no shape is hidden
+SIZE_RANGE = (0.15, 0.26)  # half-extent r / image side (4.8-8.3 px at 32 px: large enough for IoU >= 0.8 via the VAE)
+MIN_SEPARATION = 0.95  # centres at least this * (r1 + r2) apart, so no shape is hidden
 POS_BINS = 32  # x / y bins of the caption (1 px at 32 px)
 SIZE_BINS = 8
 MOTIONS = ("still", "right", "down-right", "down", "down-left", "left", "up-left", "up", "up-right")

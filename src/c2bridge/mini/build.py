@@ -34,25 +34,25 @@ from c2bridge.mini.captions import CaptionEmbedder
 @dataclass
 class BuildConfig:
     seed: int = 0  # every stage is seeded from this
-    threads: int = 2  # torch CPU threads (fixed, so float reductions and the results repeat)
+    threads: int = 1  # torch CPU threads (fixed so results repeat; 1 is robust on a shared, oversubscribed CPU)
     cond_dim: int = 64  # caption embedding width = transformer caption_channels (the mini preset's cond_dim)
     # stage 1: VAE
-    vae_steps: int = 900  # optimizer steps
-    vae_batch: int = 48
-    vae_lr: float = 5e-4
+    vae_steps: int = 800  # optimizer steps
+    vae_batch: int = 32
+    vae_lr: float = 1e-3
     vae_fg_weight: float = 4.0  # extra MSE weight on foreground pixels (shapes are the small part of the image)
     vae_kl_weight: float = 1e-6
     latent_stats_images: int = 2048  # images used to set latents_mean / latents_std
     # stage 2: transformer + captions
-    transformer_steps: int = 2200
-    transformer_batch: int = 128
+    transformer_steps: int = 3000
+    transformer_batch: int = 64
     transformer_lr: float = 1e-3
     transformer_images: int = 24576  # train images encoded once (cached latents) for this stage
     null_prob: float = 0.1  # fraction of null (zero) conditioning
     caption_noise: float = 0.05  # std of Gaussian noise added to caption embeddings (smooth response to cond)
     ema_decay: float = 0.998  # EMA of transformer + captions weights; the EMA weights ship
     # stage 3: DINOv2
-    dinov2_steps: int = 700
+    dinov2_steps: int = 600
     dinov2_batch: int = 128
     dinov2_lr: float = 2e-3
     # eval

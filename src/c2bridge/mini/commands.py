@@ -14,7 +14,7 @@ def register(subparsers) -> None:
                                         "weights.")
     p.add_argument("--out", default=None, help="output directory (default: the package's assets/mini)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (fixed for repeatable numbers)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (fixed for repeatable numbers)")
     p.add_argument("--vae-steps", type=int, default=None)
     p.add_argument("--transformer-steps", type=int, default=None)
     p.add_argument("--dinov2-steps", type=int, default=None)
