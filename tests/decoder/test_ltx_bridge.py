@@ -66,7 +66,7 @@ def test_training_matches_ltx_pipeline():
     (LossSpec.named("lpips_l2", perceptual="one_minus_ssim", sigma="uniform"), 0.01),
 ], ids=["flow", "pixel"])
 def test_loss_decreases_and_only_adapter_gets_grads(tiny_bridge, spec, min_drop):
-    from conftest import TinyAdapter
+    from stand_ins import TinyAdapter
 
     torch.manual_seed(0)
     adapter = TinyAdapter()

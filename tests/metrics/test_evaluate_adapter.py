@@ -25,7 +25,7 @@ def _batch(b=3):
 
 
 def test_evaluate_adapter_metrics_and_grid(bridge, tmp_path):
-    from conftest import TinyAdapter
+    from stand_ins import TinyAdapter
     from PIL import Image
 
     torch.manual_seed(0)
@@ -57,7 +57,7 @@ def test_eval_cli(bridge, tmp_path, monkeypatch, capsys):
     """`c2bridge eval` with stand-ins for load_adapter / FeatureCache (their own tests live with their code)."""
     import c2bridge.adapters
     import c2bridge.encoders
-    from conftest import TinyAdapter
+    from stand_ins import TinyAdapter
 
     from c2bridge.cli import main
 
