@@ -207,7 +207,7 @@ def run_smoke(out: str | os.PathLike | None = None, image_size: int | None = Non
             }
 
         from c2bridge.encoders.cache import FeatureCache, collate_features
-        from c2bridge.encoders.extract import extract
+        from c2bridge.encoders.extraction import extract
 
         with stage("extract") as info:
             cache = extract(preset, "shapes", "train", out / "cache", limit=samples, seed=seed, encoders=encoders,

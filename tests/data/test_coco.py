@@ -119,7 +119,7 @@ def test_registry_and_missing_root(coco_root, tmp_path, monkeypatch):
 
 
 def test_extract_skips_the_corrupt_image(coco_root, tmp_path):
-    from c2bridge.encoders.extract import extract
+    from c2bridge.encoders.extraction import extract
 
     cache = extract("tiny", "coco", "train", tmp_path / "cache", root=coco_root, batch_size=4, shard_size=4,
                     progress=False)

@@ -5,7 +5,7 @@ import torch
 from enc_fakes import FakeImages
 
 from c2bridge.encoders import build_encoders
-from c2bridge.encoders.extract import extract
+from c2bridge.encoders.extraction import extract
 
 if __name__ == "__main__":
     out, n, delay = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])

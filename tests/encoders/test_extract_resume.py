@@ -14,7 +14,7 @@ from enc_fakes import FakeImages
 
 from c2bridge.encoders import build_encoders
 from c2bridge.encoders.cache import FeatureCache, verify_cache
-from c2bridge.encoders.extract import extract
+from c2bridge.encoders.extraction import extract
 
 HERE = Path(__file__).resolve().parent
 N_ITEMS = 24  # 6 shards of 4

@@ -9,7 +9,7 @@ from enc_fakes import FakeImages
 
 from c2bridge.encoders import build_encoders
 from c2bridge.encoders.cache import FeatureCache, collate_features, verify_cache
-from c2bridge.encoders.extract import extract
+from c2bridge.encoders.extraction import extract
 from c2bridge.presets import get_preset
 
 TINY = get_preset("tiny")

@@ -10,7 +10,7 @@ def tiny_caches(tmp_path_factory):
     """{"train": dir (32 samples), "val": dir (8 samples)} of the `tiny` preset."""
     import torch
 
-    from c2bridge.encoders.extract import extract
+    from c2bridge.encoders.extraction import extract
 
     root = tmp_path_factory.mktemp("tiny_caches")
     threads = torch.get_num_threads()

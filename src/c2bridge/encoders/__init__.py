@@ -116,8 +116,8 @@ _LAZY = {
     "FeatureCache": "c2bridge.encoders.cache",
     "collate_features": "c2bridge.encoders.cache",
     "verify_cache": "c2bridge.encoders.cache",
-    "extract": "c2bridge.encoders.extract",
-    "expected_key": "c2bridge.encoders.extract",
+    "extract": "c2bridge.encoders.extraction",
+    "expected_key": "c2bridge.encoders.extraction",
 }
 
 

@@ -38,7 +38,7 @@ def register(subparsers) -> None:
 
 
 def _extract(args: argparse.Namespace) -> int:
-    from c2bridge.encoders.extract import extract
+    from c2bridge.encoders.extraction import extract
 
     options = {}
     if args.prompt is not None:

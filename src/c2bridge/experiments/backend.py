@@ -1,4 +1,4 @@
-"""The real backend of a study: feature caches (``c2bridge.encoders.extract``), training (``c2bridge.train``) and
+"""The real backend of a study: feature caches (``c2bridge.encoders.extraction``), training (``c2bridge.train``) and
 sampled evaluation (``c2bridge.metrics.evaluate_adapter`` / ``evaluate_conditioning``).
 
 ``run_trial(trial)`` is the trial function: pure (config in, result dict out; it writes only inside
@@ -94,7 +94,7 @@ class TorchBackend:
         return {"name": requested, "reason": "named in the experiment config"}
 
     def prepare_cache(self, preset: str, spec: dict, out: Path) -> dict:
-        from c2bridge.encoders.extract import extract
+        from c2bridge.encoders.extraction import extract
 
         bridge = get_bridge(preset)
         cache = extract(
