@@ -6,7 +6,7 @@ import torch
 
 from c2bridge.data import shapes as S
 from c2bridge.mini import models as M
-from c2bridge.mini.build import BuildConfig, colour_correct, predict_velocity, spatial_iou
+from c2bridge.mini.build import colour_correct, predict_velocity, spatial_iou
 from c2bridge.mini.captions import CaptionEmbedder
 
 
@@ -111,4 +111,4 @@ def test_bad_build_arguments_are_one_clear_error(tmp_path, capsys):
     assert "--vae-steps must be >= 1" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
     with pytest.raises(ValueError, match="min_shapes"):
-        BuildConfig.quick() and S.ShapesConfig(min_shapes=0)
+        S.ShapesConfig(min_shapes=0)
