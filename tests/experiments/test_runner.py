@@ -129,3 +129,14 @@ def test_changing_the_recipe_changes_the_trial_key(tmp_path):
     n = len(backend.calls)
     study(tmp_path, backend, "e2_1.seeds=[0]", "e2_1.budgets=[10m,100m]", "recipe.optim.lr=0.001").run(["e2.1"])
     assert len(backend.calls) == n + 2
+
+
+def test_cli_accepts_overrides_after_options():
+    from c2bridge.cli import build_parser
+    from c2bridge.experiments.commands import _split_args
+
+    args = build_parser().parse_args(["run", "e2.1", "--preset", "tiny", "--out", "X", "e2_1.seeds=[0]", "--resume"])
+    assert (args.preset, args.out, args.resume) == ("tiny", "X", True)
+    assert _split_args(args) == (["e2.1"], ["e2_1.seeds=[0]"])
+    with pytest.raises(ValueError, match="name an experiment"):
+        _split_args(build_parser().parse_args(["run", "seeds=[0]"]))

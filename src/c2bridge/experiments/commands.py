@@ -25,6 +25,7 @@ def register(subparsers) -> None:
     p.add_argument("--executor", default="local", help="where trials run (default: local, serial)")
     p.add_argument("--no-report", action="store_true", help="skip FINDINGS.md and the figures (c2bridge report later)")
     p.set_defaults(func=_run)
+    p.__class__ = _IntermixedParser  # `run e2.1 --out DIR key=value`: positionals after options too
 
     r = subparsers.add_parser(
         "report",
@@ -33,6 +34,21 @@ def register(subparsers) -> None:
     )
     r.add_argument("run_dir", metavar="RUN_DIR")
     r.set_defaults(func=_report)
+
+
+class _IntermixedParser(argparse.ArgumentParser):
+    """Accepts positionals (experiments, key=value overrides) before and after options."""
+
+    _inside = False
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._inside:  # parse_known_intermixed_args calls back into parse_known_args
+            return super().parse_known_args(args, namespace)
+        self._inside = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inside = False
 
 
 def _split_args(args: argparse.Namespace) -> tuple[list[str], list[str]]:
