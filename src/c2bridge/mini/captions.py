@@ -28,7 +28,7 @@ WEIGHTS_NAME = "model.safetensors"
 
 class CaptionEmbedder(nn.Module):
     def __init__(self, cond_dim: int = 64, tokens_per_shape: int = S.TOKENS_PER_SHAPE, max_shapes: int = S.MAX_SHAPES,
-                 n_freqs: int = 8, init_std: float = 0.5):
+                 n_freqs: int = 4, init_std: float = 0.5):
         super().__init__()
         self.config = {"cond_dim": cond_dim, "tokens_per_shape": tokens_per_shape, "max_shapes": max_shapes,
                        "n_freqs": n_freqs, "init_std": init_std}
@@ -38,7 +38,8 @@ class CaptionEmbedder(nn.Module):
         self.kind = nn.Embedding(len(S.KINDS), cond_dim)
         self.motion = nn.Embedding(len(S.MOTIONS), cond_dim)
         # ordinal attributes (x, y, size bins): Fourier features of the bin centre through a learned linear map,
-        # so neighbouring bins get neighbouring embeddings (smooth response, nothing to learn per bin)
+        # so neighbouring bins get neighbouring embeddings (smooth response, nothing to learn per bin). Periods 2, 1,
+        # 1/2, 1/4 of the side: enough to tell 32 bins apart, smooth enough for an adapter to produce.
         self.register_buffer("freqs", torch.pi * 2.0 ** torch.arange(n_freqs, dtype=torch.float32), persistent=False)
         self.x = nn.Linear(2 * n_freqs, cond_dim, bias=False)
         self.y = nn.Linear(2 * n_freqs, cond_dim, bias=False)
