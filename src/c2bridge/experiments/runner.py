@@ -166,6 +166,8 @@ class StudyContext:
         ev = dict(self.cfg.get("eval") or {})
         default = ev.pop("splits", {"val": "val"})
         splits = default if splits is None else splits
+        if self.cfg.get("threads") is not None:
+            ev.setdefault("threads", int(self.cfg["threads"]))
         return {
             **ev,
             "distance": self.study.distance["name"],
@@ -285,6 +287,7 @@ class Study:
         self.results = self._open_results(command)
         self._caches: dict[str, dict] = {}
         self._last_save = time.monotonic()
+        self.n_run = self.n_reused = 0  # trials dispatched / found done in this invocation
         self.distance: dict = {}
         self.models_fingerprint: str | None = None
 
@@ -317,6 +320,9 @@ class Study:
     def _setup(self, cfg: dict) -> None:
         if self.models_fingerprint is not None:
             return
+        configure = getattr(self.backend, "configure", None)
+        if configure is not None:
+            configure(cfg)  # e.g. CPU threads for extraction and evaluation in this process
         models = self.backend.models(self.preset.name)
         self.results["models"] = models
         self.models_fingerprint = stable_hash(models)
@@ -367,6 +373,8 @@ class Study:
             else:
                 self._store(trial, record, experiment, label)
         skipped = len({t["key"] for t in by_label.values()}) - len(pending)
+        self.n_run += len(pending)
+        self.n_reused += skipped
         if skipped:
             self.log(f"[{experiment}] {skipped} trial(s) already done, skipped")
         labels = {t["key"]: lbl for lbl, t in by_label.items()}
@@ -446,6 +454,7 @@ class Study:
                     todo.append(dep)
             todo.append(name)
         todo = [n for n in ORDER if n in todo]
+        t_start = time.perf_counter()
         for name in todo:
             cfg = self.experiment_config(name)
             self._setup(cfg)
@@ -461,6 +470,10 @@ class Study:
             record["wall_s"] = round(time.perf_counter() - t0, 1)
             self.results["experiments"][name] = record
             self.assess()
+            self.results["study"]["last_run"] = {
+                "experiments": todo, "wall_s": round(time.perf_counter() - t_start, 1),
+                "trials_run": self.n_run, "trials_reused": self.n_reused,
+            }
             self.save()
         if self.render:
             from c2bridge.report import render
@@ -514,5 +527,8 @@ def _one_line(record: dict) -> str:
             parts.append(f"{k}={val[k]:.4f}")
     t = (record.get("train") or {}).get("time_s")
     if isinstance(t, (int, float)):
-        parts.append(f"{t:.1f}s")
+        parts.append(f"train {t:.1f}s")
+    w = record.get("wall_s")
+    if isinstance(w, (int, float)):
+        parts.append(f"total {w:.1f}s")
     return " ".join(parts)

@@ -136,6 +136,12 @@ def _header(results: dict, preset: dict, dist: dict) -> str:
     lines.append("")
     lines.append(f"Distance used for every \"LPIPS\" of the plan: **{dist.get('name', '?')}** — {dist.get('reason', '')}.")
     lines.append("")
+    last = study.get("last_run") or {}
+    if last:
+        lines.append(f"Last run: {', '.join(e.upper() for e in last.get('experiments') or [])} in "
+                     f"{last.get('wall_s', 0) / 60:.1f} min wall; {last.get('trials_run')} trial(s) run, "
+                     f"{last.get('trials_reused')} found done.")
+        lines.append("")
     lines.append(f"Generated from `results.yaml` (schema `{results.get('schema')}`, updated {study.get('updated_at')})"
                  f"{'; command: `' + study['command'] + '`' if study.get('command') else ''}. "
                  "Re-render with `c2bridge report RUN_DIR`.")
@@ -419,11 +425,15 @@ def _trials(results: dict) -> str:
         err = (t.get("error") or "")
         rows.append([f"`{key}`", labels, t.get("status"), params(((t.get("params") or {}) or {}).get("trainable")),
                      num(val.get("distance")), num(val.get("spatial_iou")), num((t.get("train") or {}).get("time_s")),
+                     num(t.get("wall_s")),
                      str(err).splitlines()[0][:120] if err else ""])
     counts: dict[str, int] = {}
     for t in trials.values():
         counts[t.get("status")] = counts.get(t.get("status"), 0) + 1
     head = f"## Trials ({len(trials)}: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + ")"
+    total = sum(t.get("wall_s") or 0 for t in trials.values())
+    if total:
+        head += f"\n\nSum of the trials' own wall times: {total / 60:.1f} min."
     return "\n".join([head, "", "Each trial is keyed by the hash of its resolved config (`trials/<key>/`); "
                       "experiments that need the same run share it.", "",
-                      table(["key", "used as", "status", "params", "val distance", "val IoU", "train s", "error"], rows)])
+                      table(["key", "used as", "status", "params", "val distance", "val IoU", "train s", "total s", "error"], rows)])
