@@ -15,7 +15,8 @@ KIND_OFFSET = {"query": 0.0, "bottleneck": 0.04, "lora": 0.02, "perceiver": 0.01
 
 
 class FakeBackend:
-    def __init__(self, fail_when=None, diverge_when=None, raise_when=None):
+    def __init__(self, fail_when=None, diverge_when=None, raise_when=None, interrupt_when=None):
+        self.interrupt_when = interrupt_when or (lambda cfg: False)
         self.calls: list[str] = []  # trial keys actually run
         self.fail_when = fail_when or (lambda cfg: False)
         self.diverge_when = diverge_when or (lambda cfg: False)
@@ -48,6 +49,8 @@ class FakeBackend:
             d = trained["metrics"]["val"]["distance"]
             return {"status": "completed", "metrics": {s: self._split(d, s) for s in cfg["eval"]["splits"]}}
         tc = cfg["train"]
+        if self.interrupt_when(cfg):
+            return {"status": "interrupted", "reason": "SIGTERM after step 3; checkpointed"}
         if self.fail_when(cfg):
             return {"status": "failed", "error": "RuntimeError: injected failure"}
         if self.diverge_when(cfg):

@@ -2,6 +2,7 @@
 import pytest
 
 from c2bridge.experiments.runner import Study, load_experiment_config, normalize_names, parse_overrides
+from c2bridge.experiments.trials import StudyInterrupted
 from c2bridge.report.results import load_results
 
 from exp_fakes import FakeBackend
@@ -140,3 +141,18 @@ def test_cli_accepts_overrides_after_options():
     assert _split_args(args) == (["e2.1"], ["e2_1.seeds=[0]"])
     with pytest.raises(ValueError, match="name an experiment"):
         _split_args(build_parser().parse_args(["run", "seeds=[0]"]))
+
+
+def test_an_interrupted_trial_stops_the_study_and_is_resumed_next_time(tmp_path):
+    args = ("e2_1.budgets=[5m,10m,100m]", "e2_1.seeds=[0]")
+    hit = lambda cfg: cfg["kind"] == "train" and cfg["train"]["adapter"]["budget"] == "10m"  # noqa: E731
+    first = FakeBackend(interrupt_when=hit)
+    with pytest.raises(StudyInterrupted, match="query-10m-s0"):
+        study(tmp_path, first, *args).run(["e2.1"])
+    assert len(first.calls) == 2  # 5m done, 10m interrupted, 100m never dispatched
+    res = load_results(tmp_path / "run")
+    assert [t["labels"]["e2.1"] for t in res["trials"].values()] == ["query-5m-s0"]  # no outcome stored for 10m
+    second = FakeBackend()
+    study(tmp_path, second, *args).run(["e2.1"])
+    assert len(second.calls) == 2  # 10m (resumed) and 100m; 5m not repeated
+    assert load_results(tmp_path / "run")["experiments"]["e2.1"]["status"] == "complete"

@@ -149,6 +149,8 @@ def _run_trial(trial: dict) -> dict:
         "curve": _curve(out),
         "artifacts": {},
     }
+    if result["status"] == "interrupted":  # SIGTERM: checkpointed, no outcome (the runner stops the study)
+        return {"status": "interrupted", "reason": result.get("reason")}
     if result["status"] != "completed":
         record["error"] = result.get("error") or result.get("reason")
         return record

@@ -68,6 +68,7 @@ def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from c2bridge.experiments.runner import Study, normalize_names
+    from c2bridge.experiments.trials import StudyInterrupted
 
     experiments, overrides = _split_args(args)
     names = normalize_names(experiments)
@@ -77,7 +78,11 @@ def _run(args: argparse.Namespace) -> int:
     study = Study(run_dir, preset=args.preset, overrides=overrides, executor=args.executor,
                   retry_failed=args.resume, command=command, render=not args.no_report,
                   log=lambda line: print(line, flush=True))
-    results = study.run(names)
+    try:
+        results = study.run(names)
+    except StudyInterrupted as exc:
+        print(f"c2bridge run: stopped: {exc}", file=sys.stderr)
+        return 143  # 128 + SIGTERM
     wall = time.perf_counter() - t0
     statuses: dict[str, int] = {}
     for t in results["trials"].values():

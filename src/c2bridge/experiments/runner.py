@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterable, Protocol
 
 from c2bridge._io import read_yaml, stable_hash
 from c2bridge.experiments import criteria as crit
-from c2bridge.experiments.trials import make_trial, needs_run, normalize_result, read_record, write_record
+from c2bridge.experiments.trials import (StudyInterrupted, make_trial, needs_run, normalize_result, read_record,
+                                         write_record)
 from c2bridge.report import results as res
 
 ORDER = ("e2.1", "e2.2", "e2.3", "e2.4")
@@ -384,6 +385,11 @@ class Study:
             if trial is None:  # an executor must echo the key; anything else is a bug there
                 raise RuntimeError(f"executor returned a result for unknown trial {raw.get('key')!r}")
             record = normalize_result(raw, trial)
+            if record["status"] == "interrupted":  # SIGTERM: not an outcome; stop here, a re-run resumes it
+                self.save()
+                self.log(f"[{experiment}] {labels[trial['key']]}: interrupted ({record.get('reason') or 'SIGTERM'})")
+                raise StudyInterrupted(f"{labels[trial['key']]} was interrupted and checkpointed; run the same "
+                                       "command again to resume")
             write_record(trial, record)
             self._store(trial, record, experiment, labels[trial["key"]])
             if time.monotonic() - self._last_save > SAVE_EVERY_S:  # trial.json is the durable record; this is progress

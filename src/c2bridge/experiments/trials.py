@@ -6,7 +6,8 @@ that need the same run share it, and a re-run finds it done. ``run_dir`` is ``wo
 
 The study's record of a trial is ``run_dir/trial.json`` (written by the runner, atomically, when the result comes
 back); a trial dir without it is unfinished and is resumed. Statuses: completed / diverged (outcomes: never
-repeated), failed (recorded; retried only with ``--resume``).
+repeated), failed (recorded; retried only with ``--resume``); interrupted (SIGTERM) is not recorded: the study
+stops and the next run resumes the trial from its checkpoint.
 """
 from __future__ import annotations
 
@@ -56,12 +57,19 @@ def needs_run(record: dict | None, retry_failed: bool) -> bool:
     return status != "failed" or retry_failed
 
 
+class StudyInterrupted(Exception):
+    """A trial was stopped by SIGTERM (the trainer checkpointed it): stop the study; a re-run resumes it."""
+
+
 def normalize_result(result: dict, trial: dict) -> dict:
-    """Whatever a trial function or executor returned -> the stored record (status checked, key set)."""
+    """Whatever a trial function or executor returned -> the stored record (status checked, key set).
+
+    ``interrupted`` (SIGTERM: the trainer checkpointed and stopped) is passed through: never stored as an outcome.
+    """
     out: dict[str, Any] = dict(result or {})
     out["key"] = trial["key"]
     status = out.get("status")
-    if status not in ("completed", "diverged", "failed"):
+    if status not in ("completed", "diverged", "failed", "interrupted"):
         out["status"] = "failed"
         out.setdefault("error", f"trial function returned status {status!r}; expected completed/diverged/failed")
     return out
