@@ -15,7 +15,8 @@ KIND_OFFSET = {"query": 0.0, "bottleneck": 0.04, "lora": 0.02, "perceiver": 0.01
 
 
 class FakeBackend:
-    def __init__(self, fail_when=None, diverge_when=None, raise_when=None, interrupt_when=None):
+    def __init__(self, fail_when=None, diverge_when=None, raise_when=None, interrupt_when=None, cosine_gain=0.01):
+        self.cosine_gain = cosine_gain
         self.interrupt_when = interrupt_when or (lambda cfg: False)
         self.calls: list[str] = []  # trial keys actually run
         self.fail_when = fail_when or (lambda cfg: False)
@@ -59,7 +60,7 @@ class FakeBackend:
         seed = tc["seed"]
         d = 0.1 + 0.4 / math.log10(budget) + 0.002 * seed + KIND_OFFSET.get(tc["adapter"]["kind"], 0.0)
         if tc["schedule"]["name"] == "cosine":
-            d -= 0.01
+            d -= self.cosine_gain
         adapter_dir = run_dir / "adapter"
         adapter_dir.mkdir(exist_ok=True)
         (adapter_dir / "adapter_config.json").write_text('{"kind": "%s"}' % tc["adapter"]["kind"])

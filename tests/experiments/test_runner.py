@@ -156,3 +156,17 @@ def test_an_interrupted_trial_stops_the_study_and_is_resumed_next_time(tmp_path)
     study(tmp_path, second, *args).run(["e2.1"])
     assert len(second.calls) == 2  # 10m (resumed) and 100m; 5m not repeated
     assert load_results(tmp_path / "run")["experiments"]["e2.1"]["status"] == "complete"
+
+
+def test_a_recipe_change_within_the_seed_spread_is_not_adopted(tmp_path):
+    backend = FakeBackend(cosine_gain=0.001)  # E2.1's 10M seed spread is 0.002
+    study(tmp_path, backend, "e2_1.budgets=[10m,100m]", "e2_1.seeds=[0,1,2]", "e2_2.seeds=[0,1,2]",
+          render=False).run(["all"])
+    res = load_results(tmp_path / "run")
+    e23 = res["experiments"]["e2.3"]["summary"]
+    assert e23["kept_baseline"] and e23["gain_exceeds_seed_spread"] is False
+    assert e23["best_recipe"]["patch"] == {} and "not adopted" in e23["recommendation"]
+    assert e23["recipe_gain"] == 0 and res["experiments"]["e2.3"]["verdicts"]["recipe_gain"]["verdict"] == "acceptable"
+    # so E2.4 trains nothing new: its 10M and 100M trials are E2.1's (same kind, recipe, seeds)
+    trained_in_e24 = [t for t in res["trials"].values() if "e2.4" in t["labels"] and t["config"]["kind"] == "train"]
+    assert trained_in_e24 and all("e2.1" in t["labels"] for t in trained_in_e24)

@@ -97,9 +97,30 @@ def test_quick_build_command_end_to_end_and_repeatable(tmp_path, capsys):
     report = json.loads((out / "build_report.json").read_text())
     assert {"vae", "transformer", "dinov2", "eval"} <= set(report) and (out / "samples.png").stat().st_size > 0
     assert 0 < report["shipped_bytes"] <= 10e6
-    # same seed -> the same weights
+    # an interrupted build resumes from its stage checkpoints and gives the same weights as the uninterrupted one
+    # (which also shows: same seed -> same weights)
+    from c2bridge.mini import build as B
+
     again = tmp_path / "again"
-    assert main(["mini", "build", "--quick", "--out", str(again)]) == 0
+    cfg = B.BuildConfig.quick(checkpoint_every=1)
+    original = B.train_transformer
+
+    def interrupted(cfg_, vae, report, callback=None, callback_every=0):
+        def stop(step, *models):
+            if step == 2:
+                raise KeyboardInterrupt
+        return original(cfg_, vae, report, callback=stop, callback_every=1)
+
+    B.train_transformer = interrupted
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            B.build(again, cfg)
+    finally:
+        B.train_transformer = original
+    work = {p.name.split("-")[0] for p in (again / ".build-work").iterdir()}
+    assert work == {"vae", "transformer"} and not (again / "transformer").exists()
+    B.build(again, cfg)
+    assert not (again / ".build-work").exists()
     first, second = _weights(out), _weights(again)
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 

@@ -145,8 +145,27 @@ class StreamEncoder(nn.Module):
         return context, torch.cat([vlm_mask, dino_mask], dim=1)  # [B, T+P]
 
 
+SINCOS_RMS = 0.5  # rms of the initial position table per token (projected DINOv2 tokens: ~0.7 at stream weight 0.7)
+
+
+def sincos_table(n: int, dim: int, scale: float = 1.0) -> torch.Tensor:
+    """[n, dim] sin/cos features of positions 0..n-1 (MAE-style frequencies), rms ``scale`` per row."""
+    if dim < 2:
+        return torch.zeros(n, dim)
+    half = dim // 2
+    freqs = 1.0 / (max(n, 2) ** (torch.arange(half, dtype=torch.float32) / max(half, 1)))  # slowest ~ 1/n
+    angles = torch.arange(n, dtype=torch.float32)[:, None] * freqs[None, :] * math.pi / 2  # [n, half]
+    table = torch.zeros(n, dim)
+    table[:, :half], table[:, half : 2 * half] = angles.sin(), angles.cos()
+    return table * scale * math.sqrt(2.0)  # sin² + cos² = 1 per pair -> per-row rms = scale·sqrt(2·half/dim)
+
+
 class GridPositionEmbedding(nn.Module):
-    """Learned 2-D position embedding for a square patch grid, factorized as row + column: 2*sqrt(P)*W params."""
+    """Learned 2-D position embedding for a square patch grid, factorized as row + column: 2*sqrt(P)*W params.
+
+    Initialized as a 2-D sin-cos table (rows in the first half of the channels, columns in the second) rather than
+    near zero, so the adapter can tell patches apart from its first step (tiny adapters otherwise spend most of a
+    short run discovering position)."""
 
     def __init__(self, n_patches: int, width: int):
         super().__init__()
@@ -159,6 +178,11 @@ class GridPositionEmbedding(nn.Module):
         self.side = side
         self.rows = normal_param(side, width, std=0.02)  # [sqrt(P), W]
         self.cols = normal_param(side, width, std=0.02)  # [sqrt(P), W]
+        if not self.rows.is_meta:
+            with torch.no_grad():  # start from a 2-D sin-cos table: position is readable from step 0
+                table = sincos_table(side, width // 2, scale=SINCOS_RMS)  # [sqrt(P), W//2]
+                self.rows[:, : width // 2] = table
+                self.cols[:, width // 2 : 2 * (width // 2)] = table
 
     def forward(self) -> torch.Tensor:
         # patch p = row * side + col (row-major, as DINOv2 orders its patch tokens)

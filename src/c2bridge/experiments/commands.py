@@ -86,10 +86,12 @@ def _run(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - t0
     statuses: dict[str, int] = {}
     for t in results["trials"].values():
-        statuses[t["status"]] = statuses.get(t["status"], 0) + 1
+        if (t.get("config") or {}).get("models") == study.models_fingerprint:  # this world's trials only
+            statuses[t["status"]] = statuses.get(t["status"], 0) + 1
     gate = results.get("gate2") or {}
-    print(f"done in {wall:.0f}s: {', '.join(f'{v} {k}' for k, v in statuses.items())} trials; "
-          f"Gate 2 (C2 part): {gate.get('c2', 'not assessed')}")
+    print(f"done in {wall:.0f}s: {study.n_run} trial(s) run, {study.n_reused} found done "
+          f"({', '.join(f'{v} {k}' for k, v in statuses.items())}); Gate 2 (C2 part): "
+          f"{gate.get('c2', 'not assessed')}{' (not meaningful: see FINDINGS.md)' if gate.get('caveat') else ''}")
     print(f"results: {run_dir / 'results.yaml'}" + ("" if args.no_report else f"\nfindings: {run_dir / 'FINDINGS.md'}"))
     if statuses.get("failed"):
         print(f"note: {statuses['failed']} trial(s) failed (recorded in results.yaml); `--resume` retries them",

@@ -66,14 +66,17 @@ def run(ctx) -> dict:
         "efficiency_by_budget": eff_by_budget,
     }
     summary.update(_recommend(ctx, budgets, eff_by_budget))
+    # how far the smallest and largest budgets are apart, in seed spreads (a flat curve says little about size)
+    lo, hi = by_budget[budgets[0]][0], by_budget[budgets[-1]][0]
+    spreads = [x for x in (an.spread(lo, "val", "distance"), an.spread(hi, "val", "distance")) if x is not None]
+    gap = abs(d[budgets[0]] - d[budgets[-1]]) if d[budgets[0]] is not None and d[budgets[-1]] is not None else None
+    separation = (gap / max(spreads)) if gap is not None and spreads and max(spreads) > 0 else None
+    summary["scaling_separation"] = separation
+    if separation is not None and separation < 3:
+        summary["recommendation"] += (f" (caution: the smallest and largest budgets differ by only {separation:.1f}x "
+                                      "the seed spread, so the curve is nearly flat here)")
     if ctx.preset.is_miniature:
-        lo, hi = by_budget[budgets[0]][0], by_budget[budgets[-1]][0]
-        spreads = [x for x in (an.spread(lo, "val", "distance"), an.spread(hi, "val", "distance")) if x is not None]
-        gap = (abs(d[budgets[0]] - d[budgets[-1]]) if d[budgets[0]] is not None and d[budgets[-1]] is not None
-               else None)
-        summary["miniature_checks"] = {
-            "scaling_separation": (gap / max(spreads)) if gap is not None and spreads and max(spreads) > 0 else None
-        }
+        summary["miniature_checks"] = {"scaling_separation": separation}
 
     checkpoints, grids = {}, {}
     for b in budgets:

@@ -44,7 +44,10 @@ def run(ctx) -> dict:
         recs_by_kind[k] = recs
 
     summary = {"distance_name": ctx.study.distance["name"], "budget": budget, "kinds": kinds}
-    summary.update(_recommend(arms, tolerance=float(cfg.get("tie_tolerance", 0.0))))
+    # the seed spread of the same budget in E2.1 (3 seeds) also bounds what counts as a tie here
+    e21_spread = (ctx.summary_of("e2.1") or {}).get("distance_10m_std") if budget == "10m" else None
+    summary["seed_spread_e2_1"] = e21_spread
+    summary.update(_recommend(arms, tolerance=max(float(cfg.get("tie_tolerance", 0.0)), e21_spread or 0.0)))
 
     grids = {}
     for k in kinds:
@@ -64,8 +67,9 @@ def run(ctx) -> dict:
 
 
 def _recommend(arms: list[dict], tolerance: float = 0.0) -> dict:
-    """Best = lowest mean distance. Kinds within the seed spread (or ``tolerance``) of the best are tied on
-    quality; among those the lowest adapter latency is recommended (then fewest active params)."""
+    """Best = lowest mean distance. Kinds within the seed spread (or ``tolerance``: the configured tie tolerance or
+    E2.1's seed spread at this budget) of the best are tied on quality; among those the lowest adapter latency is
+    recommended (then fewest active params)."""
     ranked = sorted((a for a in arms if an.mean(a, "val", "distance") is not None),
                     key=lambda a: an.mean(a, "val", "distance"))
     if not ranked:

@@ -110,6 +110,15 @@ def run(ctx) -> dict:
         combined["delta_vs_baseline"] = an.mean(combined, "val", "distance") - base_d
     chosen = min(candidates, key=lambda r: an.mean(r, "val", "distance")) if candidates else None
     comb_d = an.mean(combined, "val", "distance") if combined else None
+    # a recipe change must beat the baseline by more than the seed spread (E2.1's, at 3 seeds) to be adopted
+    noise = (ctx.summary_of("e2.1") or {}).get("distance_10m_std") if budget == "10m" else None
+    best_d = an.mean(chosen, "val", "distance") if chosen is not None else None
+    significant = None
+    if noise and base_d is not None and best_d is not None:
+        significant = base_d - best_d > noise
+    kept_baseline = False
+    if significant is False and baseline_rows and baseline_rows[0]["n_completed"] and chosen is not baseline_rows[0]:
+        runner_up, chosen, kept_baseline = chosen, baseline_rows[0], True
     all_rows = table + ([combined] if combined else [])
     summary = {
         "distance_name": ctx.study.distance["name"],
@@ -128,15 +137,23 @@ def run(ctx) -> dict:
         "n_diverged": sum(s == "diverged" for r in all_rows for s in r["statuses"]),
         "best_recipe": ({"label": chosen["label"], "patch": chosen["patch"], "change": chosen["change"],
                          "distance": an.mean(chosen, "val", "distance")} if chosen else None),
+        "seed_spread_e2_1": noise,
+        "gain_exceeds_seed_spread": significant,
+        "kept_baseline": kept_baseline,
     }
     if chosen is None:
         text = "no arm completed: no recipe found (plan §6.4 E2.3: extend)"
+    elif kept_baseline:
+        text = (f"the base recipe ({base_d:.4f}): the best change, {runner_up['label']} ({runner_up['change']}, "
+                f"{best_d:.4f}), beats it by less than the seed spread measured in E2.1 ({noise:.4f}) with "
+                f"{len(seeds)} seed(s) per arm, so it is not adopted")
     else:
         text = f"{chosen['label']} ({chosen['change']}): lowest mean distance {an.mean(chosen, 'val', 'distance'):.4f}"
         if chosen is not combined and combined is not None and comb_d is not None:
             text += f"; the combination of the best arms scored {comb_d:.4f}, so it is not used"
         if base_d:
-            text += f"; baseline {base_d:.4f} ({summary['recipe_gain']:+.1%} gain)"
+            text += f"; baseline {base_d:.4f} ({summary['recipe_gain']:+.1%} gain"
+            text += f", more than the E2.1 seed spread {noise:.4f})" if significant else ")"
     summary["recommendation"] = text
     return {
         "status": an.experiment_status(all_rows),

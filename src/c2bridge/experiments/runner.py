@@ -468,10 +468,11 @@ class Study:
             ctx = StudyContext(self, name, cfg)
             t0 = time.perf_counter()
             self.log(f"== {name}: {module.TITLE}")
+            protocol = self._protocol(name, module, cfg)  # before the trials: the recipe they are resolved from
             record = module.run(ctx)
             record["title"] = module.TITLE
             record["config_file"] = Path(cfg["_source"]).name
-            record["protocol"] = self._protocol(name, module, cfg)
+            record["protocol"] = protocol
             record["protocol_notes"] = list(cfg.get("protocol_notes") or [])
             record["wall_s"] = round(time.perf_counter() - t0, 1)
             self.results["experiments"][name] = record
@@ -520,6 +521,13 @@ class Study:
                 values.update(summary.get("miniature_checks") or {})
             checks = {k: c for k, c in (self.criteria.get("miniature_checks") or {}).items() if k in values}
             self.results["miniature_checks"] = crit.assess(values, checks, preset, distance)
+            failed = [k for k, v in self.results["miniature_checks"].items() if v["verdict"] == "fail"]
+            if failed:  # ratios of numbers that do not respond to the adapter say nothing
+                self.results["gate2"]["valid"] = False
+                self.results["gate2"]["caveat"] = (
+                    "not meaningful: the miniature's own checks failed (" + ", ".join(failed) + "), i.e. its "
+                    "adapters do not clearly beat an untrained adapter / zero conditioning or its scaling curve is "
+                    "flat, so param_efficiency compares numbers that barely respond to the adapter")
 
 
 def _one_line(record: dict) -> str:

@@ -61,6 +61,7 @@ class BuildConfig:
     eval_images: int = 256  # val and heldout images sampled through LTXPipeline
     eval_steps: int = 20  # LTXPipeline num_inference_steps
     max_seconds_per_stage: float | None = None  # optional wall-clock cap per training stage (breaks determinism)
+    checkpoint_every: int = 200  # steps between resumable stage checkpoints (in OUT/.build-work/, removed at the end)
     log_every: int = 50
 
     @classmethod
@@ -93,14 +94,48 @@ def _train_images(cfg: BuildConfig, start: int, count: int) -> dict:
 
 
 class _Timer:
-    def __init__(self, cap):
-        self.t0, self.cap = time.perf_counter(), cap
+    def __init__(self, cap, offset: float = 0.0):
+        self.t0, self.cap = time.perf_counter() - offset, cap
 
     def elapsed(self):
         return time.perf_counter() - self.t0
 
     def over(self):
         return self.cap is not None and self.elapsed() > self.cap
+
+
+class _Checkpoint:
+    """A stage's resumable state (tensors, numbers, lists; loaded with ``weights_only=True``), keyed by the config.
+
+    An interrupted build started again with the same config resumes each stage from its last checkpoint and gives
+    the same weights as an uninterrupted one (data is index-based, RNG states are restored).
+    """
+
+    def __init__(self, cfg: "BuildConfig", stage: str):
+        from c2bridge._io import stable_hash
+
+        skip = {"eval_images", "eval_steps", "log_every", "max_seconds_per_stage", "checkpoint_every"}
+        key = stable_hash({k: v for k, v in dataclasses.asdict(cfg).items() if k not in skip})
+        self.every = cfg.checkpoint_every
+        self.path = _WORK_DIR / f"{stage}-{key}.pt" if _WORK_DIR is not None else None
+
+    def load(self) -> dict | None:
+        if self.path is None or not self.path.is_file():
+            return None
+        state = torch.load(self.path, weights_only=True)
+        _log(f"resuming {self.path.name} at step {state['step']}")
+        return state
+
+    def due(self, steps_done: int, total: int) -> bool:
+        return self.path is not None and self.every > 0 and steps_done % self.every == 0 and steps_done < total
+
+    def save(self, state: dict) -> None:
+        if self.path is not None:
+            with atomic_path(self.path) as tmp:
+                torch.save(state, tmp)
+
+
+_WORK_DIR: Path | None = None  # set by build(): OUT/.build-work
 
 
 def _log(msg: str) -> None:
@@ -139,9 +174,13 @@ def train_vae(cfg: BuildConfig, report: dict):
     torch.manual_seed(cfg.seed)
     vae = M.build_vae().train()
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
-    timer, curve = _Timer(cfg.max_seconds_per_stage), []
-    steps_done = 0
-    for step in range(cfg.vae_steps):
+    ckpt, curve, steps_done, offset = _Checkpoint(cfg, "vae"), [], 0, 0.0
+    if (state := ckpt.load()) is not None:
+        vae.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        curve, steps_done, offset = state["curve"], state["step"], state["seconds"]
+    timer = _Timer(cfg.max_seconds_per_stage, offset)
+    for step in range(steps_done, cfg.vae_steps):
         if timer.over():
             break
         batch = _train_images(cfg, 10_000_000 + step * cfg.vae_batch, cfg.vae_batch)  # own index range
@@ -162,6 +201,9 @@ def train_vae(cfg: BuildConfig, report: dict):
             psnr = -10 * math.log10(max(((recon.detach() - x) ** 2).mean().item() / 4, 1e-10))  # [0,1] scale
             curve.append({"step": step, "loss": loss.item(), "psnr": psnr, "seconds": timer.elapsed()})
             _log(f"vae step {step} loss {loss.item():.5f} psnr {psnr:.2f} ({timer.elapsed():.0f}s)")
+        if ckpt.due(steps_done, cfg.vae_steps):
+            ckpt.save({"step": steps_done, "model": vae.state_dict(), "opt": opt.state_dict(), "curve": curve,
+                       "seconds": timer.elapsed()})
     vae.eval().requires_grad_(False)
     _round_fp16_(vae)
     # latents_mean / latents_std from data (per channel), fp16-representable like everything shipped
@@ -262,9 +304,17 @@ def train_transformer(cfg: BuildConfig, vae, report: dict, callback=None, callba
     opt = torch.optim.AdamW(params, lr=cfg.transformer_lr, weight_decay=0.01)
     ema = _EMA([transformer, captions], cfg.ema_decay)
     gen = torch.Generator().manual_seed(cfg.seed + 2)
-    timer, curve, steps_done = _Timer(cfg.max_seconds_per_stage), [], 0
+    ckpt, curve, steps_done, offset = _Checkpoint(cfg, "transformer"), [], 0, 0.0
+    if (state := ckpt.load()) is not None:
+        transformer.load_state_dict(state["transformer"])
+        captions.load_state_dict(state["captions"])
+        opt.load_state_dict(state["opt"])
+        ema.shadow = [t.clone() for t in state["ema"]]
+        gen.set_state(state["gen"])
+        curve, steps_done, offset = state["curve"], state["step"], state["seconds"]
+    timer = _Timer(cfg.max_seconds_per_stage, offset)
     n = len(data["latents"])
-    for step in range(cfg.transformer_steps):
+    for step in range(steps_done, cfg.transformer_steps):
         if timer.over():
             break
         idx = torch.randint(0, n, (cfg.transformer_batch,), generator=gen)
@@ -290,6 +340,10 @@ def train_transformer(cfg: BuildConfig, vae, report: dict, callback=None, callba
         if step % cfg.log_every == 0 or step == cfg.transformer_steps - 1:
             curve.append({"step": step, "loss": loss.item(), "seconds": timer.elapsed()})
             _log(f"transformer step {step} loss {loss.item():.4f} ({timer.elapsed():.0f}s)")
+        if ckpt.due(steps_done, cfg.transformer_steps):
+            ckpt.save({"step": steps_done, "transformer": transformer.state_dict(), "captions": captions.state_dict(),
+                       "opt": opt.state_dict(), "ema": list(ema.shadow), "gen": gen.get_state(), "curve": curve,
+                       "seconds": timer.elapsed()})
     ema.copy_to_params()
     for m in (transformer, captions):
         m.eval().requires_grad_(False)
@@ -377,8 +431,14 @@ def train_dinov2(cfg: BuildConfig, report: dict):
     heads = DinoHeads(M.DINOV2_CONFIG["hidden_size"], M.DINOV2_CONFIG["patch_size"])
     params = list(dinov2.parameters()) + list(heads.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.dinov2_lr, weight_decay=0.01)
-    timer, curve, steps_done = _Timer(cfg.max_seconds_per_stage), [], 0
-    for step in range(cfg.dinov2_steps):
+    ckpt, curve, steps_done, offset = _Checkpoint(cfg, "dinov2"), [], 0, 0.0
+    if (state := ckpt.load()) is not None:
+        dinov2.load_state_dict(state["dinov2"])
+        heads.load_state_dict(state["heads"])
+        opt.load_state_dict(state["opt"])
+        curve, steps_done, offset = state["curve"], state["step"], state["seconds"]
+    timer = _Timer(cfg.max_seconds_per_stage, offset)
+    for step in range(steps_done, cfg.dinov2_steps):
         if timer.over():
             break
         batch = _train_images(cfg, 30_000_000 + step * cfg.dinov2_batch, cfg.dinov2_batch)
@@ -392,6 +452,9 @@ def train_dinov2(cfg: BuildConfig, report: dict):
         if step % cfg.log_every == 0 or step == cfg.dinov2_steps - 1:
             curve.append({"step": step, "loss": loss.item(), "seconds": timer.elapsed(), **acc})
             _log(f"dinov2 step {step} loss {loss.item():.4f} {acc} ({timer.elapsed():.0f}s)")
+        if ckpt.due(steps_done, cfg.dinov2_steps):
+            ckpt.save({"step": steps_done, "dinov2": dinov2.state_dict(), "heads": heads.state_dict(),
+                       "opt": opt.state_dict(), "curve": curve, "seconds": timer.elapsed()})
     dinov2.eval().requires_grad_(False)
     heads.eval()
     _round_fp16_(dinov2)
@@ -534,13 +597,44 @@ def build(out: str | Path | None = None, cfg: BuildConfig | None = None) -> dict
         torch.set_flush_denormal(False)
 
 
+def _stage(cfg: BuildConfig, name: str, report: dict, run, build_modules) -> dict:
+    """``run()`` -> dict of trained modules, or load the finished stage (weights + report) from the work dir."""
+    done = _Checkpoint(cfg, f"{name}-done")
+    if (state := done.load()) is not None:
+        modules = build_modules()
+        for key, module in modules.items():
+            module.load_state_dict(state[key])
+            module.eval().requires_grad_(False)
+        report[name] = state["report"]
+        return modules
+    modules = run()
+    done.every = 1
+    done.save({"step": -1, "report": report[name], **{k: m.state_dict() for k, m in modules.items()}})
+    return modules
+
+
 def _build(out: Path, cfg: BuildConfig) -> dict:
+    global _WORK_DIR
+    import shutil
+
     t0 = time.perf_counter()
     report: dict = {"config": dataclasses.asdict(cfg), "torch": torch.__version__}
-    vae = train_vae(cfg, report)
-    transformer, captions = train_transformer(cfg, vae, report)
-    dinov2 = train_dinov2(cfg, report)
+    _WORK_DIR = out / ".build-work"
+    _WORK_DIR.mkdir(parents=True, exist_ok=True)
+    try:
+        vae = _stage(cfg, "vae", report, lambda: {"vae": train_vae(cfg, report)},
+                     lambda: {"vae": M.build_vae()})["vae"]
+        parts = _stage(cfg, "transformer", report,
+                       lambda: dict(zip(("transformer", "captions"), train_transformer(cfg, vae, report))),
+                       lambda: {"transformer": M.build_transformer(cfg.cond_dim),
+                                "captions": CaptionEmbedder(cond_dim=cfg.cond_dim)})
+        transformer, captions = parts["transformer"], parts["captions"]
+        dinov2 = _stage(cfg, "dinov2", report, lambda: {"dinov2": train_dinov2(cfg, report)},
+                        lambda: {"dinov2": M.build_dinov2()})["dinov2"]
+    finally:
+        _WORK_DIR = None
     _save_components(out, vae, transformer, captions, dinov2)
+    shutil.rmtree(out / ".build-work", ignore_errors=True)
     components = M.load_mini_components(out)  # evaluate exactly what ships
     extras = evaluate(components, cfg, report)
     report["seconds_total"] = time.perf_counter() - t0

@@ -168,10 +168,15 @@ def _headline(results: dict, exps: dict) -> str:
         lines.append(f"- **Final adapter (E2.4):** {exps['e2.4'].get('recommendation')} "
                      f"({verdict_text(v) if v else 'no verdict'}); {s4.get('eval_split')} distance "
                      f"{num(s4.get('distance_10m'))}, spatial IoU {num(s4.get('spatial_iou'))}.")
+    checks = results.get("miniature_checks") or {}
+    if checks:
+        bad = [k for k, v in checks.items() if v.get("verdict") == "fail"]
+        lines.append(f"- **Miniature checks (issue 7):** {len(checks) - len(bad)} of {len(checks)} pass"
+                     + (f"; failing: {', '.join(bad)} (see E2.4)." if bad else "."))
     g = results.get("gate2") or {}
     if g:
-        lines.append(f"- **{g.get('name', 'Gate 2')} — C2's part: {g.get('c2', '?').upper()}** ({g.get('reason')}). "
-                     f"Overall: {g.get('overall')}.")
+        lines.append(f"- **{g.get('name', 'Gate 2')} — C2's part: {g.get('c2', '?').upper()}** ({g.get('reason')})"
+                     + (f" — **{g['caveat']}**" if g.get("caveat") else "") + f". Overall: {g.get('overall')}.")
         if g.get("miniature"):
             lines.append(f"  - Note: {g['miniature']}.")
     if len(lines) == 2:
@@ -408,7 +413,8 @@ def _decisions(results: dict) -> str:
                      + (" — indicative only: " + f["note"] if not f.get("comparable") else "") + f". Action: {f.get('action')}")
     g = results.get("gate2") or {}
     if g:
-        lines += ["", f"**{g.get('name')}** — C2's part: **{g.get('c2')}** ({g.get('reason')}). {g.get('overall')}."]
+        lines += ["", f"**{g.get('name')}** — C2's part: **{g.get('c2')}** ({g.get('reason')})"
+                  + (f" — **{g['caveat']}**" if g.get("caveat") else "") + f". {g.get('overall')}."]
         for r in g.get("also_requires") or []:
             lines.append(f"- {r.get('name')}: {r.get('status')}")
         if g.get("miniature"):
@@ -417,7 +423,12 @@ def _decisions(results: dict) -> str:
 
 
 def _trials(results: dict) -> str:
-    trials = results.get("trials") or {}
+    from c2bridge._io import stable_hash
+
+    current = stable_hash(results.get("models") or {})  # the runner keys trials by this fingerprint
+    everything = results.get("trials") or {}
+    trials = {k: t for k, t in everything.items() if (t.get("config") or {}).get("models") in (None, current)}
+    stale = len(everything) - len(trials)
     rows = []
     for key, t in trials.items():
         labels = ", ".join(f"{e}:{l}" for e, l in (t.get("labels") or {}).items())
@@ -434,6 +445,8 @@ def _trials(results: dict) -> str:
     total = sum(t.get("wall_s") or 0 for t in trials.values())
     if total:
         head += f"\n\nSum of the trials' own wall times: {total / 60:.1f} min."
+    if stale:
+        head += (f" ({stale} older trial(s) run with other frozen models are kept in results.yaml and not shown.)")
     return "\n".join([head, "", "Each trial is keyed by the hash of its resolved config (`trials/<key>/`); "
                       "experiments that need the same run share it.", "",
                       table(["key", "used as", "status", "params", "val distance", "val IoU", "train s", "total s", "error"], rows)])

@@ -99,7 +99,7 @@ def learning_curves(results: dict, experiment: str, out: Path) -> Path | None:
     n = len(panels)
     cols = min(n, 3)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False, layout="constrained")
     for ax, (name, group) in zip(axes.flat, panels.items()):
         for i, a in enumerate(group):
             color = f"C{i % 10}"
@@ -108,19 +108,31 @@ def learning_curves(results: dict, experiment: str, out: Path) -> Path | None:
                 if not curve.get("step"):
                     continue
                 lbl = a.get("arm") or a.get("label") if j == 0 else None
-                ax.plot(curve["step"], curve["loss"], color=color, alpha=0.9 if j == 0 else 0.35, lw=1.2, label=lbl)
+                ax.plot(curve["step"], _smooth(curve["loss"]), color=color, alpha=0.9 if j == 0 else 0.35, lw=1.2,
+                        label=lbl)
                 if curve.get("val_step"):
                     ax.plot(curve["val_step"], curve["val_loss"], color=color, ls="--", marker=".", alpha=0.6 if j == 0 else 0.25, lw=1)
         ax.set_title(name or experiment.upper(), fontsize=9)
         ax.set_xlabel("step")
-        ax.set_ylabel("loss (solid: train, dashed: val)")
-        ax.set_yscale("log")
+        ax.set_ylabel("loss (solid: train, smoothed; dashed: val)")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.suptitle(f"{experiment.upper()} learning curves — {_subtitle(results)}", fontsize=10)
     return _save(fig, out)
+
+
+def _smooth(values: list[float]) -> list[float]:
+    """Trailing moving average over ~10% of the points (the flow-matching loss is noisy: random σ per step)."""
+    w = max(1, len(values) // 10)
+    out, acc = [], 0.0
+    for i, v in enumerate(values):
+        acc += v
+        if i >= w:
+            acc -= values[i - w]
+        out.append(acc / min(i + 1, w))
+    return out
 
 
 def _has_curve(trial: dict | None) -> bool:
