@@ -63,7 +63,7 @@ PRESETS: dict[str, Preset] = {
         image_size=32,
         num_frames=1,
         # The plan's five scales mapped onto the miniature (see docs/mini_world.md for how they were chosen).
-        budgets={"5m": 5e3, "10m": 1e4, "20m": 2e4, "50m": 5e4, "100m": 1e5},
+        budgets={"5m": 6.25e3, "10m": 1.25e4, "20m": 2.5e4, "50m": 6.25e4, "100m": 1.25e5},  # = full / 800
         is_miniature=True,
         description="Miniature: the same classes at small configs, trained by c2bridge, synthetic shapes, CPU.",
     ),

@@ -88,7 +88,7 @@ def test_budget_strings():
 def test_preset_scale_names_map_to_the_preset():
     mini = PRESETS["mini"]
     a = build_adapter_for_preset("query", "10m", "mini", device="meta")
-    assert a.config["budget"] == mini.budgets["10m"] == 1e4
+    assert a.config["budget"] == mini.budgets["10m"] == 1.25e4
     assert (a.vlm_dim, a.dino_dim, a.out_dim, a.n_tokens, a.n_patches) == (32, 64, 64, 16, 64)
     b = build_adapter_for_preset("query", "12k", mini, device="meta")  # not a scale name: literal
     assert b.config["budget"] == 12e3

@@ -12,7 +12,7 @@ def test_json_rows_for_the_mini_preset(capsys):
     assert len(rows) == 25
     assert {r["kind"] for r in rows} == {"query", "bottleneck", "lora", "perceiver", "moe"}
     assert {r["budget"] for r in rows} == {"5m", "10m", "20m", "50m", "100m"}
-    targets = {"5m": 5e3, "10m": 1e4, "20m": 2e4, "50m": 5e4, "100m": 1e5}  # the mini mapping of the plan scales
+    targets = {"5m": 6.25e3, "10m": 1.25e4, "20m": 2.5e4, "50m": 6.25e4, "100m": 1.25e5}  # the mini mapping of the plan scales
     for r in rows:
         assert r["target"] == targets[r["budget"]]
         assert abs(r["params"] - r["target"]) <= 0.02 * r["target"] and r["within_tolerance"]

@@ -170,3 +170,18 @@ def test_a_recipe_change_within_the_seed_spread_is_not_adopted(tmp_path):
     # so E2.4 trains nothing new: its 10M and 100M trials are E2.1's (same kind, recipe, seeds)
     trained_in_e24 = [t for t in res["trials"].values() if "e2.4" in t["labels"] and t["config"]["kind"] == "train"]
     assert trained_in_e24 and all("e2.1" in t["labels"] for t in trained_in_e24)
+
+
+def test_among_recipes_within_the_seed_spread_the_one_with_fewest_changes_wins(tmp_path):
+    # cosine beats the base recipe by far more than the seed spread; colour jitter changes nothing (equal distance)
+    backend = FakeBackend(cosine_gain=0.05)
+    study(tmp_path, backend, "e2_1.budgets=[10m,100m]", "e2_1.seeds=[0,1,2]", "e2_2.seeds=[0]",
+          render=False).run(["e2.1", "e2.2", "e2.3"])
+    res = load_results(tmp_path / "run")
+    e23 = res["experiments"]["e2.3"]
+    s = e23["summary"]
+    assert s["best_per_grid"]["augmentations"]["patch"] == {}  # jitter's tie is no gain: the grid keeps its base
+    assert s["best_recipe"]["patch"] == {"schedule.name": "cosine", "schedule.min_lr": 1.0e-5}
+    assert s["gain_exceeds_seed_spread"] is True and not s["kept_baseline"]
+    # only one grid found a real change, so there is nothing to combine and no combined trial is trained
+    assert "combined" not in [a["label"] for a in e23["arms"]]

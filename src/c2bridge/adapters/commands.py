@@ -152,6 +152,14 @@ def format_table(rows: list[dict]) -> str:
     head = (f"preset {first['preset']}: scale -> target params: "
             + ", ".join(dict.fromkeys(f"{r['budget']}->{r['target']:,.0f}" for r in rows))
             + f"   (FLOPs/latency: batch 1, T={first['vlm_tokens']} VLM tokens)")
+    if first["preset"] != "full":
+        from c2bridge.presets import PLAN_BUDGETS, get_preset
+
+        budgets = get_preset(first["preset"]).budgets
+        ratios = {round(PLAN_BUDGETS[k] / v) for k, v in budgets.items() if k in PLAN_BUDGETS}
+        if len(ratios) == 1:
+            head += (f"\n  the plan's scales / {ratios.pop():,} (a miniature's mapping of the plan's budgets; "
+                     "docs/mini_world.md says how it was chosen)")
     cols = ["kind", "budget", "target", "params", "active", "err%", "dims", "GFLOP/sample", "latency ms"]
     body = []
     for r in rows:

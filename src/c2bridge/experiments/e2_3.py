@@ -3,7 +3,10 @@
 On the architecture E2.2 recommends (or ``arch`` in the config), one grid at a time over losses, learning-rate
 schedules, augmentations and regularization (each arm = the base recipe + a patch of dotted TrainConfig keys;
 ``train_cache`` in a patch names the augmented train cache), then the combination of each grid's best arm.
-The recipe handed to E2.4 is the best of all arms and the combination. Ablation table + learning curves.
+The recipe handed to E2.4 is the best of all arms and the combination, except that a change has to beat the
+simpler alternative by more than E2.1's seed spread at this budget: among arms within that spread of the lowest
+distance the one with the fewest changed keys wins (per grid too, so the combination holds only real gains; it is
+trained only when two or more grids found one). Ablation table + learning curves.
 """
 from __future__ import annotations
 
@@ -64,6 +67,19 @@ def run(ctx) -> dict:
     records = ctx.run_trials(specs)
     splits = list(ctx.eval_spec()["splits"])
 
+    # the seed spread of E2.1 at this budget (3 seeds): a change must beat its alternative by more to count
+    noise = (ctx.summary_of("e2.1") or {}).get("distance_10m_std") if budget == "10m" else None
+    tol = float(noise or 0.0)
+
+    def dist(row):
+        return an.mean(row, "val", "distance")
+
+    def simplest_near_best(rows: list[dict]) -> dict:
+        """The row with the fewest changed keys among those within the seed spread of the lowest distance
+        (then the lower distance): a difference inside the noise does not justify a change (or its cost)."""
+        best = min(dist(r) for r in rows)
+        return min((r for r in rows if dist(r) <= best + tol), key=lambda r: (len(r["patch"]), dist(r)))
+
     table, best_per_grid, candidates = [], {}, []
     for gname, g in grids.items():
         arms = g.get("arms") or {}
@@ -81,7 +97,7 @@ def run(ctx) -> dict:
             r["delta_vs_baseline"] = d - base_d if d is not None and base_d is not None else None
         complete = [r for r in rows if r["n_completed"] == r["n"] and an.mean(r, "val", "distance") is not None]
         if complete:
-            best = min(complete, key=lambda r: an.mean(r, "val", "distance"))
+            best = simplest_near_best(complete)
             best_per_grid[gname] = {"arm": best["arm"], "patch": best["patch"],
                                     "distance": an.mean(best, "val", "distance")}
             candidates += complete
@@ -95,30 +111,28 @@ def run(ctx) -> dict:
                 conflicts.append(f"{k}: {combined_patch[k]} ({gname} wins with {v})")
             combined_patch[k] = v
     combined = None
-    if cfg.get("combine", True) and best_per_grid:
+    if cfg.get("combine", True) and combined_patch and sum(bool(b["patch"]) for b in best_per_grid.values()) > 1:
         crecs = ctx.run_trials([spec("combined", combined_patch, s) for s in seeds])
         combined = an.group([crecs[f"combined-s{s}"] for s in seeds], splits)
         combined.update({"grid": "combined", "arm": "combined", "label": "combined", "patch": combined_patch,
                          "change": describe(combined_patch), "is_baseline": False,
                          "delta_vs_baseline": None})
         if combined["n_completed"] == combined["n"] and an.mean(combined, "val", "distance") is not None:
-            candidates.insert(0, combined)  # first: on a tie the plan's "combine best settings" wins
+            candidates.append(combined)
 
     baseline_rows = [r for r in table if r["is_baseline"]]
     base_d = an.mean(baseline_rows[0], "val", "distance") if baseline_rows else None
     if combined is not None and an.mean(combined, "val", "distance") is not None and base_d is not None:
         combined["delta_vs_baseline"] = an.mean(combined, "val", "distance") - base_d
-    chosen = min(candidates, key=lambda r: an.mean(r, "val", "distance")) if candidates else None
+    lowest = min(candidates, key=dist) if candidates else None
+    chosen = simplest_near_best(candidates) if candidates else None
     comb_d = an.mean(combined, "val", "distance") if combined else None
-    # a recipe change must beat the baseline by more than the seed spread (E2.1's, at 3 seeds) to be adopted
-    noise = (ctx.summary_of("e2.1") or {}).get("distance_10m_std") if budget == "10m" else None
-    best_d = an.mean(chosen, "val", "distance") if chosen is not None else None
+    best_d = dist(lowest) if lowest is not None else None
     significant = None
     if noise and base_d is not None and best_d is not None:
         significant = base_d - best_d > noise
-    kept_baseline = False
-    if significant is False and baseline_rows and baseline_rows[0]["n_completed"] and chosen is not baseline_rows[0]:
-        runner_up, chosen, kept_baseline = chosen, baseline_rows[0], True
+    kept_baseline = bool(chosen is not None and chosen.get("is_baseline") and lowest is not chosen)
+    runner_up = lowest
     all_rows = table + ([combined] if combined else [])
     summary = {
         "distance_name": ctx.study.distance["name"],
@@ -145,10 +159,13 @@ def run(ctx) -> dict:
         text = "no arm completed: no recipe found (plan §6.4 E2.3: extend)"
     elif kept_baseline:
         text = (f"the base recipe ({base_d:.4f}): the best change, {runner_up['label']} ({runner_up['change']}, "
-                f"{best_d:.4f}), beats it by less than the seed spread measured in E2.1 ({noise:.4f}) with "
+                f"{best_d:.4f}), beats it by less than the seed spread measured in E2.1 ({tol:.4f}) with "
                 f"{len(seeds)} seed(s) per arm, so it is not adopted")
     else:
-        text = f"{chosen['label']} ({chosen['change']}): lowest mean distance {an.mean(chosen, 'val', 'distance'):.4f}"
+        text = f"{chosen['label']} ({chosen['change']}): mean distance {dist(chosen):.4f}"
+        if chosen is not lowest:
+            text += (f" (the lowest, {runner_up['label']} at {best_d:.4f}, is within the E2.1 seed spread {tol:.4f} "
+                     "and changes more, so the simpler recipe is kept)")
         if chosen is not combined and combined is not None and comb_d is not None:
             text += f"; the combination of the best arms scored {comb_d:.4f}, so it is not used"
         if base_d:

@@ -352,8 +352,9 @@ class Study:
         ref = {"key": str(info["key"]), "path": rel}
         previous = self.results["caches"].get(name)
         entry_name = name if previous is None or previous.get("path") == rel else f"{name}@{ident}"
-        self.results["caches"][entry_name] = {**spec, **{k: v for k, v in info.items() if k != "key"}, **ref}
         dt = time.perf_counter() - t0
+        self.results["caches"][entry_name] = {**spec, **{k: v for k, v in info.items() if k != "key"}, **ref,
+                                              "seconds": round(dt, 1)}  # extraction (or finding it done) this run
         if dt > 1.0:
             self.log(f"cache {name}: {info.get('n', '?')} items in {dt:.1f}s -> {rel}")
         self._caches[ident] = ref

@@ -23,7 +23,8 @@ def make_loss_spec(cfg: TrainConfig):
 
     spec = LossSpec.named(
         cfg.loss.name, weights=dict(cfg.loss.weights) or None, perceptual=cfg.loss.perceptual,
-        perceptual_fallback=cfg.loss.perceptual_fallback, sigma=cfg.loss.sigma, x0_weighting=cfg.loss.x0_weighting,
+        perceptual_fallback=cfg.loss.perceptual_fallback, sigma=cfg.loss.sigma, logit_mean=cfg.loss.logit_mean,
+        logit_std=cfg.loss.logit_std, x0_weighting=cfg.loss.x0_weighting,
     )
     return spec.resolve()
 
