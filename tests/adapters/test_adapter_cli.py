@@ -21,6 +21,10 @@ def test_json_rows_for_the_mini_preset(capsys):
         assert r["dims"]["depth"] >= 1
     flops = [r["flops_per_sample"] for r in rows if r["kind"] == "query"]
     assert flops == sorted(flops)  # bigger budgets cost more compute
+    # the human-readable table states the mapping of the plan's scales
+    assert main(["adapters", "--no-latency", "--preset", "mini", "--kind", "query"]) == 0
+    head = capsys.readouterr().out.splitlines()[:2]
+    assert "10m->12,500" in head[0] and "the plan's scales / 800" in head[1]
 
 
 def test_table_with_latency_and_custom_budget(capsys):

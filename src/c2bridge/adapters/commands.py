@@ -152,7 +152,7 @@ def format_table(rows: list[dict]) -> str:
     head = (f"preset {first['preset']}: scale -> target params: "
             + ", ".join(dict.fromkeys(f"{r['budget']}->{r['target']:,.0f}" for r in rows))
             + f"   (FLOPs/latency: batch 1, T={first['vlm_tokens']} VLM tokens)")
-    if first["preset"] != "full":
+    if first["preset"] == "mini":
         from c2bridge.presets import PLAN_BUDGETS, get_preset
 
         budgets = get_preset(first["preset"]).budgets
