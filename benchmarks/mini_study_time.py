@@ -73,10 +73,10 @@ def main() -> None:
         for name, rec in (results.get("experiments") or {}).items():
             n = sum(name in (t.get("labels") or {}) for t in trials.values())
             print(f"{name:<8} {rec.get('wall_s', 0):>8.0f} {n:>7}")
-        print(f"time: training {train_s:.0f} s ({train_s / wall:.0%}), sampled eval + trial overhead "
-              f"{trial_s - train_s:.0f} s ({(trial_s - train_s) / wall:.0%}), cache extraction {cache_s:.0f} s "
-              f"({cache_s / wall:.0%}), the rest {wall - trial_s - cache_s:.0f} s ({(wall - trial_s - cache_s) / wall:.0%}) "
-              f"over {len(trials)} trials")
+        busy = max(wall - cache_s, 1e-9)  # the part of the run spent on trials (and the runner between them)
+        print(f"trial time summed over workers: training {train_s:.0f} s + sampled eval and process start "
+              f"{trial_s - train_s:.0f} s over {len(trials)} trials; cache extraction {cache_s:.0f} s "
+              f"({cache_s / wall:.0%} of the wall); trials ran {trial_s / busy:.2f}x in parallel on average")
 
         if not args.no_repeat:  # the same trial, trained again from nothing in another study dir
             key, first = trial_by_label(results, "query-10m-s0")
@@ -89,7 +89,7 @@ def main() -> None:
             if again is None:
                 raise SystemExit(f"the repeat did not produce trial {key} (its config resolved differently)")
             a, b = first["metrics"]["val"], again["metrics"]["val"]
-            print(f"\nrepeat of query-10m-s0 (trial {key}), same seed, fresh study dir:")
+            print(f"\nrepeat of query-10m-s0 (trial {key}), same seed, fresh study dir, local (serial) executor:")
             print(f"{'metric':<12} {'first':>12} {'repeat':>12}")
             same = True
             for m in ("distance", "spatial_iou", "ssim", "psnr"):

@@ -7,7 +7,7 @@ from typing import Any
 
 def recipe_summary(cfg: dict, preset: str) -> dict:
     """Human-sized description of the resolved training recipe of an experiment config."""
-    from c2bridge.train.config import load_config
+    from c2bridge.train.config import load_config, schedule_warmup_steps
 
     try:
         tc = load_config({**(cfg.get("recipe") or {}), "preset": preset})
@@ -16,12 +16,15 @@ def recipe_summary(cfg: dict, preset: str) -> dict:
     o = tc.optim
     length = f"{o.max_steps} steps" if o.max_steps is not None else f"{o.epochs:g} epochs"
     ev = cfg.get("eval") or {}
+    warmup = schedule_warmup_steps(tc)
+    lo = tc.loss
+    sigma = f", σ {lo.sigma}" + (f"({lo.logit_mean:g}, {lo.logit_std:g})" if "logit" in lo.sigma else "")
     return {
         "training length": length,
         "batch (x accumulation)": f"{o.batch_size} x {o.grad_accum}",
         "optimizer": f"AdamW lr {o.lr:g}, wd {o.weight_decay:g}",
-        "schedule": tc.schedule.name,
-        "loss": tc.loss.name + (f" ({tc.loss.perceptual})" if "lpips" in tc.loss.name else ""),
+        "schedule": tc.schedule.name + (f" after {warmup} warmup steps" if warmup else ""),
+        "loss": tc.loss.name + (f" ({tc.loss.perceptual})" if "lpips" in tc.loss.name else "") + sigma,
         "eval samples per split": ev.get("n_samples"),
         "eval sampling steps": ev.get("sample_steps"),
         "eval splits": ", ".join((ev.get("splits") or {}).keys()) or None,
