@@ -66,3 +66,9 @@ def crash_once_mid_training(trial: dict) -> dict:
 
         threading.Thread(target=watch, daemon=True).start()
     return run_trial(trial)
+
+
+def report_pinned_gpu(trial: dict) -> dict:
+    """Which GPU the pool pinned this worker to (its CUDA_VISIBLE_DEVICES), and the worker's pid."""
+    time.sleep(float(trial.get("sleep", 0.0)))
+    return {"status": "completed", "gpu": os.environ.get("CUDA_VISIBLE_DEVICES"), "pid": os.getpid()}

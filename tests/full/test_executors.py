@@ -46,6 +46,29 @@ def test_pool_runs_trials_in_parallel_and_records_failures(tmp_path):
         get_executor("pool", workers=0)
 
 
+def test_pool_pins_one_gpu_per_worker_and_executor_options_are_checked(tmp_path):
+    # two workers over GPU ids "3" and "5": each worker process sees exactly one of them (round-robin)
+    trials = [{"key": f"t{i}", "run_dir": str(tmp_path / f"t{i}"), "sleep": 0.3} for i in range(4)]
+    pool = get_executor("pool", gpus="3,5")
+    assert pool.workers == 2  # one worker per GPU by default
+    results = list(pool.run(_trial_fns.report_pinned_gpu, trials))
+    by_pid = {}
+    for r in results:
+        assert r["status"] == "completed"
+        by_pid.setdefault(r["pid"], set()).add(r["gpu"])
+    assert sorted(g for gpus in by_pid.values() for g in gpus) == ["3", "5"] and all(len(g) == 1 for g in by_pid.values())
+    # without GPUs nothing is pinned (the worker inherits the parent's environment)
+    assert get_executor("pool", gpus="none", workers=2).gpus == []
+    # options come from the command line as KEY=VALUE; unknown ones are one clear error
+    from c2bridge.experiments.executors import parse_executor_options
+
+    assert parse_executor_options(["workers=8", "gpus=0,1"]) == {"workers": 8, "gpus": "0,1"}
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['threads'\]"):
+        get_executor("pool", threads=2)
+    with pytest.raises(ValueError, match="expected KEY=VALUE"):
+        parse_executor_options(["workers"])
+
+
 # ------------------------------------------------------------------------------------------------------------ Ray
 
 

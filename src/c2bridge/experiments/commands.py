@@ -22,7 +22,12 @@ def register(subparsers) -> None:
     p.add_argument("--resume", action="store_true",
                    help="also retry trials recorded as failed (resuming from their last checkpoint); finished "
                    "trials are always skipped and interrupted ones always resumed")
-    p.add_argument("--executor", default="local", help="where trials run (default: local, serial)")
+    p.add_argument("--executor", default="local",
+                   help="where trials run: local (serial, default) | pool (one process per CPU core, or per GPU) | "
+                   "ray | modal")
+    p.add_argument("--executor-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="executor option, repeatable: pool workers=N gpus=0,1; ray address=auto num_gpus=1 "
+                   "max_retries=3 storage=/mnt/shared")
     p.add_argument("--no-report", action="store_true", help="skip FINDINGS.md and the figures (c2bridge report later)")
     p.set_defaults(func=_run)
     p.__class__ = _IntermixedParser  # `run e2.1 --out DIR key=value`: positionals after options too
@@ -75,7 +80,10 @@ def _run(args: argparse.Namespace) -> int:
     run_dir = Path(args.out or f"runs/{args.preset}")
     command = "c2bridge " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     t0 = time.perf_counter()
+    from c2bridge.experiments.executors import parse_executor_options
+
     study = Study(run_dir, preset=args.preset, overrides=overrides, executor=args.executor,
+                  executor_options=parse_executor_options(args.executor_opt),
                   retry_failed=args.resume, command=command, render=not args.no_report,
                   log=lambda line: print(line, flush=True))
     try:

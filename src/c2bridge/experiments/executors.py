@@ -47,7 +47,9 @@ def _lazy(module: str, attr: str) -> Callable[..., Executor]:
     def factory(**options) -> Executor:
         import importlib
 
-        return getattr(importlib.import_module(module), attr)(**options)
+        cls = getattr(importlib.import_module(module), attr)
+        _check_options(getattr(cls, "name", attr), cls, options)
+        return cls(**options)
 
     factory.__name__ = attr
     return factory
@@ -61,7 +63,32 @@ EXECUTORS: dict[str, Callable[..., Executor]] = {
 }
 
 
+def _check_options(name: str, cls, options: dict) -> None:
+    import inspect
+
+    allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"executor {name}: unknown option(s) {unknown}; expected any of {allowed}")
+
+
 def get_executor(name: str = "local", **options) -> Executor:
+    """The executor ``name`` with constructor ``options`` (``c2bridge run --executor-opt KEY=VALUE``)."""
     if name not in EXECUTORS:
         raise ValueError(f"unknown executor {name!r}; expected one of {sorted(EXECUTORS)}")
+    if name == "local" and options:
+        raise ValueError(f"executor local takes no options; got {sorted(options)}")
     return EXECUTORS[name](**options)
+
+
+def parse_executor_options(pairs: Iterable[str]) -> dict:
+    """["workers=8", "gpus=0,1"] -> {"workers": 8, "gpus": "0,1"} (values read as YAML scalars)."""
+    import yaml
+
+    options = {}
+    for pair in pairs or ():
+        key, sep, value = str(pair).partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--executor-opt {pair!r}: expected KEY=VALUE, e.g. workers=8 or gpus=0,1")
+        options[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    return options

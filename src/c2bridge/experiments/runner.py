@@ -265,6 +265,7 @@ class StudyContext:
 class Study:
     def __init__(self, run_dir: str | Path, preset: str = "mini", overrides: Iterable[str] = (),
                  executor: str = "local", retry_failed: bool = False, backend: Backend | None = None,
+                 executor_options: dict | None = None,
                  config_directory: str | Path | None = None, criteria_path: str | Path | None = None,
                  log: Callable[[str], None] = print, command: str | None = None, render: bool = True):
         from c2bridge.presets import get_preset
@@ -279,7 +280,7 @@ class Study:
         self.criteria = crit.load_criteria(criteria_path)
         from c2bridge.experiments.executors import get_executor
 
-        self.executor = get_executor(executor)
+        self.executor = get_executor(executor, **(executor_options or {}))
         if backend is None:
             from c2bridge.experiments.backend import TorchBackend
 
