@@ -114,7 +114,7 @@ def load_mini_components(assets_dir: str | Path | None = None) -> dict:
         vae=vae,
         transformer=LTXVideoTransformer3DModel.from_pretrained(assets / "transformer", torch_dtype=torch.float32),
         scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(assets / "scheduler"),
-        dinov2=Dinov2Model.from_pretrained(assets / "dinov2", dtype=torch.float32),
+        dinov2=_quietly(lambda: Dinov2Model.from_pretrained(assets / "dinov2", dtype=torch.float32)),
         captions=CaptionEmbedder.from_pretrained(assets / "captions"),
     )
     for name, module in components.items():
@@ -131,3 +131,17 @@ def make_pipeline(components: dict):
                        scheduler=components["scheduler"], text_encoder=None, tokenizer=None)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def _quietly(load):
+    """Run ``load()`` without transformers' per-tensor "Loading weights" progress bar (a 200 kB model in every
+    study process and pool worker would otherwise print one), restoring the caller's setting."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return load()
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
