@@ -93,9 +93,10 @@ def _run(args: argparse.Namespace) -> int:
         return 143  # 128 + SIGTERM
     wall = time.perf_counter() - t0
     statuses: dict[str, int] = {}
-    for t in results["trials"].values():
-        if (t.get("config") or {}).get("models") == study.models_fingerprint:  # this world's trials only
-            statuses[t["status"]] = statuses.get(t["status"], 0) + 1
+    from c2bridge.report.results import current_trials
+
+    for t in current_trials(results).values():  # this world's trials only
+        statuses[t["status"]] = statuses.get(t["status"], 0) + 1
     gate = results.get("gate2") or {}
     print(f"done in {wall:.0f}s: {study.n_run} trial(s) run, {study.n_reused} found done "
           f"({', '.join(f'{v} {k}' for k, v in statuses.items())}); Gate 2 (C2 part): "

@@ -64,6 +64,7 @@ def run(ctx) -> dict:
         "time_to_plateau_ratio": an.ratio(an.mean(g_small, "training", "time_to_plateau_s"),
                                           an.mean(g_ref, "training", "time_to_plateau_s")),
         "efficiency_by_budget": eff_by_budget,
+        "distance_std_by_budget": {b: an.spread(g, "val", "distance") for b, (g, _) in by_budget.items()},
     }
     summary.update(_recommend(ctx, budgets, eff_by_budget))
     # how far the smallest and largest budgets are apart, in seed spreads (a flat curve says little about size)

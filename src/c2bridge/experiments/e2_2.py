@@ -45,7 +45,7 @@ def run(ctx) -> dict:
 
     summary = {"distance_name": ctx.study.distance["name"], "budget": budget, "kinds": kinds}
     # the seed spread of the same budget in E2.1 (3 seeds) also bounds what counts as a tie here
-    e21_spread = (ctx.summary_of("e2.1") or {}).get("distance_10m_std") if budget == "10m" else None
+    e21_spread = ctx.seed_spread(budget)
     summary["seed_spread_e2_1"] = e21_spread
     summary.update(_recommend(arms, tolerance=max(float(cfg.get("tie_tolerance", 0.0)), e21_spread or 0.0)))
 

@@ -68,7 +68,7 @@ def run(ctx) -> dict:
     splits = list(ctx.eval_spec()["splits"])
 
     # the seed spread of E2.1 at this budget (3 seeds): a change must beat its alternative by more to count
-    noise = (ctx.summary_of("e2.1") or {}).get("distance_10m_std") if budget == "10m" else None
+    noise = ctx.seed_spread(budget)
     tol = float(noise or 0.0)
 
     def dist(row):
@@ -91,15 +91,14 @@ def run(ctx) -> dict:
             row.update({"grid": gname, "arm": aname, "label": f"{gname}/{aname}", "patch": dict(arm or {}),
                         "change": describe(arm), "is_baseline": aname == baseline})
             rows.append(row)
-        base_d = next((an.mean(r, "val", "distance") for r in rows if r["is_baseline"]), None)
+        base_d = next((dist(r) for r in rows if r["is_baseline"]), None)
         for r in rows:
-            d = an.mean(r, "val", "distance")
+            d = dist(r)
             r["delta_vs_baseline"] = d - base_d if d is not None and base_d is not None else None
-        complete = [r for r in rows if r["n_completed"] == r["n"] and an.mean(r, "val", "distance") is not None]
+        complete = [r for r in rows if r["n_completed"] == r["n"] and dist(r) is not None]
         if complete:
             best = simplest_near_best(complete)
-            best_per_grid[gname] = {"arm": best["arm"], "patch": best["patch"],
-                                    "distance": an.mean(best, "val", "distance")}
+            best_per_grid[gname] = {"arm": best["arm"], "patch": best["patch"], "distance": dist(best)}
             candidates += complete
         table += rows
 
@@ -117,22 +116,21 @@ def run(ctx) -> dict:
         combined.update({"grid": "combined", "arm": "combined", "label": "combined", "patch": combined_patch,
                          "change": describe(combined_patch), "is_baseline": False,
                          "delta_vs_baseline": None})
-        if combined["n_completed"] == combined["n"] and an.mean(combined, "val", "distance") is not None:
+        if combined["n_completed"] == combined["n"] and dist(combined) is not None:
             candidates.append(combined)
 
     baseline_rows = [r for r in table if r["is_baseline"]]
-    base_d = an.mean(baseline_rows[0], "val", "distance") if baseline_rows else None
-    if combined is not None and an.mean(combined, "val", "distance") is not None and base_d is not None:
-        combined["delta_vs_baseline"] = an.mean(combined, "val", "distance") - base_d
+    base_d = dist(baseline_rows[0]) if baseline_rows else None
+    comb_d = dist(combined) if combined else None
+    if comb_d is not None and base_d is not None:
+        combined["delta_vs_baseline"] = comb_d - base_d
     lowest = min(candidates, key=dist) if candidates else None
     chosen = simplest_near_best(candidates) if candidates else None
-    comb_d = an.mean(combined, "val", "distance") if combined else None
     best_d = dist(lowest) if lowest is not None else None
     significant = None
     if noise and base_d is not None and best_d is not None:
         significant = base_d - best_d > noise
     kept_baseline = bool(chosen is not None and chosen.get("is_baseline") and lowest is not chosen)
-    runner_up = lowest
     all_rows = table + ([combined] if combined else [])
     summary = {
         "distance_name": ctx.study.distance["name"],
@@ -144,13 +142,13 @@ def run(ctx) -> dict:
         "combined_patch": combined_patch,
         "combination_conflicts": conflicts,
         "best_per_grid": best_per_grid,
-        "recipe_gain": ((base_d - an.mean(chosen, "val", "distance")) / base_d
+        "recipe_gain": ((base_d - dist(chosen)) / base_d
                         if chosen is not None and base_d else None),
         "recipe_found": chosen is not None,
         "all_unstable": not any(r["n_completed"] for r in all_rows),
         "n_diverged": sum(s == "diverged" for r in all_rows for s in r["statuses"]),
         "best_recipe": ({"label": chosen["label"], "patch": chosen["patch"], "change": chosen["change"],
-                         "distance": an.mean(chosen, "val", "distance")} if chosen else None),
+                         "distance": dist(chosen)} if chosen else None),
         "seed_spread_e2_1": noise,
         "gain_exceeds_seed_spread": significant,
         "kept_baseline": kept_baseline,
@@ -158,13 +156,13 @@ def run(ctx) -> dict:
     if chosen is None:
         text = "no arm completed: no recipe found (plan §6.4 E2.3: extend)"
     elif kept_baseline:
-        text = (f"the base recipe ({base_d:.4f}): the best change, {runner_up['label']} ({runner_up['change']}, "
+        text = (f"the base recipe ({base_d:.4f}): the best change, {lowest['label']} ({lowest['change']}, "
                 f"{best_d:.4f}), beats it by less than the seed spread measured in E2.1 ({tol:.4f}) with "
                 f"{len(seeds)} seed(s) per arm, so it is not adopted")
     else:
         text = f"{chosen['label']} ({chosen['change']}): mean distance {dist(chosen):.4f}"
         if chosen is not lowest:
-            text += (f" (the lowest, {runner_up['label']} at {best_d:.4f}, is within the E2.1 seed spread {tol:.4f} "
+            text += (f" (the lowest, {lowest['label']} at {best_d:.4f}, is within the E2.1 seed spread {tol:.4f} "
                      "and changes more, so the simpler recipe is kept)")
         if chosen is not combined and combined is not None and comb_d is not None:
             text += f"; the combination of the best arms scored {comb_d:.4f}, so it is not used"

@@ -36,6 +36,9 @@ class LocalExecutor:
 
     name = "local"
 
+    def __init__(self) -> None:  # no options (so --executor-opt with local is an error, not ignored)
+        pass
+
     def run(self, fn: TrialFn, trials: Iterable[dict]) -> Iterator[dict]:
         for trial in trials:
             yield run_guarded(fn, trial)
@@ -47,9 +50,7 @@ def _lazy(module: str, attr: str) -> Callable[..., Executor]:
     def factory(**options) -> Executor:
         import importlib
 
-        cls = getattr(importlib.import_module(module), attr)
-        _check_options(getattr(cls, "name", attr), cls, options)
-        return cls(**options)
+        return _construct(getattr(importlib.import_module(module), attr), options)
 
     factory.__name__ = attr
     return factory
@@ -63,22 +64,23 @@ EXECUTORS: dict[str, Callable[..., Executor]] = {
 }
 
 
-def _check_options(name: str, cls, options: dict) -> None:
+def _construct(cls, options: dict) -> Executor:
+    """``cls(**options)``, or one clear error naming the options the executor does not take."""
     import inspect
 
     allowed = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise ValueError(f"executor {name}: unknown option(s) {unknown}; expected any of {allowed}")
+        raise ValueError(f"executor {cls.name}: unknown option(s) {unknown}; expected any of {allowed}")
+    return cls(**options)
 
 
 def get_executor(name: str = "local", **options) -> Executor:
     """The executor ``name`` with constructor ``options`` (``c2bridge run --executor-opt KEY=VALUE``)."""
     if name not in EXECUTORS:
         raise ValueError(f"unknown executor {name!r}; expected one of {sorted(EXECUTORS)}")
-    if name == "local" and options:
-        raise ValueError(f"executor local takes no options; got {sorted(options)}")
-    return EXECUTORS[name](**options)
+    factory = EXECUTORS[name]
+    return _construct(factory, options) if isinstance(factory, type) else factory(**options)
 
 
 def parse_executor_options(pairs: Iterable[str]) -> dict:

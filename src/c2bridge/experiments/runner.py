@@ -257,6 +257,11 @@ class StudyContext:
         exp = self.results["experiments"].get(experiment) or {}
         return exp.get("summary")
 
+    def seed_spread(self, budget: str) -> float | None:
+        """E2.1's seed spread (sd of the val distance over its seeds) at ``budget``: what a difference between two
+        single-seed arms at that budget must exceed to count (None when E2.1 did not train that budget)."""
+        return ((self.summary_of("e2.1") or {}).get("distance_std_by_budget") or {}).get(budget)
+
     def criterion(self, name: str) -> dict:
         return ((self.criteria.get("experiments") or {}).get(self.name) or {}).get(name) or {}
 

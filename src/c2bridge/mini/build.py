@@ -608,7 +608,6 @@ def _stage(cfg: BuildConfig, name: str, report: dict, run, build_modules) -> dic
         report[name] = state["report"]
         return modules
     modules = run()
-    done.every = 1
     done.save({"step": -1, "report": report[name], **{k: m.state_dict() for k, m in modules.items()}})
     return modules
 

@@ -423,12 +423,10 @@ def _decisions(results: dict) -> str:
 
 
 def _trials(results: dict) -> str:
-    from c2bridge._io import stable_hash
+    from c2bridge.report.results import current_trials
 
-    current = stable_hash(results.get("models") or {})  # the runner keys trials by this fingerprint
-    everything = results.get("trials") or {}
-    trials = {k: t for k, t in everything.items() if (t.get("config") or {}).get("models") in (None, current)}
-    stale = len(everything) - len(trials)
+    trials = current_trials(results)
+    stale = len(results.get("trials") or {}) - len(trials)
     rows = []
     for key, t in trials.items():
         labels = ", ".join(f"{e}:{l}" for e, l in (t.get("labels") or {}).items())

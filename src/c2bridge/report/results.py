@@ -131,6 +131,16 @@ def validate_results(results: Any, source: str = "results") -> None:
                 raise ValueError(f"{source}: experiments.{name}.{k} must be a mapping")
 
 
+def current_trials(results: dict) -> dict:
+    """The trials run with the frozen models this results.yaml now records (the runner keys every trial config by
+    ``stable_hash(results["models"])``); trials of other models stay in the file but are not this study's."""
+    from c2bridge._io import stable_hash
+
+    current = stable_hash(results.get("models") or {})
+    return {k: t for k, t in (results.get("trials") or {}).items()
+            if (t.get("config") or {}).get("models") in (None, current)}
+
+
 def stats(values: Iterable[Any]) -> dict:
     """Mean ± spread of the finite values: ``{mean, std, min, max, n, values}`` (std: sample std, None for n<2)."""
     vals = [float(v) for v in values if v is not None and isinstance(v, (int, float)) and math.isfinite(v)]
