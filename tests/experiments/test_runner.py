@@ -134,7 +134,7 @@ def test_changing_the_recipe_changes_the_trial_key(tmp_path):
 
 def test_cli_accepts_overrides_after_options():
     from c2bridge.cli import build_parser
-    from c2bridge.experiments.commands import _split_args
+    from c2bridge.cli.experiments import _split_args
 
     args = build_parser().parse_args(["run", "e2.1", "--preset", "tiny", "--out", "X", "e2_1.seeds=[0]", "--resume"])
     assert (args.preset, args.out, args.resume) == ("tiny", "X", True)

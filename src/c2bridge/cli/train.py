@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-EXIT_CODES = {"completed": 0, "failed": 1, "diverged": 3, "interrupted": 143}  # 2 = bad input (cli.py)
+EXIT_CODES = {"completed": 0, "failed": 1, "diverged": 3, "interrupted": 143}  # 2 = bad input (c2bridge.cli.main)
 
 
 def register(subparsers) -> None:
