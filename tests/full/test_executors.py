@@ -75,7 +75,7 @@ def test_pool_pins_one_gpu_per_worker_and_executor_options_are_checked(tmp_path)
 @pytest.fixture(scope="module")
 def ray_local():
     import ray  # part of the test extra: never skipped
-    from c2bridge.experiments.executors_ray import local_init_kwargs
+    from c2bridge.experiments.executors.ray import local_init_kwargs
 
     os.environ["PYTHONPATH"] = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
     ray.init(**local_init_kwargs(num_cpus=2))
@@ -157,7 +157,7 @@ def _function_info(fn):
 def test_modal_app_definition_offline():
     import modal
 
-    from c2bridge.experiments import executors_modal as em
+    from c2bridge.experiments.executors import modal as em
 
     assert isinstance(em.app, modal.App) and em.app.name == "c2bridge"
     settings = em.FUNCTION_SETTINGS
@@ -173,7 +173,7 @@ def test_modal_app_definition_offline():
 
 
 def test_modal_settings_come_from_the_environment():
-    code = ("from c2bridge.experiments import executors_modal as em\n"
+    code = ("from c2bridge.experiments.executors import modal as em\n"
             "inner = next(v for k, v in vars(em.run_trial_remote).items() if k.startswith('_sync_original'))\n"
             "i = inner._function_info\n"
             "print(i.gpus, i.timeout, i.max_retries, i.volumes['/vol'].name)")
@@ -184,7 +184,7 @@ def test_modal_settings_come_from_the_environment():
 
 
 def test_modal_trial_body_runs_locally_and_writes_its_result(tmp_path):
-    from c2bridge.experiments import executors_modal as em
+    from c2bridge.experiments.executors import modal as em
 
     (trial,) = _trials(tmp_path, [{"steps": 3}])
     ref = em.fn_reference(_trial_fns.checkpointing_trial)
@@ -200,7 +200,7 @@ def test_modal_trial_body_runs_locally_and_writes_its_result(tmp_path):
 def test_modal_paths_refs_and_clear_errors(tmp_path, monkeypatch):
     import modal.config
 
-    from c2bridge.experiments import executors_modal as em
+    from c2bridge.experiments.executors import modal as em
 
     (trial,) = _trials(tmp_path, [{"steps": 1}])
     remote = em.to_volume(trial)

@@ -58,9 +58,9 @@ def _lazy(module: str, attr: str) -> Callable[..., Executor]:
 
 EXECUTORS: dict[str, Callable[..., Executor]] = {
     "local": LocalExecutor,
-    "pool": _lazy("c2bridge.experiments.executors_pool", "PoolExecutor"),  # local process pool
-    "ray": _lazy("c2bridge.experiments.executors_ray", "RayExecutor"),  # Ray tasks, 1 GPU each (extra: ray)
-    "modal": _lazy("c2bridge.experiments.executors_modal", "ModalExecutor"),  # Modal GPU functions (extra: modal)
+    "pool": _lazy("c2bridge.experiments.executors.pool", "PoolExecutor"),  # local process pool
+    "ray": _lazy("c2bridge.experiments.executors.ray", "RayExecutor"),  # Ray tasks, 1 GPU each (extra: ray)
+    "modal": _lazy("c2bridge.experiments.executors.modal", "ModalExecutor"),  # Modal GPU functions (extra: modal)
 }
 
 
