@@ -8,7 +8,8 @@ averaged per sample.
   package on torchvision's ImageNet backbones. Those backbone weights are *not* in the ``lpips`` package:
   torchvision downloads them into ``torch.hub.get_dir()/checkpoints/`` on first construction. We check that file
   first and raise one ``FileNotFoundError`` naming it, instead of a network attempt.
-- ``one_minus_ssim``: 1 − SSIM (torchmetrics), the named fallback for worlds without the LPIPS backbones.
+- ``one_minus_ssim``: 1 − SSIM (Wang et al. as scikit-image computes it: ``c2bridge.metrics.image``), the named
+  fallback for worlds without the LPIPS backbones.
 - ``ms_<name>``: the multi-scale version of any of the above (see :class:`MultiScaleDistance`).
 """
 from __future__ import annotations
@@ -121,15 +122,14 @@ class LPIPSDistance(Distance):
 
 
 class SSIMDistance(Distance):
-    """1 − SSIM (torchmetrics, Gaussian 11×11 window, data range 1)."""
+    """1 − SSIM (Wang et al. as scikit-image computes it: Gaussian 11×11 window, valid region, data range 1)."""
 
     name = "one_minus_ssim"
 
     def frame_distance(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        from torchmetrics.functional.image import structural_similarity_index_measure
+        from c2bridge.metrics.image import ssim_frames  # image.py imports this module's _as_frames
 
-        ssim = structural_similarity_index_measure(pred, target, data_range=1.0, reduction="none")
-        return 1.0 - ssim.view(-1)
+        return 1.0 - ssim_frames(pred, target)
 
 
 class MultiScaleDistance(Distance):

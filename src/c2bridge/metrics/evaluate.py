@@ -28,7 +28,7 @@ from torch import nn
 from c2bridge.metrics.distance import get_distance
 from c2bridge.metrics.image import psnr, ssim
 from c2bridge.metrics.perf import measure_latency, param_memory
-from c2bridge.metrics.spatial import background_from_target, spatial_iou
+from c2bridge.metrics.spatial import FOREGROUND_THRESHOLD, background_from_target, spatial_iou
 
 CondFn = Callable[[dict], "tuple[torch.Tensor, torch.Tensor | None]"]
 
@@ -150,7 +150,7 @@ def evaluate_conditioning(
     guidance_scale: float = 1.0,
     seed: int = 0,
     background: Sequence[float] | torch.Tensor | None = None,
-    iou_threshold: float = 0.15,
+    iou_threshold: float = FOREGROUND_THRESHOLD,
     out_png: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Sample from ``cond_fn(batch)`` conditioning with ``bridge.sample`` and score against ``batch["target"]``.

@@ -2,7 +2,9 @@
 
 The synthetic world draws shapes on a known, uniform background colour. The foreground of a reconstruction is
 every pixel whose colour is farther than ``threshold`` (max over RGB channels, in [0, 1] units) from that
-background colour. We compare it with the ground-truth mask (union of shapes):
+background colour. The default threshold is the one the shapes world defines its ground-truth masks with
+(``c2bridge.data.shapes.FOREGROUND_THRESHOLD``), so a perfect reconstruction scores exactly 1. We compare it with
+the ground-truth mask (union of shapes):
 
 - mask IoU: |pred ∩ gt| / |pred ∪ gt| over pixels;
 - box IoU: IoU of the tight boxes around the predicted and ground-truth foregrounds.
@@ -15,6 +17,8 @@ from typing import Sequence
 
 import torch
 
+from c2bridge.data.shapes import FOREGROUND_THRESHOLD
+
 
 def _background_tensor(background, batch: int, device) -> torch.Tensor:  # -> [B, 3]
     bg = torch.as_tensor(background, dtype=torch.float32, device=device)
@@ -25,7 +29,8 @@ def _background_tensor(background, batch: int, device) -> torch.Tensor:  # -> [B
     raise ValueError(f"background must be an RGB triple in [0, 1] or [B, 3]; got shape {tuple(bg.shape)}")
 
 
-def foreground_mask(image: torch.Tensor, background: Sequence[float] | torch.Tensor, threshold: float = 0.15):
+def foreground_mask(image: torch.Tensor, background: Sequence[float] | torch.Tensor,
+                    threshold: float = FOREGROUND_THRESHOLD):
     """``image [B, 3, H, W]`` in [0, 1] -> ``[B, H, W]`` bool: pixels differing from ``background`` by > threshold."""
     if image.ndim != 4 or image.shape[1] != 3:
         raise ValueError(f"foreground_mask expects images [B, 3, H, W]; got {tuple(image.shape)}")
@@ -77,7 +82,7 @@ def spatial_iou(
     recon: torch.Tensor,
     gt_mask: torch.Tensor,
     background: Sequence[float] | torch.Tensor,
-    threshold: float = 0.15,
+    threshold: float = FOREGROUND_THRESHOLD,
 ) -> dict[str, torch.Tensor]:
     """Localise the foreground of ``recon`` against ``background`` and compare with ``gt_mask``.
 
@@ -117,4 +122,5 @@ def background_from_target(target: torch.Tensor, gt_mask: torch.Tensor) -> torch
     return torch.stack(colours)
 
 
-__all__ = ["background_from_target", "box_iou", "foreground_mask", "mask_iou", "mask_to_box", "spatial_iou"]
+__all__ = ["FOREGROUND_THRESHOLD", "background_from_target", "box_iou", "foreground_mask", "mask_iou", "mask_to_box",
+           "spatial_iou"]
