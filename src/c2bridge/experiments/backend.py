@@ -159,9 +159,22 @@ def _run_trial(trial: dict) -> dict:
     adapter_dir = Path(result.get("best_adapter_dir") or result["adapter_dir"])
     adapter = load_adapter(adapter_dir).to(_device())
     evaluated = _evaluate(config, workspace, run_dir, adapter=adapter)
+    _write_package(adapter_dir, config, record.get("params"), evaluated["metrics"])
     record.update({k: v for k, v in evaluated.items() if k != "artifacts"})
     record["artifacts"] = {"adapter": _rel(adapter_dir, workspace), **evaluated["artifacts"]}
     return record
+
+
+def _write_package(adapter_dir: Path, config: dict, params: dict | None, metrics: dict) -> None:
+    """Make the trained adapter a self-describing package (provenance.json + model card): exports copy it."""
+    from c2bridge import package
+
+    preset, tc = config["preset"], config["train"]
+    identity = package.model_identity(preset, get_bridge(preset), get_encoders(preset))
+    training = {"kind": tc["adapter"]["kind"], "budget": tc["adapter"].get("budget"), "seed": tc.get("seed"),
+                "steps": tc["optim"].get("max_steps"), "lr": tc["optim"].get("lr"), "loss": tc["loss"].get("name")}
+    package.write_adapter_package(adapter_dir, provenance=package.make_provenance(identity, training=training,
+                                                                                  params=params), metrics=metrics)
 
 
 def _reference_trial(config: dict, workspace: Path, run_dir: Path) -> dict:
