@@ -5,8 +5,10 @@ import pytest
 import torch
 
 from c2bridge.data import shapes as S
+from c2bridge.decoder.ltx import LTXBridge, rope_interpolation_scale, transformer_velocity
+from c2bridge.mini import load_mini_components
 from c2bridge.mini import models as M
-from c2bridge.mini.build import colour_correct, predict_velocity, spatial_iou
+from c2bridge.mini.build import colour_correct, spatial_iou
 from c2bridge.mini.captions import CaptionEmbedder
 
 
@@ -25,7 +27,7 @@ def test_training_call_is_the_pipelines_call():
     from diffusers import LTXPipeline
 
     world = _random_world()
-    pipe = M.make_pipeline(world)
+    pipe = LTXBridge(world["transformer"], world["vae"], world["scheduler"]).pipeline
     g = torch.Generator().manual_seed(1)
     latents = torch.randn(2, M.LATENT_CHANNELS, 1, 8, 8, generator=g)
     packed = LTXPipeline._pack_latents(latents, 1, 1)  # [2, 64, 8]
@@ -34,11 +36,12 @@ def test_training_call_is_the_pipelines_call():
     with torch.no_grad():
         out = pipe(prompt_embeds=cond, prompt_attention_mask=mask, latents=packed, num_frames=1, height=32,
                    width=32, num_inference_steps=1, guidance_scale=1.0, output_type="latent").frames
-        v = predict_velocity(world["transformer"], world["vae"], packed, torch.ones(2), cond, mask, (1, 8, 8))
+        v = transformer_velocity(world["transformer"], packed, torch.ones(2), cond, mask, (1, 8, 8),
+                                 rope_interpolation_scale(world["vae"]))
     assert torch.allclose(out, packed - v, atol=1e-5)
     pipe.scheduler.set_timesteps(sigmas=[1.0, 0.75, 0.5, 0.25])
     assert torch.allclose(pipe.scheduler.timesteps, torch.tensor([1000.0, 750.0, 500.0, 250.0]))
-    assert M.rope_interpolation_scale(world["vae"]) == (1 / 25, 4, 4)
+    assert rope_interpolation_scale(world["vae"]) == (1 / 25, 4, 4)
 
 
 def test_caption_embedder_tokens_mask_and_roundtrip(tmp_path):
@@ -70,7 +73,7 @@ def test_quality_measures_on_ground_truth():
 
 def test_missing_assets_name_the_build_command(tmp_path):
     with pytest.raises(FileNotFoundError, match="c2bridge mini build"):
-        M.load_mini_components(tmp_path)
+        load_mini_components(tmp_path)
 
 
 def _weights(directory):
@@ -85,7 +88,7 @@ def test_quick_build_command_end_to_end_and_repeatable(tmp_path, capsys):
     out = tmp_path / "mini"
     assert main(["mini", "build", "--quick", "--out", str(out)]) == 0
     assert "caption IoU" in capsys.readouterr().out
-    components = M.load_mini_components(out)
+    components = load_mini_components(out)
     assert set(components) == {"vae", "transformer", "scheduler", "dinov2", "captions"}
     for name in ("vae", "transformer", "dinov2", "captions"):
         module = components[name]

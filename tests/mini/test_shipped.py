@@ -4,8 +4,9 @@ import json
 import torch
 
 from c2bridge.data import shapes as S
+from c2bridge.decoder import LTXBridge
 from c2bridge.mini import default_assets_dir, load_mini_components
-from c2bridge.mini.build import colour_correct, dino_pixels, sample_with_pipeline, spatial_iou
+from c2bridge.mini.build import colour_correct, dino_pixels, spatial_iou
 
 
 def test_shipped_weights_are_small_and_reported():
@@ -20,13 +21,12 @@ def test_shipped_weights_are_small_and_reported():
 
 def test_shipped_decoder_draws_the_caption_through_ltx_pipeline():
     torch.manual_seed(0)
-    c = load_mini_components()
+    bridge = LTXBridge.from_preset("mini")
     batch = S.generate_batch("val", 500, 32)  # not the images the build report used
-    with torch.no_grad():
-        cond, mask = c["captions"](batch["caption_ids"])
-        pics = sample_with_pipeline(c, cond, mask, steps=10, seed=3)
-        null_cond, null_mask = c["captions"].null(32, 16, 64)
-        nulls = sample_with_pipeline(c, null_cond, null_mask, steps=10, seed=3)
+    cond, mask = bridge.caption_cond(batch["caption_ids"])
+    pics = bridge.sample(cond, mask, steps=10, seed=3)
+    null_cond, null_mask = bridge.null_cond(32, n_tokens=16)
+    nulls = bridge.sample(null_cond, null_mask, steps=10, seed=3)
     iou = spatial_iou(pics, batch["mask"]).mean()
     assert iou > 0.7, iou
     assert colour_correct(pics, batch).float().mean() > 0.9

@@ -23,7 +23,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from c2bridge.decoder.objective import FLOW_TERM, LossSpec, pixel_losses, sample_sigmas, x0_weights
+from c2bridge.decoder.objective import (FLOW_TERM, LossSpec, flow_target, noisy_latents, pixel_losses, sample_sigmas,
+                                        x0_weights)
 
 FULL_MODEL_ID = "Lightricks/LTX-Video"
 FULL_FETCH_COMMAND = "hf download {id} --include 'transformer/*' 'vae/*' 'scheduler/*'"
@@ -31,6 +32,36 @@ FRAME_RATE = 25  # LTXPipeline's default frame_rate: sets the temporal rope_inte
 
 # Sampling steps when `sample(steps=None)`: LTXPipeline's default for the real model, fewer for small worlds.
 DEFAULT_SAMPLE_STEPS = {"full": 50, "mini": 20, "tiny": 4}
+
+
+def rope_interpolation_scale(vae: nn.Module, frame_rate: int = FRAME_RATE) -> tuple[float, float, float]:
+    """What LTXPipeline passes to the transformer (pipeline_ltx.py, step 6): the VAE's compression over the frame
+    rate in time, its spatial compression in height and width."""
+    spatial = int(vae.spatial_compression_ratio)
+    return (int(vae.temporal_compression_ratio) / frame_rate, spatial, spatial)
+
+
+def transformer_velocity(transformer: nn.Module, packed_latents: torch.Tensor, sigmas: torch.Tensor,
+                         cond: torch.Tensor, cond_mask: torch.Tensor, latent_fhw: tuple[int, int, int],
+                         rope_interpolation_scale: tuple[float, float, float],
+                         num_train_timesteps: int = 1000) -> torch.Tensor:
+    """``LTXVideoTransformer3DModel`` called exactly as ``LTXPipeline`` calls it: packed latents ``[B, S, C]``,
+    timestep = σ·num_train_timesteps in float32, sizes in patched latent units, the pipeline's
+    ``rope_interpolation_scale``. -> packed velocity ``[B, S, C]``. Shared by ``LTXBridge`` (frozen decoder, the
+    adapter's objective) and the mini build (which trains the transformer)."""
+    f, h, w = latent_fhw
+    return transformer(
+        hidden_states=packed_latents,
+        encoder_hidden_states=cond,
+        # float32 like the pipeline's scheduler timesteps (bf16 would round σ·1000 to steps of 4-8)
+        timestep=sigmas.float() * num_train_timesteps,
+        encoder_attention_mask=cond_mask,  # 1 = real token; the transformer turns it into an additive bias
+        num_frames=f,
+        height=h,
+        width=w,
+        rope_interpolation_scale=rope_interpolation_scale,
+        return_dict=False,
+    )[0]
 
 
 def _tiny_components(cond_dim: int, seed: int) -> tuple[nn.Module, nn.Module, Any]:
@@ -277,7 +308,7 @@ class LTXBridge:
     # ------------------------------------------------------------------ training objective
     def rope_interpolation_scale(self, frame_rate: int = FRAME_RATE) -> tuple[float, float, float]:
         """As LTXPipeline computes it: (temporal_ratio / frame_rate, spatial_ratio, spatial_ratio)."""
-        return (self.temporal_ratio / frame_rate, self.spatial_ratio, self.spatial_ratio)
+        return rope_interpolation_scale(self.vae, frame_rate)
 
     def sigma_shift(self, latent_frames: int, latent_height: int, latent_width: int):
         """u -> σ with the shift LTXPipeline's schedule uses at this latent size."""
@@ -301,23 +332,14 @@ class LTXBridge:
 
         b, _, f, h, w = x_t.shape
         packed = LTXPipeline._pack_latents(x_t.to(self.dtype), self.patch_size, self.patch_size_t)  # [B, S, C·p²·pt]
+        latent_fhw = (f // self.patch_size_t, h // self.patch_size, w // self.patch_size)
         with self._autocast():
-            v_packed = self.transformer(
-                hidden_states=packed,
-                encoder_hidden_states=cond.to(self.device, self.dtype),
-                # float32 like the pipeline's scheduler timesteps (bf16 would round σ·1000 to steps of 4-8)
-                timestep=(sigmas.float() * self.scheduler.config.num_train_timesteps).to(self.device),
-                encoder_attention_mask=cond_mask.to(self.device),
-                num_frames=f // self.patch_size_t,
-                height=h // self.patch_size,
-                width=w // self.patch_size,
-                rope_interpolation_scale=self.rope_interpolation_scale(frame_rate),
-                return_dict=False,
-            )[0]
-        return LTXPipeline._unpack_latents(
-            v_packed.float(), f // self.patch_size_t, h // self.patch_size, w // self.patch_size,
-            self.patch_size, self.patch_size_t,
-        )
+            v_packed = transformer_velocity(
+                self.transformer, packed, sigmas.to(self.device), cond.to(self.device, self.dtype),
+                cond_mask.to(self.device), latent_fhw, self.rope_interpolation_scale(frame_rate),
+                num_train_timesteps=self.scheduler.config.num_train_timesteps,
+            )
+        return LTXPipeline._unpack_latents(v_packed.float(), *latent_fhw, self.patch_size, self.patch_size_t)
 
     def training_loss(
         self,
@@ -356,10 +378,10 @@ class LTXBridge:
         sigmas = sample_sigmas(spec, b, shift=self.sigma_shift(f, h, w), generator=generator).to(self.device)
         noise = torch.randn(x0.shape, generator=generator, device=gen_device).to(self.device)
         s = sigmas.view(b, 1, 1, 1, 1)
-        x_t = (1 - s) * x0 + s * noise  # = scheduler.scale_noise
+        x_t = noisy_latents(x0, noise, sigmas)
         v = self.predict_velocity(x_t, sigmas, cond, cond_mask)
 
-        flow = (v - (noise - x0)).pow(2).mean()
+        flow = (v - flow_target(x0, noise)).pow(2).mean()
         parts: dict[str, float] = {FLOW_TERM: float(flow.detach())}
         total = spec.terms.get(FLOW_TERM, 0.0) * flow if spec.terms.get(FLOW_TERM, 0.0) > 0 else 0.0
         if spec.needs_pixels:
@@ -483,4 +505,4 @@ def _load_full(path: str | os.PathLike, dtype: torch.dtype):
     return transformer, vae, scheduler
 
 
-__all__ = ["LTXBridge", "FULL_MODEL_ID"]
+__all__ = ["LTXBridge", "FULL_MODEL_ID", "rope_interpolation_scale", "transformer_velocity"]

@@ -173,6 +173,18 @@ def sample_sigmas(
     return u.float()
 
 
+def noisy_latents(x0: torch.Tensor, noise: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """Flow matching's path: x_t = (1 - σ)·x0 + σ·noise (= ``FlowMatchEulerDiscreteScheduler.scale_noise``); ``sigmas
+    [B]`` broadcast over the latents' other dims (packed ``[B, S, C]`` or ``[B, C, F, h, w]``)."""
+    s = sigmas.view(-1, *([1] * (x0.dim() - 1)))
+    return (1 - s) * x0 + s * noise
+
+
+def flow_target(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """What the LTX transformer predicts along that path: the velocity noise - x0 (the sampler steps against it)."""
+    return noise - x0
+
+
 def x0_weights(spec: LossSpec, sigmas: torch.Tensor) -> torch.Tensor:
     """Per-sample weights of the pixel terms -> [B]."""
     if spec.x0_weighting == "one_minus_sigma":

@@ -108,18 +108,28 @@ def adapter_cond_fn(adapter: nn.Module, device: torch.device | None = None) -> C
 
 def save_side_by_side(inputs: torch.Tensor, recons: torch.Tensor, path: str | os.PathLike, max_rows: int = 8) -> Path:
     """PNG grid, one row per sample: input | reconstruction (clips: their middle frame). Written atomically."""
-    from torchvision.utils import make_grid, save_image
-
-    from c2bridge._io import atomic_path
-
     if inputs.shape != recons.shape:
         raise ValueError(f"inputs {tuple(inputs.shape)} and reconstructions {tuple(recons.shape)} differ in shape")
     if inputs.ndim == 5:  # [B, 3, F, H, W] -> middle frame
         mid = inputs.shape[2] // 2
         inputs, recons = inputs[:, :, mid], recons[:, :, mid]
     rows = min(max_rows, inputs.shape[0])
-    tiles = torch.stack([inputs[:rows], recons[:rows]], dim=1).flatten(0, 1).float().clamp(0, 1).cpu()  # [2R,3,H,W]
-    grid = make_grid(tiles, nrow=2, padding=2, pad_value=1.0)
+    return save_image_grid([torch.stack([inputs[i], recons[i]]) for i in range(rows)], path)
+
+
+def save_image_grid(rows: Sequence[torch.Tensor], path: str | os.PathLike, scale: int = 1) -> Path:
+    """PNG of image rows (``rows[i]``: ``[n_i, 3, H, W]`` in [0, 1]; short rows padded white), each image scaled
+    ``scale``x (nearest), 2 px white gaps. Written atomically."""
+    from torchvision.utils import make_grid, save_image
+
+    from c2bridge._io import atomic_path
+
+    n = max(len(r) for r in rows)
+    tiles = torch.cat([torch.cat([r.float().clamp(0, 1).cpu(), torch.ones(n - len(r), *r.shape[1:])])
+                       for r in rows])  # [len(rows) * n, 3, H, W]
+    if scale != 1:
+        tiles = torch.nn.functional.interpolate(tiles, scale_factor=scale, mode="nearest")
+    grid = make_grid(tiles, nrow=n, padding=2, pad_value=1.0)
     path = Path(path)
     with atomic_path(path) as tmp:
         save_image(grid, tmp, format="png")
@@ -248,4 +258,5 @@ def evaluate_adapter(
     return result
 
 
-__all__ = ["adapter_cond_fn", "evaluate_adapter", "evaluate_conditioning", "iter_batches", "save_side_by_side"]
+__all__ = ["adapter_cond_fn", "evaluate_adapter", "evaluate_conditioning", "iter_batches", "save_image_grid",
+           "save_side_by_side"]

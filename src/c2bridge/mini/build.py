@@ -27,8 +27,14 @@ from torch import nn
 
 from c2bridge._io import atomic_path, atomic_write_json
 from c2bridge.data import shapes as S
+from c2bridge.decoder.ltx import LTXBridge, rope_interpolation_scale, transformer_velocity
+from c2bridge.decoder.objective import flow_target, noisy_latents
+from c2bridge.metrics.evaluate import save_image_grid
+from c2bridge.metrics.spatial import spatial_iou as _spatial_iou
 from c2bridge.mini import models as M
+from c2bridge.mini.assets import default_assets_dir, load_mini_components
 from c2bridge.mini.captions import CaptionEmbedder
+from c2bridge.train.schedules import set_lr, warmup_cosine_lr
 
 
 @dataclass
@@ -77,16 +83,9 @@ class BuildConfig:
 
 
 def _lr_at(step: int, total: int, base: float, warmup: int = 50) -> float:
-    warmup = min(warmup, max(1, total // 10))
-    if step < warmup:
-        return base * (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * t)))  # cosine to 5%
-
-
-def _set_lr(opt, lr):
-    for g in opt.param_groups:
-        g["lr"] = lr
+    """Warmup (at most a tenth of the stage), then cosine to 5% of ``base``; the last step stays one short of it."""
+    return warmup_cosine_lr(step, total, base, min(warmup, max(1, total // 10)), min_fraction=0.05,
+                            land_on_last_step=False)
 
 
 def _train_images(cfg: BuildConfig, start: int, count: int) -> dict:
@@ -191,7 +190,7 @@ def train_vae(cfg: BuildConfig, report: dict):
         mse = (weight * (recon - x) ** 2).mean()
         kl = posterior.kl().mean()
         loss = mse + cfg.vae_kl_weight * kl
-        _set_lr(opt, _lr_at(step, cfg.vae_steps, cfg.vae_lr))
+        set_lr(opt, _lr_at(step, cfg.vae_steps, cfg.vae_lr))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
@@ -249,19 +248,9 @@ def flow_matching_loss(transformer, vae, latents, cond, cond_mask, generator, si
         uniform = torch.rand(B, generator=generator)
         pick = torch.rand(B, generator=generator) < 0.5
         sigmas = torch.where(pick, logit, uniform)
-    s = sigmas.view(B, 1, 1)
-    x_t = (1 - s) * x0 + s * noise
-    pred = predict_velocity(transformer, vae, x_t, sigmas, cond, cond_mask, (Fr, h, w))
-    return F.mse_loss(pred, noise - x0)
-
-
-def predict_velocity(transformer, vae, packed_x_t, sigmas, cond, cond_mask, latent_fhw):
-    """The transformer call exactly as LTXPipeline makes it: packed ``[B, S, C]`` latents, timestep = sigma*1000,
-    sizes in latent units, the pipeline's rope_interpolation_scale."""
-    Fr, h, w = latent_fhw
-    return transformer(hidden_states=packed_x_t, encoder_hidden_states=cond, timestep=sigmas * 1000,
-                       encoder_attention_mask=cond_mask.to(packed_x_t.dtype), num_frames=Fr, height=h, width=w,
-                       rope_interpolation_scale=M.rope_interpolation_scale(vae), return_dict=False)[0]
+    x_t = noisy_latents(x0, noise, sigmas)
+    pred = transformer_velocity(transformer, x_t, sigmas, cond, cond_mask, (Fr, h, w), rope_interpolation_scale(vae))
+    return F.mse_loss(pred, flow_target(x0, noise))
 
 
 class _EMA:
@@ -328,7 +317,7 @@ def train_transformer(cfg: BuildConfig, vae, report: dict, callback=None, callba
             cond = torch.cat([cond, cond.new_zeros(len(cond), k, cond.shape[2])], 1)  # [B, 3 + k, cond_dim]
             mask = torch.cat([mask, mask.new_ones(len(mask), k)], 1)
         loss = flow_matching_loss(transformer, vae, data["latents"][idx], cond, mask, gen)
-        _set_lr(opt, _lr_at(step, cfg.transformer_steps, cfg.transformer_lr, warmup=100))
+        set_lr(opt, _lr_at(step, cfg.transformer_steps, cfg.transformer_lr, warmup=100))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -443,7 +432,7 @@ def train_dinov2(cfg: BuildConfig, report: dict):
             break
         batch = _train_images(cfg, 30_000_000 + step * cfg.dinov2_batch, cfg.dinov2_batch)
         loss, acc = _dino_losses(dinov2, heads, batch)
-        _set_lr(opt, _lr_at(step, cfg.dinov2_steps, cfg.dinov2_lr))
+        set_lr(opt, _lr_at(step, cfg.dinov2_steps, cfg.dinov2_lr))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -472,11 +461,8 @@ def train_dinov2(cfg: BuildConfig, report: dict):
 
 
 def spatial_iou(pictures: torch.Tensor, gt_masks: torch.Tensor) -> torch.Tensor:
-    """Per-image IoU of (pixels differing from the known background) vs the GT mask: [B,3,H,W], [B,H,W] -> [B]."""
-    pred = S.foreground_mask(pictures)
-    inter = (pred & gt_masks).sum((1, 2)).float()
-    union = (pred | gt_masks).sum((1, 2)).float()
-    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+    """Per-image mask IoU against the shapes world's known background (``c2bridge.metrics.spatial``): [B] ."""
+    return _spatial_iou(pictures, gt_masks, S.BACKGROUND_RGB)["mask_iou"]
 
 
 def colour_correct(pictures: torch.Tensor, batch: dict) -> torch.Tensor:
@@ -496,22 +482,17 @@ def colour_correct(pictures: torch.Tensor, batch: dict) -> torch.Tensor:
     return torch.tensor(out, dtype=torch.bool)
 
 
-def sample_with_pipeline(components: dict, cond: torch.Tensor, mask: torch.Tensor, steps: int, seed: int,
-                         chunk: int = 128) -> torch.Tensor:
-    """Images ``[B,3,32,32]`` in [0,1] drawn by diffusers' LTXPipeline from conditioning tokens."""
-    pipe = M.make_pipeline(components)
-    outs = []
-    for s in range(0, len(cond), chunk):
-        g = torch.Generator().manual_seed(seed + s)
-        video = pipe(prompt_embeds=cond[s:s + chunk], prompt_attention_mask=mask[s:s + chunk].long(),
-                     num_frames=1, height=M.IMAGE_SIZE, width=M.IMAGE_SIZE, num_inference_steps=steps,
-                     guidance_scale=1.0, generator=g, output_type="pt").frames  # [B, F, 3, H, W]
-        outs.append(video[:, 0].float())
-    return torch.cat(outs).clamp(0, 1)
+def sample_chunks(bridge: LTXBridge, cond: torch.Tensor, mask: torch.Tensor, steps: int, seed: int,
+                  chunk: int = 128) -> torch.Tensor:
+    """Images ``[B,3,32,32]`` in [0,1] drawn by ``LTXBridge.sample`` (LTXPipeline), ``chunk`` at a time, chunk ``k``
+    from seed ``seed + k * chunk``."""
+    return torch.cat([bridge.sample(cond[s:s + chunk], mask[s:s + chunk], steps=steps, seed=seed + s)
+                      for s in range(0, len(cond), chunk)])
 
 
 def evaluate(components: dict, cfg: BuildConfig, report: dict) -> dict:
     vae, captions = components["vae"], components["captions"]
+    bridge = LTXBridge(components["transformer"], vae, components["scheduler"], captions, image_size=M.IMAGE_SIZE)
     results, grids = {}, []
     for split in ("val", "heldout"):
         batch = S.generate_batch(split, 0, cfg.eval_images, image_size=M.IMAGE_SIZE, seed=cfg.seed)
@@ -519,8 +500,8 @@ def evaluate(components: dict, cfg: BuildConfig, report: dict) -> dict:
             recon = vae_decode(vae, vae_encode(vae, batch["image"]))
             cond, mask = captions(batch["caption_ids"])
             null_cond, null_mask = CaptionEmbedder.null(len(cond), cond.shape[1], cond.shape[2])
-            sampled = sample_with_pipeline(components, cond, mask, cfg.eval_steps, cfg.seed + 7)
-            nulls = sample_with_pipeline(components, null_cond[:16], null_mask[:16], cfg.eval_steps, cfg.seed + 9)
+            sampled = sample_chunks(bridge, cond, mask, cfg.eval_steps, cfg.seed + 7)
+            nulls = sample_chunks(bridge, null_cond[:16], null_mask[:16], cfg.eval_steps, cfg.seed + 9)
         iou = spatial_iou(sampled, batch["mask"])
         colour = colour_correct(sampled, batch)
         results[split] = {
@@ -539,19 +520,6 @@ def evaluate(components: dict, cfg: BuildConfig, report: dict) -> dict:
         grids += [batch["image"][:n], recon[:n], sampled[:n]]
     report["eval"] = results
     return {"grids": grids}
-
-
-def save_grid(path: Path, rows: list[torch.Tensor], scale: int = 3) -> None:
-    from torchvision.utils import make_grid
-    from PIL import Image
-
-    n = max(len(r) for r in rows)
-    pics = torch.cat([torch.cat([r, torch.ones(n - len(r), *r.shape[1:])]) for r in rows])
-    pics = F.interpolate(pics, scale_factor=scale, mode="nearest")
-    grid = make_grid(pics, nrow=n, padding=2, pad_value=1.0)
-    array = (grid.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
-    with atomic_path(path) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -588,7 +556,7 @@ def _save_components(out: Path, vae, transformer, captions, dinov2) -> None:
 
 def build(out: str | Path | None = None, cfg: BuildConfig | None = None) -> dict:
     cfg = cfg or BuildConfig()
-    out = Path(out) if out is not None else M.default_assets_dir()
+    out = Path(out) if out is not None else default_assets_dir()
     torch.set_num_threads(cfg.threads)
     torch.set_flush_denormal(True)  # tiny weights/activations as denormals are many times slower on CPU
     try:
@@ -634,12 +602,12 @@ def _build(out: Path, cfg: BuildConfig) -> dict:
         _WORK_DIR = None
     _save_components(out, vae, transformer, captions, dinov2)
     shutil.rmtree(out / ".build-work", ignore_errors=True)
-    components = M.load_mini_components(out)  # evaluate exactly what ships
+    components = load_mini_components(out)  # evaluate exactly what ships
     extras = evaluate(components, cfg, report)
     report["seconds_total"] = time.perf_counter() - t0
     report["shipped_bytes"] = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()
                                   and p.name not in ("build_report.json", "samples.png"))
-    save_grid(out / "samples.png", extras["grids"])
+    save_image_grid(extras["grids"], out / "samples.png", scale=3)
     atomic_write_json(out / "build_report.json", report)
     _log(f"done in {report['seconds_total']:.0f}s; shipped {report['shipped_bytes'] / 1e6:.2f} MB -> {out}")
     return report

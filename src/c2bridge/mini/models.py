@@ -1,16 +1,12 @@
-"""The mini world's model configs (the real classes at small sizes) and the loader for the shipped weights.
+"""The mini world's model configs: the real classes (LTX-Video VAE + transformer, DINOv2) at small sizes.
 
-Layout of an assets directory (diffusers / transformers ``save_pretrained`` layout, fp16 safetensors):
-``vae/``, ``transformer/``, ``scheduler/``, ``dinov2/`` (+ ``preprocessor_config.json``), ``captions/``,
-``build_report.json``, ``samples.png``.
+What ``c2bridge mini build`` instantiates and trains; at run time the shipped ``config.json`` files say the same
+(``c2bridge.mini.assets`` loads them).
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 IMAGE_SIZE = 32
 LATENT_CHANNELS = 8
-FRAME_RATE = 25  # LTXPipeline's default; enters rope_interpolation_scale
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the mini DINOv2's input normalization, as the real one
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -40,10 +36,6 @@ DINOV2_CONFIG = dict(
 )
 
 
-def default_assets_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "assets" / "mini"
-
-
 def build_vae():
     from diffusers import AutoencoderKLLTXVideo
 
@@ -68,80 +60,3 @@ def build_dinov2():
     from transformers import Dinov2Config, Dinov2Model
 
     return Dinov2Model(Dinov2Config(**DINOV2_CONFIG))
-
-
-def rope_interpolation_scale(vae) -> tuple[float, float, float]:
-    """What LTXPipeline passes to the transformer (pipeline_ltx.py, step 6)."""
-    return (vae.temporal_compression_ratio / FRAME_RATE, vae.spatial_compression_ratio, vae.spatial_compression_ratio)
-
-
-REQUIRED = {
-    "vae": ("config.json", "diffusion_pytorch_model.safetensors"),
-    "transformer": ("config.json", "diffusion_pytorch_model.safetensors"),
-    "scheduler": ("scheduler_config.json",),
-    "dinov2": ("config.json", "model.safetensors"),
-    "captions": ("captions_config.json", "model.safetensors"),
-}
-
-
-def check_assets(assets_dir: str | Path | None = None) -> Path:
-    assets = Path(assets_dir) if assets_dir is not None else default_assets_dir()
-    missing = [f"{part}/{name}" for part, names in REQUIRED.items() for name in names
-               if not (assets / part / name).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"mini world weights missing in {assets} ({', '.join(missing)}); create them with "
-            f"`c2bridge mini build --out {assets}`")
-    return assets
-
-
-def load_mini_components(assets_dir: str | Path | None = None) -> dict:
-    """The shipped mini world, frozen, eval mode, fp32 on CPU.
-
-    Returns ``dict(vae=AutoencoderKLLTXVideo, transformer=LTXVideoTransformer3DModel,
-    scheduler=FlowMatchEulerDiscreteScheduler, dinov2=Dinov2Model, captions=CaptionEmbedder)``.
-    """
-    import torch
-    from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXVideoTransformer3DModel
-    from transformers import Dinov2Model
-
-    from c2bridge.mini.captions import CaptionEmbedder
-
-    assets = check_assets(assets_dir)
-    vae = AutoencoderKLLTXVideo.from_pretrained(assets / "vae", torch_dtype=torch.float32)
-    vae.use_framewise_encoding = vae.use_framewise_decoding = False
-    components = dict(
-        vae=vae,
-        transformer=LTXVideoTransformer3DModel.from_pretrained(assets / "transformer", torch_dtype=torch.float32),
-        scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(assets / "scheduler"),
-        dinov2=_quietly(lambda: Dinov2Model.from_pretrained(assets / "dinov2", dtype=torch.float32)),
-        captions=CaptionEmbedder.from_pretrained(assets / "captions"),
-    )
-    for name, module in components.items():
-        if isinstance(module, torch.nn.Module):
-            module.eval().requires_grad_(False)
-    return components
-
-
-def make_pipeline(components: dict):
-    """``LTXPipeline`` over mini components (no text encoder: pass ``prompt_embeds`` + ``prompt_attention_mask``)."""
-    from diffusers import LTXPipeline
-
-    pipe = LTXPipeline(transformer=components["transformer"], vae=components["vae"],
-                       scheduler=components["scheduler"], text_encoder=None, tokenizer=None)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-def _quietly(load):
-    """Run ``load()`` without transformers' per-tensor "Loading weights" progress bar (a 200 kB model in every
-    study process and pool worker would otherwise print one), restoring the caller's setting."""
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        return load()
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
