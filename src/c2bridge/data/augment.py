@@ -15,7 +15,7 @@ import hashlib
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
-AUGMENTATIONS = ("none", "color_jitter", "random_crop", "mixup")
+from c2bridge.names import AUGMENTATIONS  # noqa: F401  (the list lives with the other config names)
 
 
 MASK_FIELDS = ("mask", "shape_masks")  # spatial masks that must follow a geometric transform

@@ -16,32 +16,27 @@ A *step* is one optimizer step = ``optim.grad_accum`` micro-batches of ``optim.b
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import os
-import re
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence, Union
 
-ADAPTER_KINDS = ("query", "bottleneck", "lora", "perceiver", "moe")  # c2bridge.adapters.ADAPTERS when importable
-SCHEDULES = ("constant", "cosine", "warmup_cosine", "cyclic")
-AUGMENTATIONS = ("none", "color_jitter", "random_crop", "mixup")  # = c2bridge.data.augment.AUGMENTATIONS
-# mirrors of c2bridge.decoder.objective (NAMED_LOSSES, PERCEPTUAL, SIGMA_DISTRIBUTIONS, X0_WEIGHTINGS); the
-# decoder module's own lists are used when it is importable
-LOSS_NAMES = ("flow", "lpips_l2", "lpips", "lpips_ssim", "ms_lpips")
-PERCEPTUAL = ("lpips_vgg", "lpips_alex", "one_minus_ssim")
-SIGMA_DISTRIBUTIONS = ("uniform", "logit_normal", "shifted", "shifted_logit_normal")
-X0_WEIGHTINGS = ("none", "one_minus_sigma")
-LOSS_TERMS = ("flow", "l2", "lpips", "ssim", "ms_lpips")
-DISTANCES = ("lpips_alex", "lpips_vgg", "one_minus_ssim")
+from c2bridge.config import (apply_to_dataclass, coerce, get_dotted, parse_overrides, presets_dir, read_mapping,
+                             resolve_budget, set_dataclass_key)
+from c2bridge.names import (ADAPTER_KINDS, AUGMENTATIONS, DISTANCES, LOSS_NAMES, LOSS_TERMS, PERCEPTUAL, SCHEDULES,
+                            SIGMA_DISTRIBUTIONS, X0_WEIGHTINGS)
+
+__all__ = ["TrainConfig", "load_config", "validate_config", "config_hash", "config_to_dict", "resolve_budget",
+           "schedule_warmup_steps"]
+
+# what only the training config names (the shared name lists live in c2bridge.names)
 DISTILL_METRICS = ("mse", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 AMP_MODES = ("auto", "bf16", "none")
 BEST_METRICS = ("val_loss",)
 
-PRESET_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "presets"
+PRESET_CONFIG_DIR = presets_dir()
 
 
 @dataclass
@@ -197,7 +192,7 @@ def load_config(
 
     ``overrides``: ``["optim.lr=3e-4", "adapter.kind=moe"]`` or ``{"optim.lr": 3e-4}``.
     """
-    from c2bridge._io import read_yaml, to_plain
+    from c2bridge._io import to_plain
 
     if source is None:
         user: dict = {}
@@ -206,13 +201,8 @@ def load_config(
     elif isinstance(source, Mapping):
         user = copy.deepcopy(dict(source))
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {str(path)!r} not found; expected a YAML training config")
-        user = read_yaml(path) or {}
-        if not isinstance(user, dict):
-            raise ValueError(f"config file {str(path)!r}: expected a YAML mapping at top level, got {type(user).__name__}")
-    override_items = _parse_overrides(overrides)
+        user = read_mapping(source)
+    override_items = parse_overrides(overrides)
 
     # the preset picks the recipe defaults, so find it first (override > user file > default)
     preset = override_items.get("preset", user.get("preset", TrainConfig.preset))
@@ -224,13 +214,13 @@ def load_config(
     cfg = TrainConfig()
     preset_file = PRESET_CONFIG_DIR / f"{preset}.yaml"
     if preset_file.is_file():
-        _merge_into(cfg, read_yaml(preset_file) or {}, "", errors, origin=f"{preset_file.name}: ")
-    _merge_into(cfg, user, "", errors)
+        apply_to_dataclass(cfg, read_mapping(preset_file), errors, origin=f"{preset_file.name}: ")
+    apply_to_dataclass(cfg, user, errors)
     for dotted, raw in override_items.items():
-        _set_dotted(cfg, dotted, raw, errors)
+        set_dataclass_key(cfg, dotted, raw, errors)
     for term, w in list(cfg.loss.weights.items()):  # YAML reads 1e-1 as a string
         try:
-            cfg.loss.weights[term] = _coerce(w, float, f"loss.weights.{term}")
+            cfg.loss.weights[term] = coerce(w, float, f"loss.weights.{term}")
         except ValueError as exc:
             errors.append(str(exc))
     if errors:
@@ -245,7 +235,7 @@ def validate_config(cfg: TrainConfig) -> None:
 
     def need(ok: bool, key: str, msg: str) -> None:
         if not ok:
-            errors.append(f"{key}={_show(_get_dotted(cfg, key))}: {msg}")
+            errors.append(f"{key}={_show(get_dotted(cfg, key))}: {msg}")
 
     from c2bridge.presets import PRESETS
 
@@ -256,8 +246,7 @@ def validate_config(cfg: TrainConfig) -> None:
     need(cfg.blowup_factor > 1, "blowup_factor", "expected a number > 1")
     need(cfg.blowup_after >= 0, "blowup_after", "expected an integer >= 0")
     # adapter
-    kinds = _adapter_kinds()
-    need(cfg.adapter.kind in kinds, "adapter.kind", f"expected one of {list(kinds)}")
+    need(cfg.adapter.kind in ADAPTER_KINDS, "adapter.kind", f"expected one of {list(ADAPTER_KINDS)}")
     if cfg.preset in PRESETS:
         try:
             resolve_budget(cfg.adapter.budget, PRESETS[cfg.preset])
@@ -294,18 +283,17 @@ def validate_config(cfg: TrainConfig) -> None:
          f"expected >= schedule.cyclic_low ({s.cyclic_low:g}); null means optim.lr")
     need(s.cyclic_period >= 2, "schedule.cyclic_period", "expected an integer >= 2")
     # loss
-    names = _decoder_names()
-    need(cfg.loss.name in names["loss"], "loss.name", f"expected one of {list(names['loss'])}")
-    need(cfg.loss.perceptual in names["perceptual"], "loss.perceptual", f"expected one of {list(names['perceptual'])}")
-    need(cfg.loss.perceptual_fallback is None or cfg.loss.perceptual_fallback in names["perceptual"],
-         "loss.perceptual_fallback", f"expected null or one of {list(names['perceptual'])}")
-    need(cfg.loss.sigma in names["sigma"], "loss.sigma", f"expected one of {list(names['sigma'])}")
-    need(cfg.loss.x0_weighting in names["x0"], "loss.x0_weighting", f"expected one of {list(names['x0'])}")
+    need(cfg.loss.name in LOSS_NAMES, "loss.name", f"expected one of {list(LOSS_NAMES)}")
+    need(cfg.loss.perceptual in PERCEPTUAL, "loss.perceptual", f"expected one of {list(PERCEPTUAL)}")
+    need(cfg.loss.perceptual_fallback is None or cfg.loss.perceptual_fallback in PERCEPTUAL,
+         "loss.perceptual_fallback", f"expected null or one of {list(PERCEPTUAL)}")
+    need(cfg.loss.sigma in SIGMA_DISTRIBUTIONS, "loss.sigma", f"expected one of {list(SIGMA_DISTRIBUTIONS)}")
+    need(cfg.loss.x0_weighting in X0_WEIGHTINGS, "loss.x0_weighting", f"expected one of {list(X0_WEIGHTINGS)}")
     need(cfg.loss.logit_std > 0, "loss.logit_std", "expected a number > 0")
     need(cfg.loss.moe_aux_weight >= 0, "loss.moe_aux_weight", "expected a number >= 0")
     for term, w in cfg.loss.weights.items():
-        if term not in names["terms"]:
-            errors.append(f"loss.weights.{term}: unknown loss term; expected any of {list(names['terms'])}")
+        if term not in LOSS_TERMS:
+            errors.append(f"loss.weights.{term}: unknown loss term; expected any of {list(LOSS_TERMS)}")
         elif not isinstance(w, (int, float)) or isinstance(w, bool) or not (w >= 0 and math.isfinite(w)):
             errors.append(f"loss.weights.{term}={_show(w)}: expected a number >= 0")
     # distill
@@ -351,201 +339,12 @@ def config_to_dict(cfg: TrainConfig) -> dict:
     return to_plain(cfg)
 
 
-def resolve_budget(budget: "float | int | str", preset) -> float:
-    """Adapter budget -> trainable-parameter count (see AdapterSection.budget)."""
-    if isinstance(budget, bool):
-        raise ValueError("expected a parameter count or a budget name")
-    if isinstance(budget, (int, float)):
-        value = float(budget)
-    elif isinstance(budget, str):
-        if budget in preset.budgets:
-            return float(preset.budgets[budget])
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmb]?)\s*", budget.lower())
-        if not m:
-            raise ValueError(
-                f"expected a number, a size like '5k'/'2.5m', or one of preset {preset.name!r}'s budget names "
-                f"{sorted(preset.budgets)}"
-            )
-        value = float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6, "b": 1e9}[m.group(2)]
-    else:
-        raise ValueError("expected a parameter count or a budget name")
-    if not (math.isfinite(value) and value >= 1):
-        raise ValueError("expected a positive parameter count")
-    return value
-
-
 def schedule_warmup_steps(cfg: TrainConfig) -> int:
     """The effective warmup length (null -> 1000 for warmup_cosine, else 0)."""
     w = cfg.schedule.warmup_steps
     if w is None:
         return 1000 if cfg.schedule.name == "warmup_cosine" else 0
     return int(w)
-
-
-# ----------------------------------------------------------------------------------------------------------- helpers
-
-
-def _adapter_kinds() -> tuple:
-    try:
-        from c2bridge.adapters import ADAPTERS  # type: ignore[attr-defined]
-
-        return tuple(sorted(ADAPTERS))
-    except ImportError:
-        return ADAPTER_KINDS
-
-
-def _decoder_names() -> dict:
-    try:
-        from c2bridge.decoder import objective as o
-
-        return {"loss": tuple(o.NAMED_LOSSES), "perceptual": tuple(o.PERCEPTUAL), "sigma": tuple(o.SIGMA_DISTRIBUTIONS),
-                "x0": tuple(o.X0_WEIGHTINGS), "terms": tuple(o.TERMS)}
-    except ImportError:
-        return {"loss": LOSS_NAMES, "perceptual": PERCEPTUAL, "sigma": SIGMA_DISTRIBUTIONS, "x0": X0_WEIGHTINGS,
-                "terms": LOSS_TERMS}
-
-
-def _parse_overrides(overrides: Sequence[str] | Mapping[str, Any]) -> dict[str, Any]:
-    if isinstance(overrides, Mapping):
-        return dict(overrides)
-    items: dict[str, Any] = {}
-    for item in overrides:
-        if not isinstance(item, str) or "=" not in item:
-            raise ValueError(f"bad override {item!r}; expected KEY=VALUE with a dotted key, e.g. optim.lr=3e-4")
-        key, value = item.split("=", 1)
-        key = key.strip()
-        if not key:
-            raise ValueError(f"bad override {item!r}; expected KEY=VALUE with a dotted key, e.g. optim.lr=3e-4")
-        items[key] = _parse_scalar(value)
-    return items
-
-
-def _parse_scalar(text: str) -> Any:
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
-def _merge_into(obj: Any, values: Mapping, prefix: str, errors: list[str], origin: str = "") -> None:
-    if not isinstance(values, Mapping):
-        errors.append(f"{origin}{prefix.rstrip('.') or 'config'}: expected a mapping, got {_show(values)}")
-        return
-    names = {f.name: f for f in dataclasses.fields(obj)}
-    hints = typing.get_type_hints(type(obj))
-    for key, value in values.items():
-        dotted = f"{prefix}{key}"
-        if key not in names:
-            errors.append(f"{origin}unknown config key {dotted!r}; expected one of {sorted(names)}")
-            continue
-        current = getattr(obj, key)
-        if dataclasses.is_dataclass(current):
-            _merge_into(current, value if value is not None else {}, dotted + ".", errors, origin)
-            continue
-        try:
-            setattr(obj, key, _coerce(value, hints[key], dotted))
-        except ValueError as exc:
-            errors.append(f"{origin}{exc}")
-
-
-def _set_dotted(cfg: TrainConfig, dotted: str, raw: Any, errors: list[str]) -> None:
-    parts = dotted.split(".")
-    obj: Any = cfg
-    for i, part in enumerate(parts):
-        here = ".".join(parts[: i + 1])
-        if isinstance(obj, dict):  # free-form dict fields (adapter.overrides, loss.weights): set nested keys
-            for sub in parts[i:-1]:
-                obj = obj.setdefault(sub, {})
-                if not isinstance(obj, dict):
-                    errors.append(f"override {dotted!r}: {here!r} is not a mapping")
-                    return
-            obj[parts[-1]] = raw
-            return
-        if not dataclasses.is_dataclass(obj):
-            errors.append(f"unknown config key {dotted!r}: {'.'.join(parts[:i])!r} has no sub-keys")
-            return
-        names = {f.name for f in dataclasses.fields(obj)}
-        if part not in names:
-            errors.append(f"unknown config key {here!r}; expected one of {sorted(names)}")
-            return
-        if i == len(parts) - 1:
-            current = getattr(obj, part)
-            if dataclasses.is_dataclass(current):
-                _merge_into(current, raw if raw is not None else {}, here + ".", errors)
-                return
-            try:
-                setattr(obj, part, _coerce(raw, typing.get_type_hints(type(obj))[part], here))
-            except ValueError as exc:
-                errors.append(str(exc))
-            return
-        obj = getattr(obj, part)
-
-
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """Coerce a YAML/CLI value to the field's declared type, or raise ValueError naming the key."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin is Union:
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("null", "none", "~")):
-            if type(None) in args:
-                return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, key)
-            except ValueError as exc:
-                errors.append(str(exc))
-        names = " or ".join("null" if a is type(None) else getattr(a, "__name__", str(a)) for a in args)
-        raise ValueError(f"{key}={_show(value)}: expected {names}")
-    if hint is float:
-        if isinstance(value, bool):
-            raise ValueError(f"{key}={_show(value)}: expected a number")
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{key}={_show(value)}: expected a number") from None
-    if hint is int:
-        if isinstance(value, bool):
-            raise ValueError(f"{key}={_show(value)}: expected an integer")
-        try:
-            f = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{key}={_show(value)}: expected an integer") from None
-        if not f.is_integer():
-            raise ValueError(f"{key}={_show(value)}: expected an integer")
-        return int(f)
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
-            return value.strip().lower() in ("true", "yes", "on", "1")
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        raise ValueError(f"{key}={_show(value)}: expected true or false")
-    if hint is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-        raise ValueError(f"{key}={_show(value)}: expected a string")
-    if hint is dict or origin is dict:
-        if isinstance(value, Mapping):
-            return copy.deepcopy(dict(value))
-        raise ValueError(f"{key}={_show(value)}: expected a mapping")
-    if hint is tuple or origin is tuple:
-        if isinstance(value, (list, tuple)):
-            return tuple(_coerce(v, float, f"{key}[{i}]") for i, v in enumerate(value))
-        raise ValueError(f"{key}={_show(value)}: expected a list")
-    return value
-
-
-def _get_dotted(cfg: Any, dotted: str) -> Any:
-    obj = cfg
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def _show(value: Any) -> str:
