@@ -31,21 +31,9 @@ from typing import Any, Callable
 
 import torch
 
-FLOW_TERM = "flow"
-PIXEL_TERMS = ("l2", "lpips", "ssim", "ms_lpips")
-TERMS = (FLOW_TERM, *PIXEL_TERMS)
-PERCEPTUAL = ("lpips_vgg", "lpips_alex", "one_minus_ssim")
-SIGMA_DISTRIBUTIONS = ("uniform", "logit_normal", "shifted", "shifted_logit_normal")
-X0_WEIGHTINGS = ("none", "one_minus_sigma")
-
-# name -> term weights (the plan's E2.3 loss grid + pure flow matching)
-NAMED_LOSSES: dict[str, dict[str, float]] = {
-    "flow": {"flow": 1.0},
-    "lpips_l2": {"lpips": 1.0, "l2": 0.1},  # the plan's default: LPIPS + 0.1·L2
-    "lpips": {"lpips": 1.0},
-    "lpips_ssim": {"lpips": 1.0, "ssim": 1.0},
-    "ms_lpips": {"ms_lpips": 1.0},
-}
+from c2bridge.names import (FLOW_TERM, NAMED_LOSSES, PERCEPTUAL, PIXEL_TERMS, SIGMA_DISTRIBUTIONS,  # noqa: F401
+                            X0_WEIGHTINGS)
+from c2bridge.names import LOSS_TERMS as TERMS
 
 
 @dataclass(frozen=True)
