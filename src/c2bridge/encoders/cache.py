@@ -88,20 +88,15 @@ def check_finite(samples: list[dict]) -> None:
 
 def write_shard(path: str | os.PathLike, samples: list[dict], key: str) -> dict:
     """Write one shard atomically -> its manifest entry (file, n_samples, sha256, bytes)."""
-    from safetensors.torch import save_file
-
-    from c2bridge._io import atomic_path, sha256_file
+    from c2bridge._io import save_safetensors, sha256_file
 
     check_finite(samples)
     tensors = pack_samples(samples)
     meta = {"format": CACHE_FORMAT, "key": key, "sample_ids": [s["sample_id"] for s in samples],
             "augment": [s.get("augment") for s in samples]}
     path = Path(path)
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata={META_KEY: json.dumps(meta, sort_keys=True)})
-        digest = sha256_file(tmp)
-        size = tmp.stat().st_size
-    return {"file": path.name, "n_samples": len(samples), "sha256": digest, "bytes": size}
+    save_safetensors(path, tensors, metadata={META_KEY: json.dumps(meta, sort_keys=True)})
+    return {"file": path.name, "n_samples": len(samples), "sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -223,6 +218,34 @@ class FeatureCache:
             ids += self._shard_meta(k)["sample_ids"]
         return ids
 
+    @property
+    def preset(self) -> str | None:
+        """The preset the features were extracted for (None in caches that do not record it)."""
+        return self.manifest.get("spec", {}).get("preset")
+
+    @property
+    def encoder_key(self) -> str:
+        """Hash of the encoders the features come from (both encoders' ``encoder_key()``). Unlike ``key`` it does
+        not depend on the dataset, split or augmentation: the train and val caches of one encoder setup share it."""
+        from c2bridge._io import stable_hash
+
+        return stable_hash(self.manifest.get("spec", {}).get("encoders"))
+
+    @property
+    def augmentation(self) -> str:
+        """The augmentation kind the cache was extracted with (``none`` when unaugmented)."""
+        aug = self.manifest.get("spec", {}).get("augment") or {}
+        return str(aug.get("kind", "none")) if isinstance(aug, dict) else str(aug)
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of the feature shards on disk."""
+        return sum(int(s.get("bytes", 0)) for s in self.manifest.get("shards", []))
+
+    def view_groups(self, limit: int | None = None) -> list[list[int]]:
+        """Cache indices grouped per dataset sample (its augmented views), in cache order; the first ``limit``."""
+        return group_views(self.sample_ids, limit)
+
     def __len__(self) -> int:
         return self._starts[-1]
 
@@ -296,6 +319,18 @@ class FeatureCache:
         gen = torch.Generator().manual_seed(seed)
         return DataLoader(self, batch_size=batch_size, shuffle=shuffle, generator=gen, num_workers=num_workers,
                           drop_last=drop_last, collate_fn=collate_features)
+
+
+def group_views(sample_ids: list[str], limit: int | None = None) -> list[list[int]]:
+    """Indices grouped per dataset sample (augmented views are stored as ``ID#vK``), in order; the first ``limit``
+    samples (a limit counts samples, not views)."""
+    import re
+
+    groups: dict[str, list[int]] = {}
+    for i, sid in enumerate(sample_ids):
+        groups.setdefault(re.sub(r"#v\d+$", "", str(sid)), []).append(i)
+    out = list(groups.values())
+    return out if limit is None else out[:limit]
 
 
 def _check_shard_size(directory: Path, entry: dict) -> None:
