@@ -282,7 +282,8 @@ def model_card(config: dict, provenance: dict, title: str | None = None) -> str:
             lines.append(f"| {split} | {m.get('n', '–')} | " + " | ".join(cells) + " |")
         dist_name = next((m.get("distance_name") for m in metrics.values() if m.get("distance_name")), None)
         lines += ["", f"distance = `{dist_name or 'the study distance'}` (lower is better); SSIM (Wang et al., "
-                      "higher is better); PSNR in dB. Sampled through LTXPipeline from held-out features."]
+                      "higher is better); PSNR in dB. Reconstructions sampled through LTXPipeline from each split's "
+                      "cached features."]
         if intervals:
             iv = next(iter(next(iter(intervals.values())).values()), {})
             lines.append(f"Intervals: {iv.get('level', '')} {iv.get('method', '')}".rstrip() + ".")

@@ -132,6 +132,63 @@ def _check_file(path: Path) -> None:
         raise ValueError(f"{path}: empty file (0 bytes); expected an image or a video")
 
 
+# ------------------------------------------------------------------------------------------------ writing outputs
+def save_video(frames: torch.Tensor, path: str | os.PathLike, frame_rate: int = FRAME_RATE) -> Path:
+    """Frames ``[F, 3, H, W]`` in [0, 1] -> an MP4 (H.264, yuv420p, ``frame_rate``) or, for an image suffix, the
+    first frame as an image. Written atomically."""
+    from c2bridge._io import atomic_path
+
+    path = Path(path)
+    arr = (frames.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"):
+        from PIL import Image
+
+        with atomic_path(path) as tmp:
+            Image.fromarray(arr[0]).save(tmp, format=Image.registered_extensions()[path.suffix.lower()])
+        return path
+    import av
+
+    h, w = arr.shape[1:3]
+    arr = np.pad(arr, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")  # yuv420p needs even sizes
+    with atomic_path(path) as tmp:
+        with av.open(str(tmp), mode="w", format="mp4") as container:
+            codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+            stream = container.add_stream(codec, rate=int(frame_rate))
+            stream.width, stream.height, stream.pix_fmt = arr.shape[2], arr.shape[1], "yuv420p"
+            if codec == "libx264":
+                stream.options = {"crf": "18"}
+            for frame in arr:
+                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+    return path
+
+
+def save_side_by_side_strip(inputs: torch.Tensor, recons: torch.Tensor, path: str | os.PathLike,
+                            max_frames: int = 8, min_tile: int = 128) -> Path:
+    """PNG: inputs (top row) over reconstructions (bottom row), ``[F, 3, H, W]`` each; clips show up to
+    ``max_frames`` evenly spaced frames. Tiles are enlarged (nearest) to at least ``min_tile`` px for viewing."""
+    import torch.nn.functional as F
+    from torchvision.utils import make_grid, save_image
+
+    from c2bridge._io import atomic_path
+
+    if inputs.shape != recons.shape:
+        raise ValueError(f"inputs {tuple(inputs.shape)} and reconstructions {tuple(recons.shape)} differ in shape")
+    n = inputs.shape[0]
+    idx = torch.linspace(0, n - 1, min(n, max_frames)).round().long().unique()
+    tiles = torch.cat([inputs[idx], recons[idx]]).float().clamp(0, 1).cpu()  # [2k, 3, H, W]
+    scale = max(1, -(-min_tile // max(tiles.shape[-2:])))
+    if scale > 1:
+        tiles = F.interpolate(tiles, scale_factor=scale, mode="nearest")
+    grid = make_grid(tiles, nrow=len(idx), padding=2, pad_value=1.0)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_image(grid, tmp, format="png")
+    return path
+
+
 # ------------------------------------------------------------------------------------------------ to pixels
 def image_to_tensor(image: Any) -> torch.Tensor:
     """One picture (PIL, array, tensor or path) -> float ``[3, H, W]`` in [0, 1]. Grayscale is repeated to RGB,
@@ -428,4 +485,4 @@ def _to_pil(frame: torch.Tensor):
 
 
 __all__ = ["C2BridgePipeline", "C2BridgePipelineOutput", "read_image", "read_video", "image_to_tensor",
-           "video_to_tensor", "center_square"]
+           "video_to_tensor", "center_square", "save_video", "save_side_by_side_strip", "is_video_path"]

@@ -4,6 +4,7 @@ import only argparse at top level, so `c2bridge --help` stays fast, and import t
     adapters     `c2bridge adapters`          (adapter kinds x budgets table)
     encoders     `c2bridge extract`, `cache`  (feature caches)
     decoder      `c2bridge eval`              (reconstruction metrics of a trained adapter)
+    reconstruct  `c2bridge reconstruct`       (a trained adapter on your own images and videos)
     mini         `c2bridge mini build`        (the mini world's weights)
     train        `c2bridge train`             (one adapter from a YAML config)
     experiments  `c2bridge run`, `report`     (the study)
@@ -14,9 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from c2bridge.cli import adapters, decoder, encoders, experiments, mini, planner, train
+from c2bridge.cli import adapters, decoder, encoders, experiments, mini, planner, reconstruct, train
 
-COMMAND_MODULES = (adapters, encoders, decoder, mini, train, experiments, planner)  # order of `--help`
+COMMAND_MODULES = (adapters, encoders, decoder, reconstruct, mini, train, experiments, planner)  # order of `--help`
 
 
 def build_parser() -> argparse.ArgumentParser:
