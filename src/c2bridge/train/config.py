@@ -149,6 +149,9 @@ class LogSection:
     tensorboard: bool = False  # also write TensorBoard events to RUN_DIR/tensorboard (needs `tensorboard`)
     wandb: bool = False  # also log to Weights & Biases (needs `wandb`)
     wandb_project: str = "c2bridge"  # W&B project name
+    # Tracker run labels (not part of the config hash): study / experiment / arm name the W&B and TensorBoard run
+    # ("experiment/arm", grouped by study); name / group override. The study runner sets them for every trial.
+    labels: dict = field(default_factory=dict)
 
 
 @dataclass
