@@ -284,12 +284,12 @@ def _batches(cache, batch_size: int):
 
 
 def _train_stats(result: dict, out: Path) -> dict:
-    from c2bridge.metrics import loss_variance, steps_to_plateau
+    from c2bridge.metrics import detect_plateau, loss_variance
     from c2bridge.train.logging import read_metrics
 
-    train_recs = [r for r in read_metrics(out) if r.get("kind") == "train" and _finite(r.get("loss"))]
-    losses = [float(r["loss"]) for r in train_recs]
-    steps = [int(r["step"]) for r in train_recs]
+    recs = read_metrics(out)
+    losses = [float(r["loss"]) for r in recs if r.get("kind") == "train" and _finite(r.get("loss"))]
+    val = [(int(r["step"]), float(r["val_loss"])) for r in recs if r.get("kind") == "val" and _finite(r.get("val_loss"))]
     stats: dict[str, Any] = {
         "time_s": result.get("train_time_s"),
         "steps": result.get("step"),
@@ -303,10 +303,13 @@ def _train_stats(result: dict, out: Path) -> dict:
     }
     if len(losses) >= 2:
         stats["loss_variance"] = loss_variance(losses)
-        plateau = steps_to_plateau(losses, steps, window=max(5, len(losses) // 10))  # flow loss is noisy (σ draws)
-        stats["steps_to_plateau"] = plateau
-        if _finite(stats["time_s"]) and stats["steps"]:
-            stats["time_to_plateau_s"] = stats["time_s"] * plateau / stats["steps"]
+    if val:  # on the validation loss (fixed noise): the train flow loss is too noisy (σ draws) to plateau on
+        plateau = detect_plateau([v for _, v in val], [s for s, _ in val],
+                                 total_steps=stats["total_steps"] or stats["steps"])
+        stats["steps_to_plateau"] = plateau.step  # None: did not plateau within the run
+        stats["plateau"] = plateau.reason or f"plateaued at step {plateau.step}"
+        if plateau.step is not None and _finite(stats["time_s"]) and stats["steps"]:
+            stats["time_to_plateau_s"] = stats["time_s"] * plateau.step / stats["steps"]
     return stats
 
 

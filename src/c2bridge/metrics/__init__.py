@@ -17,7 +17,7 @@ _EXPORTS = {
     **dict.fromkeys(["spatial_iou", "foreground_mask", "mask_iou", "box_iou", "mask_to_box",
                      "background_from_target"], "c2bridge.metrics.spatial"),
     **dict.fromkeys(["param_efficiency", "distance_for_efficiency", "loss_variance", "steps_to_plateau",
-                     "generalization_gap"], "c2bridge.metrics.efficiency"),
+                     "detect_plateau", "Plateau", "generalization_gap"], "c2bridge.metrics.efficiency"),
     **dict.fromkeys(["measure_latency", "peak_memory", "param_memory"], "c2bridge.metrics.perf"),
     **dict.fromkeys(["evaluate_adapter", "evaluate_conditioning", "save_side_by_side", "iter_batches"],
                     "c2bridge.metrics.evaluate"),

@@ -11,6 +11,7 @@ Note: with D(ref) = 0.16 the 0.90 target is met at D(small) ≤ 0.176 (= D(ref)�
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 from typing import Sequence
 
 import numpy as np
@@ -52,37 +53,70 @@ def loss_variance(losses: Sequence[float], tail_fraction: float = 0.5) -> float:
     return float(np.var(tail))
 
 
-def _moving_average(arr: np.ndarray, window: int) -> np.ndarray:
-    window = max(1, min(int(window), arr.size))
-    kernel = np.ones(window) / window
-    # 'valid' then left-pad with the running mean so index i averages losses[max(0,i-window+1) : i+1]
-    valid = np.convolve(arr, kernel, mode="valid")
-    head = np.cumsum(arr[: window - 1]) / np.arange(1, window)
-    return np.concatenate([head, valid])
+@dataclass(frozen=True)
+class Plateau:
+    """Where a validation-loss curve stopped improving: ``step`` (None when it did not) and, then, ``reason``."""
+
+    step: int | None
+    reason: str | None
+    patience: int
+    min_rel_improvement: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def detect_plateau(
+    val_losses: Sequence[float],
+    val_steps: Sequence[int] | None = None,
+    *,
+    patience: int = 2,
+    min_rel_improvement: float = 0.01,
+    total_steps: int | None = None,
+) -> Plateau:
+    """The step at which the validation loss plateaued, early-stopping style (the ``threshold_mode="rel"`` rule
+    of torch's ReduceLROnPlateau): an evaluation *improves* when its loss is below ``best · (1 −
+    min_rel_improvement)``; the curve has plateaued once ``patience`` evaluations in a row did not improve, and
+    the plateau step is that of the last improving evaluation. A curve that still improves within its last
+    ``patience`` evaluations did not plateau: ``Plateau(step=None, reason="did not plateau within N steps ...")``
+    (N = ``total_steps``, else the last evaluated step), so ratios of steps to plateau become n/a instead of
+    "the run length" by construction."""
+    arr = _as_curve(val_losses, "detect_plateau")
+    steps = list(range(arr.size)) if val_steps is None else [int(s) for s in val_steps]
+    if len(steps) != arr.size:
+        raise ValueError(f"detect_plateau: {len(steps)} step numbers for {arr.size} validation losses")
+    if patience < 1:
+        raise ValueError(f"patience must be >= 1 evaluation; got {patience}")
+    if not 0 <= min_rel_improvement < 1:
+        raise ValueError(f"min_rel_improvement must be in [0, 1); got {min_rel_improvement}")
+    horizon = int(total_steps) if total_steps is not None else steps[-1]
+    best, best_i, since = float(arr[0]), 0, 0
+    for i in range(1, arr.size):
+        if arr[i] < best - min_rel_improvement * abs(best):
+            best, best_i, since = float(arr[i]), i, 0
+        else:
+            since += 1
+            if since >= patience:
+                return Plateau(steps[best_i], None, patience, min_rel_improvement)
+    if arr.size <= patience:
+        why = f"{arr.size} validation evaluation(s) are too few to see {patience} without improvement"
+    else:
+        why = f"the validation loss improved by > {min_rel_improvement:.0%} within the last {patience} evaluations"
+    return Plateau(None, f"did not plateau within {horizon} steps ({why})", patience, min_rel_improvement)
 
 
 def steps_to_plateau(
     losses: Sequence[float],
     steps: Sequence[int] | None = None,
-    window: int = 10,
-    fraction: float = 0.05,
-) -> int:
-    """Convergence speed: the first step at which the smoothed loss (trailing moving average over ``window``
-    logged points) is within ``fraction`` of the run's total improvement from its best smoothed value, i.e.
-    ``smooth[i] − min(smooth) ≤ fraction · (smooth[0] − min(smooth))``. ``steps`` gives the step number of each
-    logged loss (default 0, 1, 2, ...). A flat curve plateaus at its first step."""
-    arr = _as_curve(losses, "steps_to_plateau")
-    if steps is None:
-        steps = list(range(arr.size))
-    if len(steps) != arr.size:
-        raise ValueError(f"steps_to_plateau: {len(steps)} step numbers for {arr.size} losses")
-    if not 0 <= fraction < 1:
-        raise ValueError(f"fraction must be in [0, 1); got {fraction}")
-    smooth = _moving_average(arr, window)
-    best = smooth.min()
-    gap = max(smooth[0] - best, 0.0)
-    reached = np.nonzero(smooth - best <= fraction * gap + 1e-12)[0]
-    return int(steps[int(reached[0])])
+    *,
+    patience: int = 2,
+    min_rel_improvement: float = 0.01,
+    total_steps: int | None = None,
+) -> int | None:
+    """Convergence speed: :func:`detect_plateau`'s step on a validation-loss curve, None when it did not plateau
+    within the run (see ``detect_plateau(...).reason`` for why)."""
+    return detect_plateau(losses, steps, patience=patience, min_rel_improvement=min_rel_improvement,
+                          total_steps=total_steps).step
 
 
 def generalization_gap(train_value: float | Sequence[float], val_value: float | Sequence[float]) -> float:
@@ -95,6 +129,8 @@ def generalization_gap(train_value: float | Sequence[float], val_value: float | 
 
 
 __all__ = [
+    "Plateau",
+    "detect_plateau",
     "distance_for_efficiency",
     "generalization_gap",
     "loss_variance",
