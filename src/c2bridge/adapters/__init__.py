@@ -4,43 +4,28 @@
     adapter = build_adapter("query", budget=10e6)          # kinds: query, bottleneck, lora, perceiver, moe
     cond = adapter(vlm, dino, vlm_mask=None)               # [B,T,3584], [B,256,1024] -> [B,77,4096]
 
-See docs/adapters.md. Names are loaded lazily so that `c2bridge --help` (which imports
-`c2bridge.adapters.commands`) does not import torch.
+See docs/adapters.md. A new kind is a module with an ``Adapter`` subclass under ``@register``, imported here.
 """
-from __future__ import annotations
+from c2bridge.adapters.base import Adapter, BudgetSpec, load_adapter
+from c2bridge.adapters.registry import ADAPTERS, adapter_class, register
 
-import importlib
+# every kind registers itself on import, in this order (the order of ADAPTERS)
+from c2bridge.adapters.query import QueryAdapter  # isort: skip
+from c2bridge.adapters.bottleneck import BottleneckAdapter  # isort: skip
+from c2bridge.adapters.lora import LoRAAdapter  # isort: skip
+from c2bridge.adapters.perceiver import PerceiverAdapter  # isort: skip
+from c2bridge.adapters.moe import MoEAdapter  # isort: skip
+from c2bridge.adapters.budget import (  # isort: skip
+    build_adapter,
+    build_adapter_for_preset,
+    count_params,
+    minimum_params,
+    parse_budget,
+    solve_config,
+)
 
-_EXPORTS = {
-    "ADAPTERS": ".base",
-    "Adapter": ".base",
-    "BudgetSpec": ".base",
-    "load_adapter": ".base",
-    "build_adapter": ".budget",
-    "build_adapter_for_preset": ".budget",
-    "count_params": ".budget",
-    "minimum_params": ".budget",
-    "parse_budget": ".budget",
-    "solve_config": ".budget",
-    "QueryAdapter": ".query",
-    "BottleneckAdapter": ".bottleneck",
-    "LoRAAdapter": ".lora",
-    "PerceiverAdapter": ".perceiver",
-    "MoEAdapter": ".moe",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from .base import ensure_registered
-
-    ensure_registered()  # every kind in ADAPTERS before anyone looks at it
-    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__all__ = [
+    "ADAPTERS", "Adapter", "BudgetSpec", "load_adapter", "adapter_class", "register", "build_adapter",
+    "build_adapter_for_preset", "count_params", "minimum_params", "parse_budget", "solve_config", "QueryAdapter",
+    "BottleneckAdapter", "LoRAAdapter", "PerceiverAdapter", "MoEAdapter",
+]

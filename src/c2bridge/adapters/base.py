@@ -3,30 +3,22 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
+import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from c2bridge._io import atomic_path, atomic_write_json, read_json
+from c2bridge.adapters.registry import ADAPTERS, adapter_class
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "model.safetensors"
-
-# Registry: kind name -> class. Filled by `register_adapter` as each kind's module is imported.
-ADAPTERS: dict[str, type["Adapter"]] = {}
-
-
-def register_adapter(cls: type["Adapter"]) -> type["Adapter"]:
-    ADAPTERS[cls.kind] = cls
-    return cls
-
-
-def ensure_registered() -> None:
-    """Import every kind's module (each registers itself), in the registry's canonical order."""
-    from . import query, bottleneck, lora, perceiver, moe  # noqa: F401
+IO_DIMS = ("vlm_dim", "dino_dim", "out_dim", "n_tokens", "n_patches")  # fixed by the preset, not by the budget
 
 
 @dataclass(frozen=True)
@@ -58,6 +50,11 @@ def compact(values: list[int]):
     return values[0] if len(set(values)) == 1 else list(values)
 
 
+def default_heads(width: int, n_heads: int | None = None) -> int:
+    """Attention heads of a width when not given: one per 64 channels, at least one."""
+    return max(1, width // 64) if n_heads is None else n_heads
+
+
 @contextlib.contextmanager
 def seeded(seed: int | None):
     """Run the block under `torch.manual_seed(seed)` without disturbing the caller's global CPU RNG."""
@@ -81,23 +78,43 @@ class Adapter(nn.Module):
     kind: str = ""
     budget_spec: BudgetSpec = BudgetSpec()
 
-    def __init__(self, config: dict):
+    def __init__(
+        self,
+        *,
+        vlm_dim: int = 3584,  # Qwen2.5-VL hidden width
+        dino_dim: int = 1024,  # DINOv2 patch-token width
+        out_dim: int = 4096,  # LTX caption_channels
+        n_tokens: int = 77,  # output tokens
+        n_patches: int = 256,  # DINOv2 patches (square grid for the 2-D position embedding)
+        dropout: float = 0.0,  # attention + residual + MLP dropout
+        stream_weights: tuple[float, float] | list[float] = (0.3, 0.7),  # scale on each stream's (vlm, dino) tokens
+        pos_emb: bool = True,  # learned 2-D (row + col) position embedding on the DINOv2 patches
+        out_init_scale: float = 0.1,  # output projection ~ N(0, scale²/width): cond starts at ~scale per element
+        seed: int | None = None,  # init under this seed without touching the global RNG (None: global RNG)
+        budget: float | None = None,  # the budget this was sized for (informational)
+    ):
+        """The options every kind takes; a kind's own options come first in its ``__init__`` (see
+        ``register_to_config``), which passes these on with ``super().__init__(**options)``."""
+        if "_config" not in self.__dict__:
+            raise TypeError(f"{type(self).__name__}.__init__ must be decorated with @register_to_config")
         super().__init__()
-        self._config = {"kind": self.kind, **copy.deepcopy(config)}
-        for key in ("vlm_dim", "dino_dim", "out_dim", "n_tokens", "n_patches"):
-            value = config[key]
+        dims = dict(vlm_dim=vlm_dim, dino_dim=dino_dim, out_dim=out_dim, n_tokens=n_tokens, n_patches=n_patches)
+        for key, value in dims.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{self.kind} adapter: {key} must be a positive int, got {value!r}")
-        if not 0.0 <= float(config.get("dropout", 0.0)) < 1.0:
-            raise ValueError(f"{self.kind} adapter: dropout must be in [0, 1), got {config.get('dropout')!r}")
-        if "stream_weights" in config and len(config["stream_weights"]) != 2:
-            raise ValueError(f"stream_weights must be (vlm_weight, dino_weight), got {config['stream_weights']!r}")
-        self.vlm_dim = config["vlm_dim"]
-        self.dino_dim = config["dino_dim"]
-        self.out_dim = config["out_dim"]
-        self.n_tokens = config["n_tokens"]
-        self.n_patches = config["n_patches"]
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"{self.kind} adapter: dropout must be in [0, 1), got {dropout!r}")
+        if len(stream_weights) != 2:
+            raise ValueError(f"stream_weights must be (vlm_weight, dino_weight), got {stream_weights!r}")
+        self.vlm_dim, self.dino_dim, self.out_dim, self.n_tokens, self.n_patches = dims.values()
         self._aux_loss: torch.Tensor | None = None
+
+    def register_to_config(self, **values) -> None:
+        """Record the values the constructor resolved from its defaults (``ffn_dim=None`` -> ``4 * width``)."""
+        unknown = sorted(set(values) - set(self._config))
+        if unknown:
+            raise TypeError(f"{type(self).__name__}: {unknown} are not constructor arguments")
+        self._config.update(copy.deepcopy(values))
 
     # ---- public API -------------------------------------------------------------------------------------------
     @property
@@ -166,8 +183,6 @@ class Adapter(nn.Module):
     # ---- save / load ------------------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write ``model.safetensors`` then ``adapter_config.json`` (each atomically) into `directory`."""
-        from safetensors.torch import save_file
-
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
@@ -186,8 +201,6 @@ class Adapter(nn.Module):
 
 def load_adapter(directory: str | Path, device: str | torch.device | None = None) -> Adapter:
     """Rebuild an adapter saved by ``save_pretrained`` (config + safetensors weights, strict key match)."""
-    from safetensors.torch import load_file
-
     directory = Path(directory)
     config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
     for path in (config_path, weights_path):
@@ -199,13 +212,12 @@ def load_adapter(directory: str | Path, device: str | torch.device | None = None
         config = read_json(config_path)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{config_path} is not valid JSON: {exc}") from None
-    ensure_registered()
     kind = config.pop("kind", None) if isinstance(config, dict) else None
     if kind not in ADAPTERS:
         raise ValueError(f"{config_path}: unknown adapter kind {kind!r}; expected one of {sorted(ADAPTERS)}")
     with torch.device("meta"):  # no random init: the weights are assigned from the file below
         try:
-            adapter = ADAPTERS[kind](**config)
+            adapter = adapter_class(kind)(**config)
         except TypeError as exc:
             raise ValueError(f"{config_path}: config does not match the {kind!r} adapter: {exc}") from None
     # clone: fresh, aligned storage (tensors viewing the file's buffer can take slower, numerically different
@@ -216,3 +228,51 @@ def load_adapter(directory: str | Path, device: str | torch.device | None = None
     except RuntimeError as exc:
         raise ValueError(f"{weights_path} does not match {config_path}: {exc}") from None
     return adapter
+
+
+def _stored(value, default):
+    """A constructor value as ``config`` keeps it: JSON-able, of its default's type (``dropout=0`` -> 0.0,
+    ``pos_emb=1`` -> True, a tuple -> a list)."""
+    if value is None:
+        return None
+    if isinstance(default, bool):
+        return bool(value)
+    if isinstance(default, float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        floats = isinstance(default, tuple) and all(isinstance(d, float) for d in default)
+        return [float(v) for v in value] if floats else list(value)
+    return value
+
+
+def register_to_config(init):
+    """Decorator for a kind's ``__init__``: every constructor argument, defaults included, becomes the adapter's
+    ``config`` (the diffusers ``register_to_config`` idea), so a kind never lists its options twice.
+
+    The kind declares only its own options and takes the shared ones (``Adapter.__init__``: the dims, dropout,
+    stream weights, ...) as ``**options``; the decorated ``__init__`` has the signature of both, dims first, so
+    ``inspect.signature`` (the budget solver's option check) and ``help()`` show every option.
+    """
+    own = list(inspect.signature(init).parameters.values())
+    self_param, own = own[0], [p for p in own[1:] if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    shared = list(inspect.signature(Adapter.__init__).parameters.values())[1:]
+    clash = {p.name for p in own} & {p.name for p in shared}
+    if clash:
+        raise TypeError(f"{init.__qualname__} redeclares the shared option(s) {sorted(clash)}")
+    ordered = [p for p in shared if p.name in IO_DIMS] + own + [p for p in shared if p.name not in IO_DIMS]
+    signature = inspect.Signature(
+        [self_param, *(p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in ordered)]
+    )
+
+    @functools.wraps(init)
+    def wrapper(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        values = {k: v for k, v in bound.arguments.items() if k != self_param.name}
+        config = {name: _stored(value, signature.parameters[name].default) for name, value in values.items()}
+        # set before nn.Module.__init__ runs (a plain attribute, so Module.__setattr__ is bypassed)
+        object.__setattr__(self, "_config", {"kind": self.kind, **copy.deepcopy(config)})
+        init(self, **values)
+
+    wrapper.__signature__ = signature
+    return wrapper

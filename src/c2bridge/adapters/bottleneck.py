@@ -15,19 +15,11 @@ There is no attention over the fused tokens: fusion is MLP-Mixer style.
 """
 from __future__ import annotations
 
-import torch
 from torch import nn
 
-from .base import Adapter, BudgetSpec, compact, per_block, register_adapter, seeded
-from .layers import (
-    MLP,
-    AttentionPool,
-    GridPositionEmbedding,
-    PreNormResidual,
-    init_linear,
-    masked_mean,
-    normal_param,
-)
+from c2bridge.adapters.base import Adapter, BudgetSpec, compact, per_block, register_to_config, seeded
+from c2bridge.adapters.layers import MLP, PreNormResidual, StreamPooling, init_linear
+from c2bridge.adapters.registry import register
 
 
 class Compressor(nn.Module):
@@ -54,77 +46,48 @@ class TokenMix(nn.Module):
         return self.mix(x.transpose(1, 2)).transpose(1, 2)
 
 
-@register_adapter
-class BottleneckAdapter(Adapter):
+@register
+class BottleneckAdapter(StreamPooling, Adapter):
     """Compress each stream, pool per output token, fuse with Mixer blocks, expand. ffn_dim solved by budget."""
 
     kind = "bottleneck"
     budget_spec = BudgetSpec(width="width", depth="depth", free="ffn_dim", free_ratio=4.0, heads=False)
 
+    @register_to_config
     def __init__(
         self,
-        vlm_dim: int = 3584,  # Qwen2.5-VL hidden width
-        dino_dim: int = 1024,  # DINOv2 patch-token width
-        out_dim: int = 4096,  # LTX caption_channels
-        n_tokens: int = 77,  # output tokens
-        n_patches: int = 256,  # DINOv2 patches (square grid for the 2-D position embedding)
         width: int = 512,  # fusion width W; each stream is compressed to W // 2
         depth: int = 2,  # Mixer fusion blocks
         ffn_dim: int | list[int] | None = None,  # channel-MLP hidden width (or one per block; None: 4 * width)
         spatial: bool = True,  # per-output-token attention pooling (False: the plan's mean pooling)
-        dropout: float = 0.0,  # residual + MLP dropout
-        stream_weights: tuple[float, float] | list[float] = (0.3, 0.7),  # scale on pooled (vlm, dino) bottlenecks
-        pos_emb: bool = True,  # learned 2-D (row + col) position embedding on compressed DINOv2 patches
-        out_init_scale: float = 0.1,  # expand projection ~ N(0, scale²/width)
-        seed: int | None = None,  # init under this seed without touching the global RNG
-        budget: float | None = None,  # the budget this was sized for (informational)
+        **options,  # the options every kind takes (dims, dropout, stream_weights, seed, ...): see Adapter
     ):
+        super().__init__(**options)
         if width < 2 or width % 2 or depth < 1:
             raise ValueError(f"width must be even and >= 2, depth >= 1; got width={width}, depth={depth}")
         ffn_dims = per_block(4 * width if ffn_dim is None else ffn_dim, depth, "ffn_dim")
-        cfg = dict(
-            vlm_dim=vlm_dim, dino_dim=dino_dim, out_dim=out_dim, n_tokens=n_tokens, n_patches=n_patches,
-            width=width, depth=depth, ffn_dim=compact(ffn_dims), spatial=bool(spatial), dropout=float(dropout),
-            stream_weights=[float(w) for w in stream_weights], pos_emb=bool(pos_emb),
-            out_init_scale=float(out_init_scale), seed=seed, budget=budget,
-        )
-        super().__init__(cfg)
-        b = width // 2
+        self.register_to_config(ffn_dim=compact(ffn_dims))
+        cfg = self.config
+        b, dropout = width // 2, cfg["dropout"]
         gain = (2 * depth) ** -0.5
-        self.vlm_weight, self.dino_weight = cfg["stream_weights"]
-        with seeded(seed):
-            self.vlm_compress = Compressor(vlm_dim, b)
-            self.dino_compress = Compressor(dino_dim, b)
-            self.pos = GridPositionEmbedding(n_patches, b) if pos_emb else None
-            if spatial:
-                self.vlm_pool = AttentionPool(n_tokens, b)
-                self.dino_pool = AttentionPool(n_tokens, b)
-                self.token_emb = None
-            else:
-                self.token_emb = normal_param(n_tokens, width, std=0.02)  # [N, W]
+        with seeded(cfg["seed"]):
+            self.vlm_compress = Compressor(cfg["vlm_dim"], b)
+            self.dino_compress = Compressor(cfg["dino_dim"], b)
+            self.add_stream_pooling(cfg["n_tokens"], cfg["n_patches"], b, spatial, cfg["pos_emb"],
+                                    cfg["stream_weights"])
             self.blocks = nn.ModuleList(
                 nn.Sequential(
-                    PreNormResidual(width, TokenMix(n_tokens, gain), dropout),
+                    PreNormResidual(width, TokenMix(cfg["n_tokens"], gain), dropout),
                     PreNormResidual(width, MLP(width, ffn_dims[i], dropout, out_gain=gain), dropout),
                 )
                 for i in range(depth)
             )
             self.norm = nn.LayerNorm(width)
-            self.expand = nn.Linear(width, out_dim)
-            init_linear(self.expand, gain=out_init_scale)
+            self.expand = nn.Linear(width, cfg["out_dim"])
+            init_linear(self.expand, gain=cfg["out_init_scale"])
 
     def _forward(self, vlm, dino, vlm_mask):
-        v = self.vlm_compress(vlm)  # [B, T, b]
-        d = self.dino_compress(dino)  # [B, P, b]
-        if self.pos is not None:
-            d = d + self.pos()
-        if self.token_emb is None:
-            v = self.vlm_pool(v, vlm_mask)  # [B, N, b]
-            d = self.dino_pool(d)  # [B, N, b]
-            x = torch.cat([v * self.vlm_weight, d * self.dino_weight], dim=-1)  # [B, N, W]
-        else:
-            v, d = masked_mean(v, vlm_mask), d.mean(dim=1, keepdim=True)  # [B, 1, b] each
-            x = torch.cat([v * self.vlm_weight, d * self.dino_weight], dim=-1) + self.token_emb  # [B, N, W]
+        x = self.pool_streams(self.vlm_compress(vlm), self.dino_compress(dino), vlm_mask)  # [B, N, W]
         for block in self.blocks:
             x = block(x)
         return self.expand(self.norm(x))  # [B, N, out_dim]

@@ -30,7 +30,9 @@ from functools import lru_cache
 
 import torch
 
-from .base import ADAPTERS, Adapter, compact, ensure_registered
+from c2bridge.adapters.base import Adapter, compact
+from c2bridge.adapters.registry import ADAPTERS, adapter_class
+from c2bridge.presets import Preset, get_preset
 
 TOLERANCE = 0.02  # |count - budget| / budget allowed (the solver lands within ~0.5%, 0.01% at the real dims)
 MAX_DEPTH = 12
@@ -106,13 +108,6 @@ def count_params(kind: str, cfg: dict) -> int:
     """Exact trainable-parameter count of ADAPTERS[kind](**cfg), from a meta-device build."""
     cfg = {k: v for k, v in cfg.items() if k not in COUNT_NEUTRAL}
     return _count_cached(kind, json.dumps(cfg, sort_keys=True))
-
-
-def adapter_class(kind: str) -> type[Adapter]:
-    ensure_registered()
-    if kind not in ADAPTERS:
-        raise ValueError(f"unknown adapter kind {kind!r}; expected one of {sorted(ADAPTERS)}")
-    return ADAPTERS[kind]
 
 
 def check_options(kind: str, options: dict) -> None:
@@ -314,8 +309,6 @@ def build_adapter_for_preset(kind: str, budget, preset, **overrides) -> Adapter:
     """build_adapter with dims from `c2bridge.presets` (dino_dim, n_patches, vlm_dim, cond_dim -> out_dim,
     n_tokens). A string budget naming one of the preset's scales ("5m".."100m") means that scale's budget in
     this preset (e.g. "10m" is 1e4 in `mini`); anything else is a literal parameter count."""
-    from c2bridge.presets import Preset, get_preset
-
     preset = preset if isinstance(preset, Preset) else get_preset(preset)
     dims = dict(vlm_dim=preset.vlm_dim, dino_dim=preset.dino_dim, out_dim=preset.cond_dim,
                 n_tokens=preset.n_tokens, n_patches=preset.n_patches)

@@ -73,6 +73,17 @@ class Attention(nn.Module):
         return self.out(out.transpose(1, 2).reshape(B, N, W))
 
 
+class SelfAttention(nn.Module):
+    """Attention of the (normalized) tokens to themselves: ``attn(x, x)``, for pre-norm residual blocks."""
+
+    def __init__(self, width: int, n_heads: int, dropout: float = 0.0, out_gain: float = 1.0):
+        super().__init__()
+        self.attn = Attention(width, n_heads, dropout, out_gain)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attn(x, x)
+
+
 class MLP(nn.Module):
     """Linear -> GELU -> dropout -> Linear (the transformer FFN)."""
 
@@ -217,3 +228,34 @@ def masked_mean(tokens: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Te
         return tokens.mean(dim=1, keepdim=True)
     weights = key_mask.to(tokens.dtype)[..., None]  # [B, S, 1]
     return (tokens * weights).sum(1, keepdim=True) / weights.sum(1, keepdim=True).clamp(min=1.0)
+
+
+class StreamPooling:
+    """Mixin for the kinds that pool each stream down to the N output tokens before fusing them (bottleneck, lora).
+
+    ``spatial=True``: every output token has its own attention pool over each stream (keeps per-patch information);
+    ``spatial=False``: the plan's mean pooling of both streams plus learned token embeddings (an ablation).
+    The parts are registered on the adapter itself (state-dict names ``pos``, ``vlm_pool``, ``dino_pool``,
+    ``token_emb``).
+    """
+
+    def add_stream_pooling(self, n_tokens: int, n_patches: int, stream_width: int, spatial: bool, pos_emb: bool,
+                           stream_weights) -> None:
+        self.vlm_weight, self.dino_weight = (float(w) for w in stream_weights)
+        self.pos = GridPositionEmbedding(n_patches, stream_width) if pos_emb else None
+        if spatial:
+            self.vlm_pool = AttentionPool(n_tokens, stream_width)
+            self.dino_pool = AttentionPool(n_tokens, stream_width)
+            self.token_emb = None
+        else:
+            self.token_emb = normal_param(n_tokens, 2 * stream_width, std=0.02)  # [N, 2s]
+
+    def pool_streams(self, v: torch.Tensor, d: torch.Tensor, vlm_mask: torch.Tensor | None) -> torch.Tensor:
+        """v [B, T, s], d [B, P, s] -> the weighted streams side by side per output token [B, N, 2s]."""
+        if self.pos is not None:
+            d = d + self.pos()
+        if self.token_emb is None:
+            v, d = self.vlm_pool(v, vlm_mask), self.dino_pool(d)  # [B, N, s] each
+            return torch.cat([v * self.vlm_weight, d * self.dino_weight], dim=-1)
+        v, d = masked_mean(v, vlm_mask), d.mean(dim=1, keepdim=True)  # [B, 1, s] each
+        return torch.cat([v * self.vlm_weight, d * self.dino_weight], dim=-1) + self.token_emb

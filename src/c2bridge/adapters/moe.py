@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Adapter, BudgetSpec, compact, per_block, register_adapter, seeded
-from .layers import MLP, init_linear, normal_param
-from .query import QueryBackbone
+from c2bridge.adapters.base import Adapter, BudgetSpec, compact, default_heads, per_block, register_to_config, seeded
+from c2bridge.adapters.layers import MLP, init_linear, normal_param
+from c2bridge.adapters.query import QueryBackbone
+from c2bridge.adapters.registry import register
 
 
 class MoEMLP(nn.Module):
@@ -84,7 +85,7 @@ class MoEMLP(nn.Module):
         return out if self.shared is None else out + self.shared(x)
 
 
-@register_adapter
+@register
 class MoEAdapter(Adapter):
     """Query backbone with top-k expert MLPs. Budget: width/depth by rule, expert_dim solved (total params)."""
 
@@ -92,13 +93,9 @@ class MoEAdapter(Adapter):
     budget_spec = BudgetSpec(width="width", depth="depth", free="expert_dim", fine="shared_dim", free_ratio=2.0,
                              heads=True)
 
+    @register_to_config
     def __init__(
         self,
-        vlm_dim: int = 3584,  # Qwen2.5-VL hidden width
-        dino_dim: int = 1024,  # DINOv2 patch-token width
-        out_dim: int = 4096,  # LTX caption_channels
-        n_tokens: int = 77,  # output tokens (= learned queries)
-        n_patches: int = 256,  # DINOv2 patches (square grid for the 2-D position embedding)
         width: int = 320,  # model width
         depth: int = 2,  # decoder blocks (each with an MoE MLP)
         expert_dim: int | list[int] | None = None,  # hidden width of each expert, or one per block
@@ -108,33 +105,22 @@ class MoEAdapter(Adapter):
         top_k: int = 2,  # experts used per routing unit
         routing: str = "token",  # "token" (each output token routed) or "sample" (one decision per sample)
         n_heads: int | None = None,  # attention heads (None: width // 64, at least 1)
-        dropout: float = 0.0,  # attention + residual + expert-hidden dropout
-        stream_weights: tuple[float, float] | list[float] = (0.3, 0.7),  # scale on projected (vlm, dino) tokens
-        pos_emb: bool = True,  # learned 2-D (row + col) position embedding on DINOv2 patches
         type_emb: bool = True,  # learned stream-type embedding (vlm / dino)
-        out_init_scale: float = 0.1,  # out projection ~ N(0, scale²/width)
-        seed: int | None = None,  # init under this seed without touching the global RNG
-        budget: float | None = None,  # the budget this was sized for (informational)
+        **options,  # the options every kind takes (dims, dropout, stream_weights, seed, ...): see Adapter
     ):
+        super().__init__(**options)
         expert_dims = per_block(2 * width if expert_dim is None else expert_dim, depth, "expert_dim")
         shared_dims = list(shared_dim) if isinstance(shared_dim, (list, tuple)) else [shared_dim] * depth
         if len(shared_dims) != depth or not all(isinstance(d, int) and d >= 0 for d in shared_dims):
             raise ValueError(f"shared_dim must be an int >= 0 or a list of {depth} of them, got {shared_dim!r}")
-        n_heads = max(1, width // 64) if n_heads is None else n_heads
         if routing not in ("token", "sample"):
             raise ValueError(f"routing must be 'token' or 'sample', got {routing!r}")
         if not 1 <= top_k <= n_experts:
             raise ValueError(f"top_k must be in [1, n_experts={n_experts}], got {top_k}")
-        cfg = dict(
-            vlm_dim=vlm_dim, dino_dim=dino_dim, out_dim=out_dim, n_tokens=n_tokens, n_patches=n_patches,
-            width=width, depth=depth, expert_dim=compact(expert_dims),
-            shared_dim=compact(shared_dims), n_experts=n_experts, top_k=top_k, routing=routing,
-            n_heads=n_heads, dropout=float(dropout), stream_weights=[float(w) for w in stream_weights],
-            pos_emb=bool(pos_emb), type_emb=bool(type_emb), out_init_scale=float(out_init_scale), seed=seed,
-            budget=budget,
-        )
-        super().__init__(cfg)
-        with seeded(seed):
+        self.register_to_config(expert_dim=compact(expert_dims), shared_dim=compact(shared_dims),
+                                n_heads=default_heads(width, n_heads))
+        cfg = self.config
+        with seeded(cfg["seed"]):
             self.backbone = QueryBackbone(
                 cfg, lambda i, gain: MoEMLP(width, expert_dims[i], n_experts, top_k, cfg["dropout"], routing, gain,
                                             shared_dims[i])

@@ -9,19 +9,17 @@ from __future__ import annotations
 
 from torch import nn
 
-from .base import Adapter, BudgetSpec, compact, per_block, register_adapter, seeded
-from .layers import Attention, MLP, PreNormResidual, StreamEncoder, init_linear, normal_param
-
-
-class _SelfAttention(nn.Module):
-    """Pre-norm self-attention: attention of the normalized tokens to themselves."""
-
-    def __init__(self, width: int, n_heads: int, dropout: float, out_gain: float):
-        super().__init__()
-        self.attn = Attention(width, n_heads, dropout, out_gain)
-
-    def forward(self, x):
-        return self.attn(x, x)
+from c2bridge.adapters.base import Adapter, BudgetSpec, compact, default_heads, per_block, register_to_config, seeded
+from c2bridge.adapters.layers import (
+    MLP,
+    Attention,
+    PreNormResidual,
+    SelfAttention,
+    StreamEncoder,
+    init_linear,
+    normal_param,
+)
+from c2bridge.adapters.registry import register
 
 
 class DecoderBlock(nn.Module):
@@ -30,7 +28,7 @@ class DecoderBlock(nn.Module):
     def __init__(self, width: int, n_heads: int, mlp: nn.Module, dropout: float, self_attn: bool, out_gain: float):
         super().__init__()
         self.self_attn = (
-            PreNormResidual(width, _SelfAttention(width, n_heads, dropout, out_gain), dropout) if self_attn else None
+            PreNormResidual(width, SelfAttention(width, n_heads, dropout, out_gain), dropout) if self_attn else None
         )
         self.cross_attn = PreNormResidual(width, Attention(width, n_heads, dropout, out_gain), dropout)
         self.mlp = PreNormResidual(width, mlp, dropout)
@@ -72,42 +70,28 @@ class QueryBackbone(nn.Module):
         return self.out_proj(self.norm(x))  # [B, N, out_dim]
 
 
-@register_adapter
+@register
 class QueryAdapter(Adapter):
     """Learned queries cross-attending to both streams. Budget: width/depth by rule, ffn_dim solved."""
 
     kind = "query"
     budget_spec = BudgetSpec(width="width", depth="depth", free="ffn_dim", free_ratio=4.0, heads=True)
 
+    @register_to_config
     def __init__(
         self,
-        vlm_dim: int = 3584,  # Qwen2.5-VL hidden width
-        dino_dim: int = 1024,  # DINOv2 patch-token width
-        out_dim: int = 4096,  # LTX caption_channels
-        n_tokens: int = 77,  # output tokens (= learned queries)
-        n_patches: int = 256,  # DINOv2 patches (square grid for the 2-D position embedding)
         width: int = 384,  # model width
         depth: int = 2,  # decoder blocks
         ffn_dim: int | list[int] | None = None,  # MLP hidden width, or one per block (None: 4 * width)
         n_heads: int | None = None,  # attention heads (None: width // 64, at least 1)
-        dropout: float = 0.0,  # attention + residual + MLP dropout
-        stream_weights: tuple[float, float] | list[float] = (0.3, 0.7),  # scale on projected (vlm, dino) tokens
-        pos_emb: bool = True,  # learned 2-D (row + col) position embedding on DINOv2 patches
         type_emb: bool = True,  # learned stream-type embedding (vlm / dino)
-        out_init_scale: float = 0.1,  # out projection ~ N(0, scale²/width): cond starts at ~scale per element
-        seed: int | None = None,  # init under this seed without touching the global RNG (None: global RNG)
-        budget: float | None = None,  # the budget this was sized for (informational)
+        **options,  # the options every kind takes (dims, dropout, stream_weights, seed, ...): see Adapter
     ):
+        super().__init__(**options)
         ffn_dims = per_block(4 * width if ffn_dim is None else ffn_dim, depth, "ffn_dim")
-        n_heads = max(1, width // 64) if n_heads is None else n_heads
-        cfg = dict(
-            vlm_dim=vlm_dim, dino_dim=dino_dim, out_dim=out_dim, n_tokens=n_tokens, n_patches=n_patches,
-            width=width, depth=depth, ffn_dim=compact(ffn_dims), n_heads=n_heads, dropout=float(dropout),
-            stream_weights=[float(w) for w in stream_weights], pos_emb=bool(pos_emb), type_emb=bool(type_emb),
-            out_init_scale=float(out_init_scale), seed=seed, budget=budget,
-        )
-        super().__init__(cfg)
-        with seeded(seed):
+        self.register_to_config(ffn_dim=compact(ffn_dims), n_heads=default_heads(width, n_heads))
+        cfg = self.config
+        with seeded(cfg["seed"]):
             self.backbone = QueryBackbone(
                 cfg, lambda i, gain: MLP(width, ffn_dims[i], cfg["dropout"], out_gain=gain)
             )
