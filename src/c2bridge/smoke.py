@@ -10,6 +10,10 @@ through ``LTXPipeline``, printing each stage's shapes, wall time and peak memory
 The Qwen tokenizer is the miniature's word-level one (the real one needs hub files) inside a real
 ``Qwen2_5_VLProcessor`` with the 7B's image processor sizes; token ids and the vocabulary size (the embedding
 table's row count) follow that tokenizer; every width is the 7B's.
+
+The stages are functions (``extract_stage``, ``load_batch``, ``train_step``, ``sample_stage``) that the GPU check
+(``benchmarks/gpu_check.py``: the same path in bf16 on CUDA, timed against the planner) shares; so are
+``pool_probe`` (where a pool-executor worker runs) and ``read_gpu_check_mfu`` (``c2bridge plan --mfu-from``).
 """
 from __future__ import annotations
 
@@ -81,8 +85,19 @@ def qwen_processor_7b_sizes():
                                video_processor=Qwen2VLVideoProcessor(**sizes), chat_template=MINI_CHAT_TEMPLATE)
 
 
-def build_real_width_encoders(layers: int = 1, seed: int = SMOKE_SEED):
-    """DINOv2-L and Qwen2.5-VL-7B at their real widths, ``layers`` deep, random weights -> ``Encoders``."""
+def _init_rng(device):
+    """A forked RNG scope for seeded random init (CPU, plus the CUDA device the weights are built on)."""
+    import torch
+
+    devices = [torch.device(device).index or 0] if device is not None and torch.device(device).type == "cuda" else []
+    return torch.random.fork_rng(devices=devices)
+
+
+def build_real_width_encoders(layers: int = 1, seed: int = SMOKE_SEED, device=None, dtype=None):
+    """DINOv2-L and Qwen2.5-VL-7B at their real widths, ``layers`` deep, random weights -> ``Encoders``.
+
+    ``device``: where the weights are created (initialised there: fast on a GPU); ``dtype``: cast after init
+    (e.g. ``torch.bfloat16`` on CUDA, as the full preset loads them)."""
     import torch
     from transformers import Dinov2Config, Dinov2Model, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
@@ -93,7 +108,7 @@ def build_real_width_encoders(layers: int = 1, seed: int = SMOKE_SEED):
     from c2bridge.presets import get_preset
 
     full = get_preset("full")
-    with torch.random.fork_rng(devices=[]):
+    with _init_rng(device), torch.device(device or "cpu"):
         torch.manual_seed(seed)
         dino = Dinov2Model(Dinov2Config(**{**DINOV2_LARGE, "num_hidden_layers": layers}))
         processor = qwen_processor_7b_sizes()
@@ -109,6 +124,8 @@ def build_real_width_encoders(layers: int = 1, seed: int = SMOKE_SEED):
         vision = {**QWEN25_VL_7B_VISION, "depth": layers, "fullatt_block_indexes": [layers - 1]}
         qwen = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids,
                                                                    **special))
+    if dtype is not None:
+        dino, qwen = dino.to(dtype), qwen.to(dtype)
     dino_enc = DinoV2Encoder(dino, DinoPreprocess(image_size=full.encoder_image_size),
                              model_id=f"random-real-width-dinov2-large-{layers}l", revision=f"seed{seed}")
     vlm_enc = QwenVLEncoder(qwen, processor, QwenPreprocess(image_size=448, video_size=224),
@@ -116,8 +133,10 @@ def build_real_width_encoders(layers: int = 1, seed: int = SMOKE_SEED):
     return Encoders(dino_enc, vlm_enc)
 
 
-def build_real_width_bridge(layers: int = 1, image_size: int = 512, seed: int = SMOKE_SEED):
-    """The LTX-Video transformer at real widths (``layers`` deep) + the real VAE config, random weights."""
+def build_real_width_bridge(layers: int = 1, image_size: int = 512, seed: int = SMOKE_SEED, device=None,
+                            dtype=None, autocast_dtype=None):
+    """The LTX-Video transformer at real widths (``layers`` deep) + the real VAE config, random weights, built on
+    ``device`` and cast to ``dtype`` (``autocast_dtype``: the bridge's own autocast on CUDA, as in training)."""
     import torch
     from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXVideoTransformer3DModel
 
@@ -125,15 +144,79 @@ def build_real_width_bridge(layers: int = 1, image_size: int = 512, seed: int = 
     from c2bridge.full_dims import LTX_TRANSFORMER, LTX_VAE
     from c2bridge.presets import get_preset
 
-    with torch.random.fork_rng(devices=[]):
+    with _init_rng(device), torch.device(device or "cpu"):
         torch.manual_seed(seed)
         transformer = LTXVideoTransformer3DModel(**{**LTX_TRANSFORMER, "num_layers": layers})
         vae = AutoencoderKLLTXVideo(**LTX_VAE)
     # LTX-Video's scheduler settings (diffusers' convert_ltx_to_diffusers.py)
     scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_shift=0.95, max_shift=2.05,
                                                 base_image_seq_len=1024, max_image_seq_len=4096, shift_terminal=0.1)
-    return LTXBridge(transformer, vae, scheduler, n_tokens=get_preset("full").n_tokens, image_size=image_size,
-                     default_steps=2, preset="full")
+    bridge = LTXBridge(transformer, vae, scheduler, n_tokens=get_preset("full").n_tokens, image_size=image_size,
+                       default_steps=2, autocast_dtype=autocast_dtype, preset="full")
+    return bridge.to(dtype=dtype)
+
+
+# ------------------------------------------------------------------------------------------------ the stages
+# Shared by `c2bridge smoke` (below) and the GPU check (benchmarks/gpu_check.py).
+
+
+def extract_stage(preset, encoders, bridge, out, samples: int, seed: int = SMOKE_SEED):
+    """The shapes dataset's first ``samples`` train items through both encoders and the VAE (latents cached), at
+    ``preset``'s resolution and frame count -> the ``FeatureCache`` in ``out``."""
+    from c2bridge.encoders.extraction import extract
+
+    return extract(preset, "shapes", "train", out, limit=samples, seed=seed, encoders=encoders,
+                   latents_fn=bridge.encode_latents, latents_key={"vae": f"random-{bridge.preset}-ltx-vae"},
+                   batch_size=samples, progress=False)
+
+
+def load_batch(cache, device=None) -> dict:
+    """Every sample of ``cache`` as one training batch (``collate_features``), tensors moved to ``device``."""
+    import torch
+
+    from c2bridge.encoders.cache import collate_features
+
+    batch = collate_features([cache[i] for i in range(len(cache))])
+    return {k: (v.to(device) if device is not None and torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+def train_step(adapter, bridge, batch: dict, loss, optimizer, generator=None, autocast_dtype=None,
+               max_norm: float = 1.0) -> dict:
+    """One optimizer step of the adapter's objective, as the trainer takes it (autocast over the adapter and the
+    frozen decoder, backward, gradient clipping, AdamW) -> ``{"loss": {term: value}, "grad_norm"}``.
+    Raises when the step did not train (non-finite loss, zero gradient)."""
+    import contextlib
+    import math
+
+    import torch
+
+    device = next(adapter.parameters()).device
+    autocast = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None
+                else contextlib.nullcontext())
+    with autocast:
+        cond = adapter(batch["vlm"], batch["dino"], vlm_mask=batch["vlm_mask"])  # [B, 77, 4096]
+        total, parts = bridge.training_loss(cond, None, batch["latent"], batch.get("target"), loss=loss,
+                                            generator=generator)
+    total.backward()
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(adapter.parameters(), max_norm))
+    if not (math.isfinite(parts["total"]) and math.isfinite(grad_norm) and grad_norm > 0):
+        raise RuntimeError(f"training step did not train: loss {parts}, grad norm {grad_norm}")
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return {"loss": {k: round(v, 4) for k, v in parts.items()}, "grad_norm": round(grad_norm, 4),
+            "cond": list(cond.shape)}
+
+
+def sample_stage(bridge, cond, num_frames: int, image_size: int, steps: int, seed: int = SMOKE_SEED):
+    """One ``LTXPipeline`` call from the adapter's conditioning -> pixels, checked finite and in [0, 1]."""
+    import torch
+
+    with torch.no_grad():
+        pixels = bridge.sample(cond.detach(), None, num_frames=num_frames, height=image_size, width=image_size,
+                               steps=steps, seed=seed)
+    if not (torch.isfinite(pixels).all() and 0 <= float(pixels.min()) and float(pixels.max()) <= 1):
+        raise RuntimeError("sampling returned non-finite or out-of-range pixels")
+    return pixels
 
 
 def run_smoke(out: str | os.PathLike | None = None, image_size: int | None = None, num_frames: int | None = None,
@@ -206,19 +289,15 @@ def run_smoke(out: str | os.PathLike | None = None, image_size: int | None = Non
                 "adapter": f"{adapter.num_params / 1e6:.2f}M trainable",
             }
 
-        from c2bridge.encoders.cache import FeatureCache, collate_features
-        from c2bridge.encoders.extraction import extract
+        from c2bridge.encoders.cache import FeatureCache
 
         with stage("extract") as info:
-            cache = extract(preset, "shapes", "train", out / "cache", limit=samples, seed=seed, encoders=encoders,
-                            latents_fn=bridge.encode_latents, latents_key={"vae": "random-real-config-ltx-vae"},
-                            batch_size=samples, progress=False)
+            cache = extract_stage(preset, encoders, bridge, out / "cache", samples, seed)
             info["shapes"] = {"samples": len(cache), "key": cache.key}
         del encoders  # the cache is all training needs
 
         with stage("cache") as info:
-            cache = FeatureCache(out / "cache")
-            batch = collate_features([cache[i] for i in range(len(cache))])
+            batch = load_batch(FeatureCache(out / "cache"))
             info["shapes"] = {k: _shape(v) for k, v in batch.items() if hasattr(v, "shape")}
 
         from c2bridge.decoder import LossSpec
@@ -226,24 +305,17 @@ def run_smoke(out: str | os.PathLike | None = None, image_size: int | None = Non
         with stage("train_step") as info:
             optimizer = torch.optim.AdamW(adapter.parameters(), lr=1e-4, weight_decay=1e-4)
             before = [p.detach().clone() for p in adapter.parameters()]
-            cond = adapter(batch["vlm"], batch["dino"], vlm_mask=batch["vlm_mask"])  # [B, 77, 4096]
-            loss, parts = bridge.training_loss(cond, None, batch["latent"], batch["target"],
-                                               loss=LossSpec(terms={"flow": 1.0, "l2": 0.1}),
-                                               generator=torch.Generator().manual_seed(seed))
-            loss.backward()
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(adapter.parameters(), 1.0))
-            optimizer.step()
-            changed = any(not torch.equal(a, p.detach()) for a, p in zip(before, adapter.parameters()))
-            if not (torch.isfinite(loss) and grad_norm > 0 and changed):
-                raise RuntimeError(f"training step did not train: loss {float(loss)}, grad norm {grad_norm}")
-            info["shapes"] = {"cond": _shape(cond), "latent": _shape(batch["latent"]),
-                              "loss": {k: round(v, 4) for k, v in parts.items()}, "grad_norm": round(grad_norm, 4)}
+            step = train_step(adapter, bridge, batch, LossSpec(terms={"flow": 1.0, "l2": 0.1}), optimizer,
+                              generator=torch.Generator().manual_seed(seed))
+            if all(torch.equal(a, p.detach()) for a, p in zip(before, adapter.parameters())):
+                raise RuntimeError("training step did not change the adapter's weights")
+            with torch.no_grad():
+                cond = adapter(batch["vlm"], batch["dino"], vlm_mask=batch["vlm_mask"])  # [B, 77, 4096]
+            info["shapes"] = {"cond": _shape(cond), "latent": _shape(batch["latent"]), "loss": step["loss"],
+                              "grad_norm": step["grad_norm"]}
 
         with stage("sample") as info:
-            pixels = bridge.sample(cond.detach(), None, num_frames=num_frames, height=image_size, width=image_size,
-                                   steps=sample_steps, seed=seed)
-            if not (torch.isfinite(pixels).all() and 0 <= float(pixels.min()) and float(pixels.max()) <= 1):
-                raise RuntimeError("sampling returned non-finite or out-of-range pixels")
+            pixels = sample_stage(bridge, cond, num_frames, image_size, sample_steps, seed)
             info["shapes"] = {"pixels": _shape(pixels)}
         report["ok"] = True
     finally:
@@ -253,3 +325,60 @@ def run_smoke(out: str | os.PathLike | None = None, image_size: int | None = Non
     log(f"[smoke] {'ok' if report['ok'] else 'FAILED'}: process peak RSS {report['peak_rss_gib']:.2f} GiB, "
         f"total {sum(s['seconds'] for s in stages):.1f} s")
     return report
+
+
+# ---------------------------------------------------------------------------------------------- GPU check helpers
+
+GPU_CHECK_SCHEMA = "c2bridge.gpu_check/1"  # the result file benchmarks/gpu_check.py writes
+
+
+def pool_probe(trial: dict) -> dict:
+    """A pool-executor trial that reports where it ran: its pid, ``CUDA_VISIBLE_DEVICES`` and the GPU it sees.
+
+    Every probe waits (up to ``trial["wait_s"]``) until ``trial["expect"]`` probes have checked in under
+    ``trial["run_dir"]``, so each of the pool's workers takes one trial (a fast worker cannot take them all)."""
+    import torch
+
+    rendezvous = Path(trial["run_dir"])
+    (rendezvous / f"{os.getpid()}.pid").write_text(str(trial["key"]))
+    deadline = time.monotonic() + float(trial.get("wait_s", 60))
+    while len(list(rendezvous.glob("*.pid"))) < int(trial["expect"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    info = {"key": trial["key"], "status": "completed", "pid": os.getpid(),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+            "cuda_available": torch.cuda.is_available(), "device_count": torch.cuda.device_count(),
+            "peers": len(list(rendezvous.glob("*.pid")))}
+    if info["cuda_available"]:
+        props = torch.cuda.get_device_properties(0)
+        info.update(name=props.name, uuid=str(getattr(props, "uuid", "")))
+        x = torch.randn(256, 256, device="cuda")
+        info["matmul_ok"] = bool(torch.isfinite(x @ x).all())
+    return info
+
+
+def read_gpu_check_mfu(path: str | os.PathLike) -> dict:
+    """The measured MFU in a GPU-check result file -> ``{"mfu", "gpu", "what", "path"}``.
+
+    One clear ``ValueError`` for a file that is not a GPU-check result, a failed or CPU run, or a missing MFU."""
+    import json
+
+    path = Path(path)
+    what = f"--mfu-from {path}"
+    if not path.is_file():
+        raise ValueError(f"{what}: no such file; expected the gpu_check.json that benchmarks/gpu_check.py wrote")
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{what}: not valid JSON ({exc.__class__.__name__}); expected gpu_check.json") from None
+    if not isinstance(data, dict) or data.get("schema") != GPU_CHECK_SCHEMA:
+        raise ValueError(f"{what}: not a GPU-check result (schema {GPU_CHECK_SCHEMA!r} expected)")
+    if data.get("device") != "cuda":
+        raise ValueError(f"{what}: the check ran on {data.get('device')!r}, not a GPU; its MFU means nothing for "
+                         f"GPU planning (rerun `bash benchmarks/gpu_check.sh` on the GPU)")
+    summary = data.get("summary") if isinstance(data.get("summary"), dict) else {}
+    mfu = summary.get("mfu_for_planner")
+    if isinstance(mfu, bool) or not isinstance(mfu, (int, float)) or not 0 < mfu <= 1:
+        reason = summary.get("mfu_reason") or "no measured MFU in it"
+        raise ValueError(f"{what}: no usable MFU ({reason}); expected summary.mfu_for_planner in (0, 1]")
+    return {"mfu": float(mfu), "gpu": (data.get("environment") or {}).get("gpu_name"),
+            "what": summary.get("mfu_source", ""), "path": str(path)}
