@@ -1,50 +1,14 @@
 """COCO val2017 reader on a generated fixture (COCO-format json + a few PIL images, one of them corrupt)."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from c2bridge.data import UnreadableSample
 from c2bridge.data.coco import CocoDataset, coco_split_ids
 from c2bridge.data.registry import build_dataset
-
-N_IMAGES = 12
-CORRUPT_ID = 7
-
-
-def make_coco(root, n=N_IMAGES):
-    """Image i: a non-square photo-like canvas with one red rectangle (its instance: polygon + bbox)."""
-    (root / "val2017").mkdir(parents=True)
-    (root / "annotations").mkdir()
-    rng = np.random.default_rng(0)
-    images, anns, captions = [], [], []
-    for i in range(1, n + 1):
-        w, h = (64, 48) if i % 2 else (48, 64)
-        arr = (rng.random((h, w, 3)) * 60).astype(np.uint8)
-        x0, y0 = 10 + i % 5, 12 + i % 4
-        x1, y1 = x0 + 20, y0 + 14
-        arr[y0:y1, x0:x1] = (230, 30, 30)
-        name = f"{i:012d}.jpg"
-        if i == CORRUPT_ID:
-            (root / "val2017" / name).write_bytes(b"\xff\xd8 not really a jpeg")
-        else:
-            Image.fromarray(arr).save(root / "val2017" / name, quality=95)
-        images.append({"id": i, "file_name": name, "width": w, "height": h})
-        anns.append({"id": 100 + i, "image_id": i, "category_id": 1 + i % 2, "iscrowd": 0,
-                     "bbox": [x0, y0, x1 - x0, y1 - y0], "area": float((x1 - x0) * (y1 - y0)),
-                     "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]]})
-        if i % 3 == 0:
-            captions.append({"id": 500 + i, "image_id": i, "caption": f"A red box number {i}."})
-    cats = [{"id": 1, "name": "dog", "supercategory": "animal"}, {"id": 2, "name": "cup", "supercategory": "kitchen"}]
-    (root / "annotations" / "instances_val2017.json").write_text(
-        json.dumps({"images": images, "annotations": anns, "categories": cats}))
-    (root / "annotations" / "captions_val2017.json").write_text(
-        json.dumps({"images": images, "annotations": captions}))
-    return root
+from data_files import CORRUPT_ID, N_IMAGES, make_coco
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -1,49 +1,13 @@
 """Something-Something v2 reader on generated fixtures: short webm videos written with PyAV (libvpx)."""
 from __future__ import annotations
 
-import json
-
-import av
-import numpy as np
 import pytest
 import torch
 
 from c2bridge.data import UnreadableSample
 from c2bridge.data.registry import build_dataset
 from c2bridge.data.ssv2 import SSv2Dataset, sample_frame_indices
-
-N_FRAMES = 10
-CODEC = "libvpx" if "libvpx" in av.codecs_available else "mpeg4"  # webm/VP8 as in SSv2; mp4 fallback
-EXT = ".webm" if CODEC == "libvpx" else ".mp4"
-
-
-def write_video(path, n_frames=N_FRAMES, width=48, height=32):
-    """Frame k is a flat grey of level 20 * k (so decoded frames reveal which index was sampled)."""
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream(CODEC, rate=12)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": "4", "b:v": "1M"} if CODEC == "libvpx" else {}
-        for k in range(n_frames):
-            arr = np.full((height, width, 3), 20 * k + 10, dtype=np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
-def make_ssv2(root):
-    (root / "20bn-something-something-v2").mkdir(parents=True)
-    (root / "labels").mkdir()
-    train = [{"id": str(100 + i), "label": f"pushing cup {i} left", "template": "Pushing [something] left",
-              "placeholders": [f"cup {i}"]} for i in range(4)]
-    val = [{"id": str(200 + i), "label": f"lifting box {i}", "template": "Lifting [something]",
-            "placeholders": [f"box {i}"]} for i in range(4)]
-    for entry in train + val:
-        write_video(root / "20bn-something-something-v2" / f"{entry['id']}{EXT}")
-    (root / "20bn-something-something-v2" / f"101{EXT}").write_bytes(b"\x1aE\xdf\xa3 truncated")  # broken video
-    (root / "labels" / "train.json").write_text(json.dumps(train))
-    (root / "labels" / "validation.json").write_text(json.dumps(val))
-    return root
+from data_files import make_ssv2
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +18,8 @@ def ssv2_root(tmp_path_factory):
 def test_uniform_frame_sampling():
     assert sample_frame_indices(10, 3) == [1, 5, 8]
     assert sample_frame_indices(10, 1) == [5]
-    assert sample_frame_indices(2, 4) == [0, 0, 1, 1]  # short video: frames repeat
+    with pytest.raises(ValueError, match="2 frames, fewer than the 4"):  # never repeat frames into a still
+        sample_frame_indices(2, 4)
     with pytest.raises(ValueError):
         sample_frame_indices(0, 3)
 

@@ -5,11 +5,13 @@ import argparse
 
 
 def register(subparsers) -> None:
+    from c2bridge.data.registry import DATASETS  # torch-free: the dataset names and item kinds
+
     p = subparsers.add_parser("extract", help="run the frozen encoders over a dataset into a feature cache",
                               description="Extract DINOv2 + Qwen2.5-VL features into a sharded, content-keyed, "
                                           "resumable cache (re-run the same command to resume).")
     p.add_argument("--preset", required=True, choices=["full", "mini", "tiny"])
-    p.add_argument("--dataset", required=True, choices=["shapes", "coco", "ssv2"])
+    p.add_argument("--dataset", required=True, choices=list(DATASETS))
     p.add_argument("--split", required=True, choices=["train", "val", "heldout"])
     p.add_argument("--out", required=True, help="cache directory (created; an existing cache is resumed)")
     p.add_argument("--limit", type=int, default=None, help="first N items of the split")

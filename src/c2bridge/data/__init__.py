@@ -1,5 +1,6 @@
-"""Datasets: synthetic shapes (``shapes.py``), COCO val2017 (``coco.py``), Something-Something v2 (``ssv2.py``),
-augmentations that transform image and targets together (``augment.py``), and the factory ``build_dataset``.
+"""Datasets: synthetic shapes images and clips (``shapes.py``), COCO val2017 (``coco.py``), Something-Something v2
+(``ssv2.py``), augmentations that transform image and targets together (``augment.py``), and the factory
+``build_dataset`` with each dataset's item kind (``registry.py``: ``DATASET_SPECS``, ``dataset_item_shape``).
 
 Every item is a dict: ``image`` ``[3,H,W]`` float [0, 1] (or ``clip`` ``[3,F,H,W]``), ``sample_id`` (str, unique
 within dataset+split), ``caption`` (str) and, where known, ``mask`` ``[H,W]`` bool, ``boxes`` ``[K,4]`` float xyxy
@@ -33,6 +34,8 @@ def check_split(split: str) -> str:
 _LAZY = {
     "build_dataset": "c2bridge.data.registry",
     "DATASETS": "c2bridge.data.registry",
+    "DATASET_SPECS": "c2bridge.data.registry",
+    "dataset_item_shape": "c2bridge.data.registry",
     "CocoDataset": "c2bridge.data.coco",
     "SSv2Dataset": "c2bridge.data.ssv2",
     "Augmenter": "c2bridge.data.augment",

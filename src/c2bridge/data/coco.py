@@ -8,7 +8,7 @@ Layout (the official download, unzipped into one ROOT)::
 
 Splits (the plan trains on 5,000 COCO images and holds 500 out, but val2017 has only 5,000 images, so they cannot
 be disjoint; held-out evaluation must never see training images, so the held-out set is carved out first):
-the annotated image ids are sorted and shuffled once with a fixed split seed (``SPLIT_SEED``, independent of the
+the image ids are sorted and shuffled once with a fixed split seed (``SPLIT_SEED``, independent of the
 extraction seed, so the held-out set never moves), then
 
 - ``heldout``: the first ``min(500, n // 10)`` images (the plan's 500 held-out, for final evaluation only);
@@ -18,6 +18,9 @@ extraction seed, so the held-out set never moves), then
 Every image is centre-cropped to a square and resized to ``image_size``; the mask is the union of all instance masks
 (crowd regions included), the boxes are every instance's box (xyxy, pixels of the resized square, boxes cut away by
 the crop dropped).
+
+An image that does not decode, or has no annotations (val2017 has 48), raises ``UnreadableSample``: extraction lists
+it as a skip with the reason. The split stays the same either way (it is drawn over every image id).
 """
 from __future__ import annotations
 
@@ -128,6 +131,9 @@ class CocoDataset:
         info = self.coco.imgs[image_id]
         sample_id = f"coco-{image_id:012d}"
         path = self.image_dir / info["file_name"]
+        anns = self.coco.loadAnns(self.coco.getAnnIds(imgIds=[image_id]))
+        if not anns:  # no objects to describe or mask: skipped (and listed), like an image that does not decode
+            raise UnreadableSample(sample_id, f"{path}: no annotations in {self.instances_path.name}")
         try:
             with Image.open(path) as img:
                 img.load()
@@ -135,7 +141,6 @@ class CocoDataset:
                 image = pil_to_square_tensor(img, self.image_size)  # [3, S, S]
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise UnreadableSample(sample_id, f"{path}: {type(exc).__name__}: {exc}") from exc
-        anns = self.coco.loadAnns(self.coco.getAnnIds(imgIds=[image_id]))
         union = np.zeros((height, width), dtype=bool)
         boxes = []
         for ann in anns:

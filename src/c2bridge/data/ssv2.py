@@ -15,6 +15,9 @@ at most 5,000 (the plan's budget); the validation list, shuffled the same way, g
 
 Items are clips ``[3, F, S, S]``: ``F`` frames sampled uniformly (the centre of ``F`` equal segments), each
 centre-cropped to a square and resized to ``image_size``. No masks or boxes (SSv2 has none).
+
+A video that does not decode, or has fewer than ``F`` frames, raises ``UnreadableSample`` (extraction lists it as a
+skip with the reason).
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ SPLIT_SEED = 20182
 N_TRAIN_MAX = 5000
 N_HELDOUT = 500
 N_VAL = 250
+TRUNCATION_TOLERANCE = 0.05  # decoded frames ending more than this share (+ one frame) before the declared end
 
 _LABEL_FILES = {
     "train": ["labels/train.json", "labels/something-something-v2-train.json", "train.json"],
@@ -62,9 +66,13 @@ def ssv2_split_entries(root: Path, split: str) -> list[dict]:
 
 
 def sample_frame_indices(n_frames: int, num_frames: int) -> list[int]:
-    """Centres of ``num_frames`` equal segments of ``[0, n_frames)`` (uniform temporal sampling)."""
+    """Centres of ``num_frames`` equal segments of ``[0, n_frames)`` (uniform temporal sampling).
+
+    A video with fewer frames than ``num_frames`` is a ValueError (repeating frames would fake a still scene)."""
     if n_frames < 1:
         raise ValueError("video has no frames")
+    if n_frames < num_frames:
+        raise ValueError(f"video has {n_frames} frames, fewer than the {num_frames} frames a clip samples")
     return [min(n_frames - 1, int((k + 0.5) * n_frames / num_frames)) for k in range(num_frames)]
 
 
@@ -76,9 +84,23 @@ def decode_clip(path: str | os.PathLike, num_frames: int, image_size: int):
     from c2bridge.data.augment import pil_to_square_tensor
 
     with av.open(str(path)) as container:
-        frames = [frame.to_image() for frame in container.decode(video=0)]
+        decoded = list(container.decode(video=0))
+        _check_complete(decoded, container)
+        frames = [frame.to_image() for frame in decoded]
     picked = [pil_to_square_tensor(frames[i], image_size) for i in sample_frame_indices(len(frames), num_frames)]
     return torch.stack(picked, dim=1)  # [3, F, S, S]
+
+
+def _check_complete(frames: list, container) -> None:
+    """A truncated file often decodes without an error, just fewer frames: compare the decoded span with the
+    duration the container declares (when it declares one) and refuse a video that stops short of it."""
+    declared = container.duration / 1e6 if container.duration else None  # seconds (av.time_base units)
+    rate = container.streams.video[0].average_rate
+    if not frames or declared is None or not rate or frames[-1].time is None:
+        return
+    decoded = float(frames[-1].time) + 1.0 / float(rate)  # end of the last decoded frame
+    if decoded < (1 - TRUNCATION_TOLERANCE) * declared - 1.0 / float(rate):
+        raise ValueError(f"truncated: frames end at {decoded:.2f} s of the {declared:.2f} s the container declares")
 
 
 class SSv2Dataset:
