@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from c2bridge.metrics.image import as_frames, ssim_frames
+
 # lpips net -> (torchvision weights file, where torchvision downloads it from). tests/metrics checks these against
 # torchvision's own weight enums (AlexNet_Weights / VGG16_Weights / SqueezeNet1_1_Weights.IMAGENET1K_V1).
 LPIPS_BACKBONES = {
@@ -64,19 +66,6 @@ def check_lpips_backbone(net: str) -> Path:
     return path
 
 
-def _as_frames(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Check shapes and fold clips into frames: -> ([B*F, 3, H, W], [B*F, 3, H, W], F)."""
-    if pred.shape != target.shape:
-        raise ValueError(f"distance inputs differ in shape: pred {tuple(pred.shape)} vs target {tuple(target.shape)}")
-    if pred.ndim == 4 and pred.shape[1] == 3:
-        return pred, target, 1
-    if pred.ndim == 5 and pred.shape[1] == 3:
-        b, c, f, h, w = pred.shape
-        fold = lambda x: x.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)  # noqa: E731
-        return fold(pred), fold(target), f
-    raise ValueError(f"expected images [B, 3, H, W] or clips [B, 3, F, H, W]; got {tuple(pred.shape)}")
-
-
 class Distance(nn.Module):
     """A per-sample distance: ``forward(pred, target) -> [B]`` (lower is closer). Inputs in [0, 1], clamped."""
 
@@ -86,7 +75,7 @@ class Distance(nn.Module):
         raise NotImplementedError
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        frames_pred, frames_target, num_frames = _as_frames(pred, target)
+        frames_pred, frames_target, num_frames = as_frames(pred, target)
         frames_pred = frames_pred.float().clamp(0, 1)
         frames_target = frames_target.float().clamp(0, 1)
         per_frame = self.frame_distance(frames_pred, frames_target)  # [B*F]
@@ -127,8 +116,6 @@ class SSIMDistance(Distance):
     name = "one_minus_ssim"
 
     def frame_distance(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        from c2bridge.metrics.image import ssim_frames  # image.py imports this module's _as_frames
-
         return 1.0 - ssim_frames(pred, target)
 
 

@@ -16,12 +16,23 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from c2bridge.metrics.distance import _as_frames
-
 SSIM_SIGMA = 1.5
 SSIM_TRUNCATE = 3.5  # scipy.ndimage.gaussian_filter's default: radius = int(3.5 * 1.5 + 0.5) = 5 -> 11 taps
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 SSIM_WINDOW = 2 * int(SSIM_TRUNCATE * SSIM_SIGMA + 0.5) + 1  # 11
+
+
+def as_frames(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Check shapes and fold clips into frames: -> ([B*F, 3, H, W], [B*F, 3, H, W], F)."""
+    if pred.shape != target.shape:
+        raise ValueError(f"distance inputs differ in shape: pred {tuple(pred.shape)} vs target {tuple(target.shape)}")
+    if pred.ndim == 4 and pred.shape[1] == 3:
+        return pred, target, 1
+    if pred.ndim == 5 and pred.shape[1] == 3:
+        b, c, f, h, w = pred.shape
+        fold = lambda x: x.permute(0, 2, 1, 3, 4).reshape(b * f, c, h, w)  # noqa: E731
+        return fold(pred), fold(target), f
+    raise ValueError(f"expected images [B, 3, H, W] or clips [B, 3, F, H, W]; got {tuple(pred.shape)}")
 
 
 def _gaussian_taps(dtype: torch.dtype, device) -> torch.Tensor:
@@ -66,7 +77,7 @@ def ssim_frames(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.
 
 
 def _per_sample(fn, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    frames_pred, frames_target, num_frames = _as_frames(pred, target)
+    frames_pred, frames_target, num_frames = as_frames(pred, target)
     values = fn(frames_pred.float().clamp(0, 1), frames_target.float().clamp(0, 1))  # [B*F]
     return values.view(-1, num_frames).mean(dim=1)  # [B]
 
