@@ -251,7 +251,8 @@ def bootstrap_interval(
     if n_resamples < 10:
         raise ValueError(f"n_resamples must be >= 10; got {n_resamples}")
     design = _design(arms, paired_seeds, paired_samples)
-    estimate = float(np.asarray(statistic(design.means({}))))
+    with np.errstate(divide="ignore", invalid="ignore"):  # a zero denominator -> a non-finite estimate, reported
+        estimate = float(np.asarray(statistic(design.means({}))))
     n_seeds = min(t.shape[0] for t in design.tables)
     n_samples = min(t.shape[1] for t in design.tables)
     if not math.isfinite(estimate):
