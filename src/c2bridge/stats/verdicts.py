@@ -171,7 +171,7 @@ def confident_verdict(interval: Interval, criterion: dict, *, max_seeds: int | N
     :func:`line_criterion`), with what it would take to settle it when undetermined."""
     level = f"{interval.level:.0%}"
     ci = f"CI [{interval.low:.3g}, {interval.high:.3g}]"
-    if interval.estimate is None and not (math.isfinite(interval.low) or math.isfinite(interval.high)):
+    if math.isnan(interval.low) or math.isnan(interval.high):
         return ConfidentVerdict("missing", None, False, "missing", (), (), interval,
                                 f"missing: {interval.note or 'no value'}")
     point = _band(interval.estimate, criterion) if interval.estimate is not None else ("missing", None)
