@@ -8,7 +8,12 @@ tokens ``[B, P, dino_dim]`` with CLS and any register tokens removed.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from c2bridge.encoders.base import FrozenEncoder, pretrained_model, seeded_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -35,19 +40,15 @@ def tiny_dinov2_config(dino_dim: int, n_patches: int, image_size: int, num_layer
                         num_hidden_layers=num_layers, num_attention_heads=num_heads, intermediate_size=37)
 
 
-class DinoV2Encoder:
+class DinoV2Encoder(FrozenEncoder):
     """A frozen ``Dinov2Model`` (or ``Dinov2WithRegistersModel``) -> patch tokens ``[B, P, dino_dim]``."""
+
+    kind = "dinov2"
 
     def __init__(self, model, preprocess: DinoPreprocess, model_id: str, revision: str = "random",
                  device=None):
-        import torch
-
-        self.model = model.eval().requires_grad_(False)
-        if device is not None:
-            self.model.to(device)
+        super().__init__(model, model_id, revision, device)
         self.preprocess = preprocess
-        self.model_id = model_id
-        self.revision = revision
         self.n_prefix = 1 + int(getattr(model.config, "num_register_tokens", 0) or 0)  # CLS (+ registers)
         self._mean = torch.tensor(preprocess.mean).view(1, 3, 1, 1)
         self._std = torch.tensor(preprocess.std).view(1, 3, 1, 1)
@@ -57,13 +58,9 @@ class DinoV2Encoder:
     def random(cls, dino_dim: int, n_patches: int, image_size: int, seed: int = 0, device=None,
                model_id: str = "tiny-random-dinov2") -> "DinoV2Encoder":
         """Seeded random init of a tiny config (tests and the tiny preset); the global RNG is left untouched."""
-        import torch
         from transformers import Dinov2Model
 
-        config = tiny_dinov2_config(dino_dim, n_patches, image_size)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = Dinov2Model(config)
+        model = seeded_model(Dinov2Model, tiny_dinov2_config(dino_dim, n_patches, image_size), seed)
         return cls(model, DinoPreprocess(image_size=image_size), model_id=model_id, revision=f"seed{seed}",
                    device=device)
 
@@ -73,23 +70,12 @@ class DinoV2Encoder:
         """Real weights (local dir or hub id, ``HF_HUB_OFFLINE`` respected); missing -> one FileNotFoundError."""
         from transformers import AutoModel
 
-        from c2bridge.encoders.hub import load_pretrained, resolved_revision
-
-        model = load_pretrained(AutoModel.from_pretrained, model_id, revision, dtype=dtype)
+        model, revision = pretrained_model(AutoModel.from_pretrained, model_id, revision, dtype=dtype)
         if not hasattr(model, "embeddings") or "dinov2" not in type(model).__name__.lower():
             raise ValueError(f"{model_id} is a {type(model).__name__}, expected a DINOv2 model")
-        return cls(model, DinoPreprocess(image_size=image_size), model_id=model_id,
-                   revision=resolved_revision(model, revision), device=device)
+        return cls(model, DinoPreprocess(image_size=image_size), model_id=model_id, revision=revision, device=device)
 
     # ------------------------------------------------------------------ properties
-    @property
-    def device(self):
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self):
-        return next(self.model.parameters()).dtype
-
     @property
     def dim(self) -> int:
         return int(self.model.config.hidden_size)
@@ -98,18 +84,11 @@ class DinoV2Encoder:
     def n_patches(self) -> int:
         return (self.preprocess.image_size // int(self.model.config.patch_size)) ** 2
 
-    def encoder_key(self) -> dict:
-        """Everything that changes the features: used in the feature-cache key."""
-        return {"kind": "dinov2", "model_id": self.model_id, "revision": self.revision,
-                "dtype": str(self.dtype).replace("torch.", ""), "class": type(self.model).__name__,
-                "config": _config_digest(self.model.config), "preprocessing": asdict(self.preprocess),
-                "output": "last_hidden_state[:, 1 + registers:]"}
+    def key_extras(self) -> dict:
+        return {"output": "last_hidden_state[:, 1 + registers:]"}
 
     # ------------------------------------------------------------------ forward
     def __call__(self, images):
-        import torch
-        import torch.nn.functional as F
-
         if images.ndim == 5:  # clip [B, 3, F, H, W] -> its middle frame
             images = images[:, :, images.shape[2] // 2]
         if images.ndim != 4 or images.shape[1] != 3:
@@ -124,12 +103,3 @@ class DinoV2Encoder:
             hidden = self.model(pixel_values=x.to(self.dtype)).last_hidden_state  # [B, prefix + P, D]
         return hidden[:, self.n_prefix:]  # [B, P, dino_dim]
 
-
-def _config_digest(config) -> str:
-    """A short hash of the architecture (so a changed config never reads as the old one)."""
-    from c2bridge._io import stable_hash
-
-    d = config.to_dict()
-    for k in ("_name_or_path", "transformers_version", "_commit_hash", "torch_dtype", "dtype", "architectures"):
-        d.pop(k, None)
-    return stable_hash(d, 12)

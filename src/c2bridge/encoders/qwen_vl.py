@@ -19,6 +19,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import torch
+import torch.nn.functional as F
+
+from c2bridge._io import stable_hash
+from c2bridge.encoders.base import FrozenEncoder, pretrained_model, seeded_model
+from c2bridge.encoders.hub import load_pretrained
+
 FULL_VLM_ID = "Qwen/Qwen2.5-VL-7B-Instruct"
 DEFAULT_PROMPT = "Describe this image in detail."
 DEFAULT_VIDEO_PROMPT = "Describe this video in detail."
@@ -105,13 +112,13 @@ class QwenPreprocess:
     chat_template_hash: str = ""  # which template rendered the prompt (filled in by the encoder)
 
 
-class QwenVLEncoder:
+class QwenVLEncoder(FrozenEncoder):
     """A frozen Qwen2.5-VL -> ``(hidden [B, T, vlm_dim], mask [B, T] bool)``."""
+
+    kind = "qwen2.5-vl"
 
     def __init__(self, model, processor, preprocess: QwenPreprocess, model_id: str, revision: str = "random",
                  device=None):
-        from c2bridge._io import stable_hash
-
         if preprocess.token_selection not in TOKEN_SELECTIONS:
             raise ValueError(f"token_selection must be one of {list(TOKEN_SELECTIONS)}, "
                              f"got {preprocess.token_selection!r}")
@@ -126,12 +133,8 @@ class QwenVLEncoder:
         template = processor.chat_template if isinstance(processor.chat_template, str) else str(
             processor.chat_template)
         self.preprocess = QwenPreprocess(**{**asdict(preprocess), "chat_template_hash": stable_hash(template or "")})
-        self.model = model.eval().requires_grad_(False)
-        if device is not None:
-            self.model.to(device)
+        super().__init__(model, model_id, revision, device)
         self.processor = processor
-        self.model_id = model_id
-        self.revision = revision
         self._text = {}
 
     # ------------------------------------------------------------------ constructors
@@ -139,14 +142,10 @@ class QwenVLEncoder:
     def random(cls, vlm_dim: int, seed: int = 0, image_size: int = 16, video_size: int | None = None, device=None,
                model_id: str = "tiny-random-qwen2.5-vl", **options) -> "QwenVLEncoder":
         """Seeded random tiny model + the in-memory mini processor (global RNG untouched)."""
-        import torch
         from transformers import Qwen2_5_VLForConditionalGeneration
 
         processor = mini_processor()
-        config = tiny_qwen_config(vlm_dim, processor)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = Qwen2_5_VLForConditionalGeneration(config)
+        model = seeded_model(Qwen2_5_VLForConditionalGeneration, tiny_qwen_config(vlm_dim, processor), seed)
         pre = QwenPreprocess(image_size=image_size, video_size=video_size or image_size, **options)
         return cls(model, processor, pre, model_id=model_id, revision=f"seed{seed}", device=device)
 
@@ -157,34 +156,19 @@ class QwenVLEncoder:
         FileNotFoundError naming the model id and the fetch command."""
         from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 
-        from c2bridge.encoders.hub import load_pretrained, resolved_revision
-
-        model = load_pretrained(Qwen2_5_VLForConditionalGeneration.from_pretrained, model_id, revision, dtype=dtype)
+        model, resolved = pretrained_model(Qwen2_5_VLForConditionalGeneration.from_pretrained, model_id, revision,
+                                           dtype=dtype)
         processor = load_pretrained(AutoProcessor.from_pretrained, model_id, revision)
         pre = QwenPreprocess(image_size=image_size, video_size=video_size, **options)
-        return cls(model, processor, pre, model_id=model_id, revision=resolved_revision(model, revision),
-                   device=device)
+        return cls(model, processor, pre, model_id=model_id, revision=resolved, device=device)
 
     # ------------------------------------------------------------------ properties
-    @property
-    def device(self):
-        return next(self.model.parameters()).device
-
-    @property
-    def dtype(self):
-        return next(self.model.parameters()).dtype
-
     @property
     def dim(self) -> int:
         return int(self.model.config.text_config.hidden_size)
 
-    def encoder_key(self) -> dict:
-        from c2bridge.encoders.dinov2 import _config_digest
-
-        return {"kind": "qwen2.5-vl", "model_id": self.model_id, "revision": self.revision,
-                "dtype": str(self.dtype).replace("torch.", ""), "class": type(self.model).__name__,
-                "config": _config_digest(self.model.config), "preprocessing": asdict(self.preprocess),
-                "image_processor": _processor_digest(self.processor)}
+    def key_extras(self) -> dict:
+        return {"image_processor": processor_digest(self.processor)}
 
     # ------------------------------------------------------------------ inputs
     def chat_text(self, video: bool) -> str:
@@ -199,9 +183,6 @@ class QwenVLEncoder:
 
     def build_inputs(self, pixels) -> dict:
         """Processor inputs for images ``[B,3,H,W]`` or clips ``[B,3,F,H,W]`` in [0, 1]."""
-        import torch
-        import torch.nn.functional as F
-
         video = pixels.ndim == 5
         if pixels.ndim not in (4, 5) or pixels.shape[1] != 3:
             raise ValueError(f"QwenVLEncoder expects images [B,3,H,W] or clips [B,3,F,H,W], got {tuple(pixels.shape)}")
@@ -234,8 +215,6 @@ class QwenVLEncoder:
 
     # ------------------------------------------------------------------ forward
     def __call__(self, pixels):
-        import torch
-
         inputs = self.build_inputs(pixels)
         with torch.inference_mode():
             out = self.model.model(**inputs, output_hidden_states=True, return_dict=True)
@@ -251,8 +230,6 @@ class QwenVLEncoder:
 
 def pack_left(hidden, keep):
     """Move the kept positions of each row to the front: -> ``(packed [B, T, D], mask [B, T])``, T = max kept."""
-    import torch
-
     counts = keep.sum(1)  # [B]
     T = int(counts.max()) if len(counts) else 0
     packed = hidden.new_zeros(hidden.shape[0], T, hidden.shape[-1])
@@ -264,10 +241,8 @@ def pack_left(hidden, keep):
     return packed, mask
 
 
-def _processor_digest(processor) -> str:
+def processor_digest(processor) -> str:
     """Hash of the image/video processor settings (resize, mean/std, patch sizes) and the tokenizer vocab size."""
-    from c2bridge._io import stable_hash
-
     parts = {}
     for name in ("image_processor", "video_processor"):
         proc = getattr(processor, name, None)
