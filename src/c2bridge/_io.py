@@ -1,10 +1,11 @@
-"""Small I/O helpers shared by every stage: atomic writes, stable hashing, JSON/YAML."""
+"""Small I/O helpers shared by every stage: atomic writes, stable hashing, JSON/YAML, safetensors files."""
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
 import os
+import struct
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -51,6 +52,43 @@ def atomic_write_yaml(path: str | os.PathLike, obj: Any) -> None:
     import yaml
 
     atomic_write_text(path, yaml.safe_dump(to_plain(obj), sort_keys=False, allow_unicode=True))
+
+
+def save_safetensors(path: str | os.PathLike, tensors: dict, metadata: dict[str, str] | None = None) -> None:
+    """``safetensors.torch.save_file``, but atomic, with the permissions of every other file we write, and
+    byte-reproducible: safetensors stores ``metadata`` as a hash map (random key order per process), so the
+    header is rewritten with the metadata keys sorted."""
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as tmp:
+        mode = tmp.stat().st_mode & 0o777
+        save_file(tensors, str(tmp), metadata=metadata)  # replaces tmp with a 0600 file of its own
+        os.chmod(tmp, mode)
+        if metadata and len(metadata) > 1:
+            _sort_safetensors_metadata(tmp)
+
+
+def _sort_safetensors_metadata(path: Path) -> None:
+    with open(path, "r+b") as fh:
+        (n,) = struct.unpack("<Q", fh.read(8))
+        raw = fh.read(n)
+        header = json.loads(raw)
+        ordered = {"__metadata__": dict(sorted(header.pop("__metadata__").items())), **header}
+        text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        if len(text) > n or json.loads(text) != json.loads(raw):  # never expected: same keys, same values
+            raise RuntimeError(f"could not reorder the safetensors header of {path}")
+        fh.seek(8)
+        fh.write(text + b" " * (n - len(text)))  # same length: the tensor offsets stay valid
+
+
+def check_plain_name(name: Any, what: str) -> str:
+    """A config- or user-supplied name that becomes one path component (a split, an export, a trial label): a
+    non-empty string without separators, not ``.``/``..``, no leading dot or NUL. -> the name, else ValueError."""
+    if not isinstance(name, str) or not name or name in {".", ".."} or name.startswith(".") \
+            or any(c in name for c in ("/", "\\", "\0")) or name != name.strip():
+        raise ValueError(f"{what} {name!r} is not a plain name; expected letters, digits, '_', '-' or '.' "
+                         "without path separators or '..' (it becomes a directory or file name)")
+    return name
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -65,8 +65,10 @@ def test_eval_cli(bridge, tmp_path, monkeypatch, capsys):
     items = [{**{k: v[i] for k, v in batch.items() if k != "vlm_mask"}, "sample_id": f"s{i}"} for i in range(2)]
 
     class FakeCache:
+        split = "val"  # FeatureCache.split: the split its key spec records
+
         def __init__(self, path):
-            self.manifest = {"split": "val"}
+            pass
 
         def __len__(self):
             return len(items)
@@ -88,3 +90,10 @@ def test_eval_cli(bridge, tmp_path, monkeypatch, capsys):
     assert "distance_mean" in capsys.readouterr().out
     rc = main(["eval", str(tmp_path / "missing"), "--preset", "tiny", "--cache", str(tmp_path / "cache")])
     assert rc == 2 and "does not exist" in capsys.readouterr().err
+    FakeCache.split = "heldout"  # a cache of another split: refused before anything is sampled or written
+    rc = main(["eval", str(adapter_dir), "--preset", "tiny", "--cache", str(tmp_path / "cache" / "val"),
+               "--split", "val", "--out", str(tmp_path / "out2")])
+    assert rc == 2 and "holds split 'heldout', not --split 'val'" in capsys.readouterr().err
+    assert not (tmp_path / "out2").exists()
+    rc = main(["eval", str(adapter_dir), "--preset", "tiny", "--cache", str(tmp_path / "cache"), "--split", "../val"])
+    assert rc == 2 and "not a plain name" in capsys.readouterr().err

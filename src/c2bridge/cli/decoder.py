@@ -49,7 +49,7 @@ def _summary_lines(result: dict) -> list[str]:
 def _run_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from c2bridge._io import atomic_write_json
+    from c2bridge._io import atomic_write_json, check_plain_name
     from c2bridge.adapters import load_adapter
     from c2bridge.decoder import LTXBridge
     from c2bridge.encoders import FeatureCache
@@ -60,12 +60,13 @@ def _run_eval(args: argparse.Namespace) -> int:
     if not adapter_dir.is_dir():
         raise FileNotFoundError(f"adapter dir {adapter_dir} does not exist (expected adapter.save_pretrained output)")
     cache_dir = Path(args.cache)
+    check_plain_name(args.split, "--split")  # it names a subdirectory of the cache dir
     if (cache_dir / args.split).is_dir():
         cache_dir = cache_dir / args.split
     if not cache_dir.is_dir():
         raise FileNotFoundError(f"feature cache {cache_dir} does not exist (build it with `c2bridge extract`)")
     cache = FeatureCache(cache_dir)
-    cached_split = (getattr(cache, "manifest", None) or {}).get("split")
+    cached_split = cache.split  # what the cache's key spec records
     if cached_split is not None and cached_split != args.split:
         raise ValueError(f"cache {cache_dir} holds split {cached_split!r}, not --split {args.split!r}")
 

@@ -84,8 +84,8 @@ def load_mini_dino(preset, device=None):
     reads as the old one)."""
     import torch
 
-    from c2bridge._io import sha256_file
     from c2bridge.encoders.dinov2 import DinoPreprocess, DinoV2Encoder
+    from c2bridge.encoders.hub import weights_revision
 
     if not (MINI_DINO_DIR / "config.json").exists():
         raise FileNotFoundError(f"the mini world's DINOv2 is not built (no {MINI_DINO_DIR}/config.json); "
@@ -104,10 +104,8 @@ def load_mini_dino(preset, device=None):
 
         model = Dinov2Model.from_pretrained(str(MINI_DINO_DIR), dtype=torch.float32, local_files_only=True)
     model = model.float()  # shipped as fp16 safetensors; features are computed (and keyed) in fp32
-    weights = sorted(p for p in MINI_DINO_DIR.iterdir() if p.suffix in {".safetensors", ".json"})
-    revision = "sha256:" + "".join(sha256_file(p)[:8] for p in weights)
     return DinoV2Encoder(model, DinoPreprocess(image_size=preset.encoder_image_size), model_id="c2bridge-mini-dinov2",
-                         revision=revision, device=device)
+                         revision=weights_revision(MINI_DINO_DIR), device=device)
 
 
 _LAZY = {

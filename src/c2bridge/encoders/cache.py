@@ -16,7 +16,9 @@ and one metadata entry ``c2bridge`` (JSON: sample ids, key, per-sample augmentat
 dtype (bf16 for ``full`` on GPU, float32 for mini/tiny).
 
 Shards and the manifest are written atomically (temp + rename), the manifest after each shard, so a crash leaves
-finished shards + a manifest that lists exactly them: a partial shard is never visible.
+finished shards + a manifest that lists exactly them: a partial shard is never visible. Readers check each shard's
+sha256 once per process before serving a sample from it (cost: ``benchmarks/cache_read.py``), so a flipped byte
+is an error, never a feature.
 """
 from __future__ import annotations
 
@@ -106,15 +108,27 @@ _DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat
            "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
 
 
+# shards whose sha256 this process has checked: (device, inode, size, mtime_ns) -> sha256. Readers hash each shard
+# once per process (and DataLoader workers inherit the parent's checks), not on every open.
+_VERIFIED: dict[tuple[int, int, int, int], str] = {}
+
+
+def _file_identity(stat: os.stat_result) -> tuple[int, int, int, int]:
+    return (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
 class ShardView:
     """A shard memory-mapped once: every tensor is a zero-copy view of the mapped file (pages come from the OS
     page cache on demand), so reading one sample is a few tensor slices, not a file read.
 
     The header is validated with safetensors' own ``safe_open`` first; the views are then built from the
-    safetensors layout (8-byte little-endian header length, JSON header, data) over an ``mmap``.
+    safetensors layout (8-byte little-endian header length, JSON header, data) over an ``mmap``. With
+    ``sha256`` (the manifest's checksum) the mapped bytes are hashed before any view is handed out, once per
+    process; ``n_samples``/``key`` (the manifest's) are checked against what the shard itself holds.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, sha256: str | None = None, n_samples: int | None = None,
+                 key: str | None = None):
         import mmap
         import struct
 
@@ -122,16 +136,25 @@ class ShardView:
         from safetensors import safe_open
 
         self.path = path
+        verify = f"run `c2bridge cache verify {path.parent}` and re-extract into a fresh directory"
         try:
             with safe_open(str(path), framework="pt") as h:  # rejects a damaged header / short file
                 self.meta = json.loads(h.metadata()[META_KEY])
             with open(path, "rb") as fh:
+                identity = _file_identity(os.fstat(fh.fileno()))
                 self._mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY)  # private: views are writable
             (n,) = struct.unpack("<Q", self._mm[:8])
             header = json.loads(bytes(self._mm[8:8 + n]))
         except Exception as exc:  # safetensors raises its own error types
-            raise ValueError(f"shard {path} is corrupt ({type(exc).__name__}: {exc}); "
-                             f"run `c2bridge cache verify {path.parent}`") from None
+            raise ValueError(f"shard {path} is corrupt ({type(exc).__name__}: {exc}); {verify}") from None
+        if sha256 is not None and _VERIFIED.get(identity) != sha256:
+            import hashlib
+
+            digest = hashlib.sha256(self._mm).hexdigest()  # one sequential pass; it also warms the page cache
+            if digest != sha256:
+                raise ValueError(f"shard {path} is corrupted: its sha256 {digest[:12]}... does not match the "
+                                 f"manifest's {sha256[:12]}...; {verify}")
+            _VERIFIED[identity] = sha256
         base = 8 + n
         self.tensors = {}
         for name, info in header.items():
@@ -146,6 +169,16 @@ class ShardView:
         self.vlm_offsets = self.tensors["vlm_offsets"].tolist()
         self.caption_offsets = self.tensors["caption_offsets"].tolist() if "caption_offsets" in self.tensors \
             else None
+        held = {"dino": int(self.tensors["dino"].shape[0]), "target": int(self.tensors["target"].shape[0]),
+                "sample ids": len(self.meta.get("sample_ids", [])), "vlm offsets": len(self.vlm_offsets) - 1}
+        if n_samples is not None:
+            held["the manifest"] = int(n_samples)
+        if len(set(held.values())) != 1:
+            counts = ", ".join(f"{k}: {v}" for k, v in held.items())
+            raise ValueError(f"shard {path} disagrees about its sample count ({counts}); {verify}")
+        if key is not None and self.meta.get("key") != key:
+            raise ValueError(f"shard {path} was written for cache key {self.meta.get('key')}, but the manifest's "
+                             f"key is {key}; {verify}")
 
     def item(self, j: int) -> dict:
         t = self.tensors
@@ -165,14 +198,19 @@ class FeatureCache:
 
     ``FeatureCache(dir, key=None)``: ``key`` (the expected content key) -> ValueError if the directory holds
     another one. ``allow_partial=True`` also opens an interrupted extraction (its finished shards).
+    The manifest is checked on open (keys present, shard files inside the directory, sample counts agreeing);
+    each shard's sha256 is checked against the manifest the first time this process opens it (``verify=False``
+    skips that; ``.verify()`` checks every shard now). Any mismatch is one ValueError naming the shard.
     ``cache[i]`` -> ``vlm [T_i, vlm_dim]``, ``dino [P, dino_dim]``, ``target`` float [0, 1] ``[3, H, W]``
     (clips ``[3, F, H, W]``), and when cached ``mask`` bool, ``latent``, ``caption_ids``; always ``sample_id``.
     """
 
-    def __init__(self, directory: str | os.PathLike, key: str | None = None, allow_partial: bool = False):
+    def __init__(self, directory: str | os.PathLike, key: str | None = None, allow_partial: bool = False,
+                 verify: bool = True):
         from c2bridge._io import read_json
 
         self.dir = Path(directory)
+        self.verify_checksums = bool(verify)
         manifest_path = self.dir / MANIFEST
         if not manifest_path.exists():
             raise FileNotFoundError(f"{self.dir} is not a feature cache (no {MANIFEST}); create one with "
@@ -181,8 +219,10 @@ class FeatureCache:
             self.manifest: dict = read_json(manifest_path)
         except (OSError, ValueError) as exc:
             raise ValueError(f"{manifest_path} is unreadable ({exc}); the cache is damaged") from None
-        if self.manifest.get("format") != CACHE_FORMAT:
-            raise ValueError(f"{manifest_path} has format {self.manifest.get('format')!r}, expected {CACHE_FORMAT!r}")
+        problems = manifest_problems(self.manifest)
+        if problems:
+            raise ValueError(f"{manifest_path}: {problems[0]}; the manifest is damaged or was edited by hand "
+                             f"(re-extract into a fresh directory)")
         if key is not None and self.manifest["key"] != key:
             raise ValueError(f"cache {self.dir} holds key {self.manifest['key']} but key {key} was requested "
                              f"(different encoders/preprocessing/dataset/augmentation); use another directory")
@@ -206,6 +246,11 @@ class FeatureCache:
     @property
     def dims(self) -> dict:
         return dict(self.manifest["dims"])
+
+    @property
+    def split(self) -> str | None:
+        """The dataset split the cache was extracted from (None for caches whose spec does not record one)."""
+        return ((self.manifest.get("spec") or {}).get("dataset") or {}).get("split")
 
     @property
     def fields(self) -> list[str]:
@@ -257,8 +302,16 @@ class FeatureCache:
         if k not in self._views:
             entry = self.shards[k]
             _check_shard_size(self.dir, entry)
-            self._views[k] = ShardView(self.dir / entry["file"])
+            self._views[k] = ShardView(self.dir / entry["file"],
+                                       sha256=entry["sha256"] if self.verify_checksums else None,
+                                       n_samples=entry["n_samples"], key=self.manifest["key"])
         return self._views[k]
+
+    def verify(self) -> "FeatureCache":
+        """Open (and so checksum) every shard now instead of on first read; raises ValueError on damage."""
+        for k in range(len(self.shards)):
+            self._open(k)
+        return self
 
     def _shard_meta(self, k: int) -> dict:
         return self._open(k).meta
@@ -279,7 +332,12 @@ class FeatureCache:
     def __getstate__(self):  # DataLoader workers reopen the memory maps themselves
         state = dict(self.__dict__)
         state["_views"] = {}
+        state["_verified"] = dict(_VERIFIED)  # ...without hashing again what this process already checked
         return state
+
+    def __setstate__(self, state):
+        _VERIFIED.update(state.pop("_verified", {}))
+        self.__dict__.update(state)
 
     # ---------------------------------------------------------------- bulk access
     def load_all(self, target_uint8: bool = False) -> dict:
@@ -331,6 +389,49 @@ def group_views(sample_ids: list[str], limit: int | None = None) -> list[list[in
         groups.setdefault(re.sub(r"#v\d+$", "", str(sid)), []).append(i)
     out = list(groups.values())
     return out if limit is None else out[:limit]
+
+
+_MANIFEST_FIELDS = {"format": str, "key": str, "shards": list}
+_SHARD_FIELDS = {"file": str, "n_samples": int}
+_WRITTEN_SHARD_FIELDS = {"bytes": int, "sha256": str}  # shards holding samples
+
+
+def manifest_problems(manifest) -> list[str]:
+    """What is structurally wrong with a manifest: missing or mistyped keys, a shard ``file`` that is not a plain
+    file name inside the cache directory, sample counts that disagree. Empty list = fine."""
+    if not isinstance(manifest, dict):
+        return [f"the manifest is a JSON {type(manifest).__name__}, expected an object"]
+    problems = []
+    for name, kind in _MANIFEST_FIELDS.items():
+        if not isinstance(manifest.get(name), kind):
+            problems.append(f"key {name!r} is missing or not a {kind.__name__}")
+    if manifest.get("format", CACHE_FORMAT) != CACHE_FORMAT:
+        problems.append(f"format {manifest.get('format')!r}, expected {CACHE_FORMAT!r}")
+    if problems:
+        return problems
+    total = 0
+    for i, entry in enumerate(manifest["shards"]):
+        where = f"shard entry {i}"
+        if not isinstance(entry, dict):
+            problems.append(f"{where} is not an object")
+            continue
+        fields = dict(_SHARD_FIELDS, **(_WRITTEN_SHARD_FIELDS if entry.get("n_samples") else {}))
+        bad = [f"{name!r} ({kind.__name__})" for name, kind in fields.items()
+               if not isinstance(entry.get(name), kind) or isinstance(entry.get(name), bool)]
+        if bad:
+            problems.append(f"{where} lacks {', '.join(bad)}")
+            continue
+        name = entry["file"]
+        if not name or name in {".", ".."} or "/" in name or "\\" in name or Path(name).name != name \
+                or name.startswith("."):
+            problems.append(f"{where} names file {name!r}, expected a plain file name inside the cache directory "
+                            "(no separators, no '..')")
+        if entry["n_samples"] < 0:
+            problems.append(f"{where} has n_samples {entry['n_samples']}")
+        total += entry["n_samples"]
+    if not problems and isinstance(manifest.get("n_samples"), int) and manifest["n_samples"] != total:
+        problems.append(f"n_samples is {manifest['n_samples']} but its shards hold {total}")
+    return problems
 
 
 def _check_shard_size(directory: Path, entry: dict) -> None:
@@ -419,8 +520,10 @@ def verify_cache(directory: str | os.PathLike) -> dict:
     except (OSError, ValueError) as exc:
         problems.append(f"{manifest_path} is unreadable: {exc}")
         return report
-    if manifest.get("format") != CACHE_FORMAT:
-        problems.append(f"manifest format {manifest.get('format')!r}, expected {CACHE_FORMAT!r}")
+    structural = manifest_problems(manifest)
+    if structural:
+        problems += [f"{manifest_path}: {p}" for p in structural]
+        return report
     listed = set()
     for entry in manifest.get("shards", []):
         if entry["n_samples"] == 0:

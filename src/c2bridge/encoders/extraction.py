@@ -2,7 +2,8 @@
 
 Shard ``k`` holds dataset items ``[k*shard_size, (k+1)*shard_size)`` (x ``views``), encoded in batches that never
 cross a shard boundary, so a resumed run computes exactly the batches an uninterrupted run would (byte-identical
-shards on CPU). Finished shards are never recomputed or rewritten.
+shards on CPU). Finished shards are never recomputed or rewritten; resuming (or re-running a finished extraction)
+checks them against the manifest first, so a damaged shard is one clear error, not a silent part of the cache.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from c2bridge.encoders.cache import CACHE_FORMAT, MANIFEST, FeatureCache, shard_
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_SHARD_SIZE = 256
 LOCK = ".lock"
+RESUME_FIELDS = ("shard_size", "batch_size", "n_items", "n_shards", "views")  # what a resume continues with
 
 
 def cache_spec(encoders, dataset_key: dict, split: str, preset, seed: int, limit: int | None, augment_key: dict,
@@ -82,8 +84,14 @@ def extract(preset, dataset, split: str, out: str | os.PathLike, limit: int | No
     with _exclusive(out):  # everything below sees a manifest no other writer is changing
         if manifest_path.exists():
             manifest = _check_key(out, key)
+            # finished shards are checked (sha256, counts, key) before they are served or built upon
+            finished = FeatureCache(out, key=key, allow_partial=True).verify()
             if manifest.get("complete"):
-                return FeatureCache(out, key=key)
+                return finished
+            missing = [k for k in RESUME_FIELDS if not isinstance(manifest.get(k), int) or manifest[k] < 0]
+            if missing:
+                raise ValueError(f"{manifest_path} lacks {missing} (positive integers the interrupted extraction "
+                                 "recorded); the manifest is damaged: extract into a fresh directory")
             shard_size, batch_size = manifest["shard_size"], manifest["batch_size"]  # resume exactly as started
         else:
             n_items = len(ds)
@@ -100,9 +108,14 @@ def extract(preset, dataset, split: str, out: str | os.PathLike, limit: int | No
 def _check_key(out: Path, key: str) -> dict:
     from c2bridge._io import read_json
 
-    manifest = read_json(out / MANIFEST)
-    if manifest.get("key") != key:
-        raise ValueError(f"{out} already holds a feature cache with key {manifest.get('key')}, not {key} "
+    try:
+        manifest = read_json(out / MANIFEST)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{out / MANIFEST} is unreadable ({exc}); the cache is damaged: extract into a fresh "
+                         "directory") from None
+    if not isinstance(manifest, dict) or manifest.get("key") != key:
+        held = manifest.get("key") if isinstance(manifest, dict) else None
+        raise ValueError(f"{out} already holds a feature cache with key {held}, not {key} "
                          "(different encoders/preprocessing/dataset/augmentation); refusing to touch it: "
                          "extract into another directory")
     return manifest
