@@ -6,8 +6,13 @@ optional ``mask [B,H,W]``), a list of cache items, or a ``FeatureCache``. Return
 
 - ``distance`` (the name actually used: a fallback is reported as itself), ``distance_mean``/``distance_std`` and
   the same mean under the distance's own name (e.g. ``"lpips_alex": 0.21``), ``ssim``, ``psnr``;
-- ``mask_iou`` / ``box_iou`` when the data has ground-truth masks (background colour: the ``background``
-  argument, else read off each target outside its mask);
+- ``mask_iou`` / ``box_iou`` when the data has ground-truth masks and its dataset declares a spatial-IoU protocol
+  (``c2bridge.data.registry.DATASET_SPECS``; background colour: the ``background`` argument, else read off each
+  target outside its mask). On a dataset without one (COCO photos, SSv2) both are ``None`` and ``iou_note`` says
+  why. The dataset is the ``dataset`` argument, else the one a ``FeatureCache``'s key records; data of unknown
+  origin with masks is scored;
+- for clips (``F >= 2``): ``flicker``, ``warp_error`` and, with IoU, ``mask_iou_std`` / ``mask_iou_delta``
+  (``c2bridge.metrics.temporal``);
 - ``adapter_latency_ms`` (adapter alone, batch 1, warm-up excluded), ``param_bytes``, ``num_params``;
 - ``per_sample`` lists (for confidence intervals) and the sampling settings;
 - ``grid_png``: a side-by-side PNG (input | reconstruction per row) when ``out_png`` is given.
@@ -29,6 +34,7 @@ from c2bridge.metrics.distance import get_distance
 from c2bridge.metrics.image import psnr, ssim
 from c2bridge.metrics.perf import measure_latency, param_memory
 from c2bridge.metrics.spatial import FOREGROUND_THRESHOLD, background_from_target, spatial_iou
+from c2bridge.metrics.temporal import flicker, iou_stability, mask_iou_per_frame, warp_error
 
 CondFn = Callable[[dict], "tuple[torch.Tensor, torch.Tensor | None]"]
 
@@ -136,6 +142,25 @@ def save_image_grid(rows: Sequence[torch.Tensor], path: str | os.PathLike, scale
     return path
 
 
+def _dataset_name(data: Any) -> str | None:
+    """The dataset a FeatureCache's key spec records (None for batch dicts, item lists and unkeyed stand-ins)."""
+    manifest = getattr(data, "manifest", None)
+    if not isinstance(manifest, dict):
+        return None
+    name = ((manifest.get("spec") or {}).get("dataset") or {}).get("name")
+    return name if isinstance(name, str) else None
+
+
+def _iou_applies(dataset: str | None) -> tuple[bool, str | None]:
+    """(score spatial IoU?, why not) for the dataset the data comes from."""
+    if dataset is None:
+        return True, None
+    from c2bridge.data.registry import dataset_spec
+
+    spec = dataset_spec(dataset)
+    return spec.iou_protocol is not None, (None if spec.iou_protocol else f"{dataset}: {spec.iou_note}")
+
+
 def _mean(values: list[float]) -> float:
     return float(sum(values) / len(values)) if values else float("nan")
 
@@ -162,14 +187,17 @@ def evaluate_conditioning(
     background: Sequence[float] | torch.Tensor | None = None,
     iou_threshold: float = FOREGROUND_THRESHOLD,
     out_png: str | os.PathLike | None = None,
+    dataset: str | None = None,
 ) -> dict[str, Any]:
     """Sample from ``cond_fn(batch)`` conditioning with ``bridge.sample`` and score against ``batch["target"]``.
 
     Sample ``i`` (in data order) uses seed ``seed + i``, so results do not depend on ``batch_size``.
     """
     dist = get_distance(distance, fallback=distance_fallback)
+    with_iou, iou_note = _iou_applies(dataset or _dataset_name(data))
     per: dict[str, list[float]] = {"distance": [], "ssim": [], "psnr": []}
     iou: dict[str, list[float]] = {"mask_iou": [], "box_iou": []}
+    temporal: dict[str, list[float]] = {"flicker": [], "warp_error": [], "mask_iou_std": [], "mask_iou_delta": []}
     grid_inputs, grid_recons = [], []
     index = 0
     for batch in iter_batches(data, n, batch_size):
@@ -186,13 +214,20 @@ def evaluate_conditioning(
             per["distance"] += dist(recon, target).tolist()
             per["ssim"] += ssim(recon, target).tolist()
             per["psnr"] += psnr(recon, target).tolist()
-            gt_mask = batch.get("mask")
+            gt_mask = batch.get("mask") if with_iou else None
             if gt_mask is not None:
                 gt_mask = gt_mask.to(recon.device).bool()
                 bg = background if background is not None else background_from_target(target, gt_mask)
                 scores = spatial_iou(recon, gt_mask, bg, threshold=iou_threshold)
                 for k in iou:
                     iou[k] += scores[k].tolist()
+            if target.ndim == 5 and target.shape[2] > 1:  # clips: how the reconstruction changes over time
+                temporal["flicker"] += flicker(recon, target).tolist()
+                temporal["warp_error"] += warp_error(recon, target).tolist()
+                if gt_mask is not None:
+                    stability = iou_stability(mask_iou_per_frame(recon, gt_mask, bg, iou_threshold))
+                    for k, v in stability.items():
+                        temporal[k] += v.tolist()
         if len(grid_inputs) * batch_size < 8:
             grid_inputs.append(target.cpu())
             grid_recons.append(recon.cpu())
@@ -216,6 +251,12 @@ def evaluate_conditioning(
     if iou["mask_iou"]:
         result.update(mask_iou=_mean(iou["mask_iou"]), box_iou=_mean(iou["box_iou"]), iou_threshold=iou_threshold)
         result["per_sample"].update(iou)
+    elif iou_note is not None:
+        result.update(mask_iou=None, box_iou=None, iou_note=iou_note)
+    for k, values in temporal.items():
+        if values:
+            result[k] = _mean(values)
+            result["per_sample"][k] = values
     if out_png is not None:
         result["grid_png"] = str(save_side_by_side(torch.cat(grid_inputs), torch.cat(grid_recons), out_png))
     return result
@@ -232,7 +273,7 @@ def evaluate_adapter(
 ) -> dict[str, Any]:
     """Reconstruction metrics of ``adapter`` through ``bridge`` (see the module docstring) + adapter latency and
     parameter memory. kwargs: those of :func:`evaluate_conditioning` (n, steps, guidance_scale, seed, background,
-    out_png, batch_size, distance_fallback, iou_threshold)."""
+    out_png, batch_size, distance_fallback, iou_threshold, dataset)."""
     was_training = adapter.training
     adapter.eval()
     try:

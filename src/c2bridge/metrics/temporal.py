@@ -137,6 +137,13 @@ def mask_iou_per_frame(recon: torch.Tensor, gt_mask: torch.Tensor, background: S
     return scores["mask_iou"].view(b, f)
 
 
+def iou_stability(frame_iou: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-frame IoU ``[B, F]`` -> ``mask_iou_std`` (over frames) and ``mask_iou_delta`` (mean absolute change
+    between consecutive frames), each ``[B]``."""
+    return {"mask_iou_std": frame_iou.std(1, unbiased=False),
+            "mask_iou_delta": (frame_iou[:, 1:] - frame_iou[:, :-1]).abs().mean(1)}
+
+
 def temporal_coherence(recon: torch.Tensor, target: torch.Tensor, *, distance: str | Distance = "one_minus_ssim",
                        gt_mask: torch.Tensor | None = None, background: Sequence[float] | torch.Tensor | None = None,
                        threshold: float = FOREGROUND_THRESHOLD, flow_size: int = FLOW_SIZE,
@@ -154,10 +161,9 @@ def temporal_coherence(recon: torch.Tensor, target: torch.Tensor, *, distance: s
         if background is None:
             raise ValueError("per-frame mask IoU needs the background colour the masks are read against")
         iou = mask_iou_per_frame(recon, gt_mask.to(recon.device), background, threshold)  # [B, F]
-        out.update(mask_iou_mean=iou.mean(1), mask_iou_std=iou.std(1, unbiased=False),
-                   mask_iou_delta=(iou[:, 1:] - iou[:, :-1]).abs().mean(1))
+        out.update(mask_iou_mean=iou.mean(1), **iou_stability(iou))
     return out
 
 
-__all__ = ["block_matching_flow", "flicker", "frame_differences", "mask_iou_per_frame", "target_flow",
-           "temporal_coherence", "warp_error"]
+__all__ = ["block_matching_flow", "flicker", "frame_differences", "iou_stability", "mask_iou_per_frame",
+           "target_flow", "temporal_coherence", "warp_error"]
