@@ -12,7 +12,7 @@ class _FakeCache:
     """Two samples with two augmented views each; every tensor row holds its own cache index."""
 
     sample_ids = ["a#v0", "a#v1", "b#v0", "b#v1"]
-    manifest = {"shards": []}
+    stored_bytes = 0
 
     def load_all(self):
         rows = torch.arange(4.0)
@@ -21,17 +21,18 @@ class _FakeCache:
 
 
 def test_one_view_per_sample_per_epoch_fixed_by_seed_and_epoch():
-    from c2bridge.train.loop import _Samples, _view_groups
+    from c2bridge.encoders.cache import group_views
+    from c2bridge.train.loop import _Samples
 
     cache = _FakeCache()
-    groups = _view_groups(cache, None)
+    groups = group_views(cache.sample_ids)
     assert groups == [[0, 1], [2, 3]]
     samples = _Samples(cache, groups, load_config({"preset": "tiny"}), bridge=None, device=torch.device("cpu"))
     picks = {e: samples.batch([0, 1], epoch=e)["dino"].flatten().tolist() for e in range(12)}
     assert all(p[0] in (0, 1) and p[1] in (2, 3) for p in picks.values())  # one view of each sample
     assert picks == {e: samples.batch([0, 1], epoch=e)["dino"].flatten().tolist() for e in range(12)}  # repeatable
     assert len({p[0] for p in picks.values()}) == 2  # over epochs both views of a sample are used
-    assert _view_groups(cache, 1) == [[0, 1]]  # limit counts samples, not views
+    assert group_views(cache.sample_ids, limit=1) == [[0, 1]]  # limit counts samples, not views
 
 
 def test_interrupted_best_swap_is_repaired(tmp_path):

@@ -1,9 +1,18 @@
-"""The training loop: ``train(config, out_dir, resume=False, overwrite=False) -> result dict``.
+"""The training recipe: ``train(config, out_dir, resume=False, overwrite=False) -> result dict``.
 
-Read it top to bottom: (1) check everything that can be wrong with the inputs, before touching the run dir or
-taking a step; (2) set up (data in memory, latents, optimizer, RNGs, or restore them from the last checkpoint);
-(3) the loop: accumulate micro-batches, clip, check for divergence, step, log, validate, checkpoint;
-(4) final adapter, sampled metrics, ``result.json``, ``learning_curve.png``.
+``AdapterTrainingRecipe`` runs one adapter's training in named stages (the torchtune recipe shape); ``run`` reads
+top to bottom:
+
+1. ``check``: the run dir and the config against a resumed run's saved one (nothing written, no step taken);
+2. ``setup_data``: the feature caches, checked against the preset and each other; the run length;
+3. ``setup_model``: the frozen decoder, the adapter (and a distillation teacher), the samples in memory;
+4. ``claim_run_dir`` then ``restore``: from here on the run dir is ours; the optimizer, RNGs and loop state, fresh
+   or from the last checkpoint;
+5. ``fit``: ``train_step`` (accumulate, clip, divergence check, update, log), ``validate`` + best-so-far,
+   ``save_checkpoint``; SIGTERM finishes the step, checkpoints and stops;
+6. ``finish``: final adapter, sampled metrics, ``result.json``, ``learning_curve.png``.
+
+Bad input raises ValueError/FileNotFoundError in stages 1-3, before anything in ``out_dir`` changes.
 
 Determinism (same seed -> same numbers; resume -> bit-identical weights on CPU):
 - data order: micro-batch ``m`` of the whole run is slice ``m % M`` of epoch ``m // M``'s permutation, drawn from
@@ -17,14 +26,21 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import signal
+import threading
 import time
 import traceback
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 from c2bridge._io import atomic_write_json, atomic_write_yaml, read_json, read_yaml, to_plain
-from c2bridge.train.config import TrainConfig, config_hash, load_config, resolve_budget, validate_config
+from c2bridge.train import checkpoint as ckpt_io
+from c2bridge.train.config import TrainConfig, config_hash, load_config, resolve_budget
+from c2bridge.train.schedules import check_schedule, lr_at, set_lr
 
 RESULT_FILE = "result.json"
 CONFIG_FILE = "config.yaml"
@@ -38,343 +54,395 @@ def train(config: "TrainConfig | dict | str | os.PathLike", out_dir: "str | os.P
           overwrite: bool = False) -> dict:
     """Train one adapter. Bad input raises ValueError/FileNotFoundError before any step and before anything in
     ``out_dir`` changes. A run that diverges or fails returns (and writes) a result with that status."""
-    import torch
-
     cfg = load_config(config)  # a fresh, validated copy (accepts a TrainConfig, a dict or a YAML path)
     previous_threads = torch.get_num_threads()
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     try:
-        return _train(cfg, Path(out_dir), resume, overwrite)
+        return AdapterTrainingRecipe(cfg, Path(out_dir)).run(resume=resume, overwrite=overwrite)
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _train(cfg: TrainConfig, out_dir: Path, resume: bool, overwrite: bool) -> dict:
-    import torch
+class AdapterTrainingRecipe:
+    """One adapter's training run in ``out_dir``: the stages above as methods, the run's objects as attributes."""
 
-    # ------------------------------------------------------------------ 1. checks (nothing written, no step taken)
-    if resume and overwrite:
-        raise ValueError("pass either resume or overwrite, not both")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"run dir {str(out_dir)!r} exists and is not a directory")
-    dir_has_files = out_dir.is_dir() and any(out_dir.iterdir())
-    if dir_has_files and not (resume or overwrite):
-        raise ValueError(f"run dir {str(out_dir)!r} is not empty; pass --resume to continue that run or "
-                         f"--overwrite to replace it")
-    ckpt_dir = None
-    if resume and dir_has_files:
-        _check_same_config(cfg, out_dir)
-        previous = out_dir / RESULT_FILE
-        if previous.is_file() and read_json(previous).get("status") == "completed":
-            return read_json(previous)  # nothing left to do: resuming a finished run is a no-op
-        from c2bridge.train.checkpoint import latest_checkpoint
+    def __init__(self, cfg: TrainConfig, out_dir: Path):
+        self.cfg = cfg
+        self.out_dir = Path(out_dir)
+        self.ckpt_root = self.out_dir / "checkpoints"
+        self.resume = False
 
-        ckpt_dir = latest_checkpoint(out_dir / "checkpoints")
+    def run(self, resume: bool = False, overwrite: bool = False) -> dict:
+        finished = self.check(resume, overwrite)
+        if finished is not None:
+            return finished  # resuming a finished run is a no-op
+        self.setup_data()
+        self.setup_model()
+        self.claim_run_dir(overwrite)
+        self.restore()
+        status, detail = self.fit()
+        return self.finish(status, detail)
 
-    from c2bridge.presets import get_preset
-    from c2bridge.train.logging import check_integrations
+    # ------------------------------------------------------------------ 1. check (nothing written, no step taken)
+    def check(self, resume: bool, overwrite: bool) -> dict | None:
+        """Refuse a run dir we may not use; for a resume, the config must be the saved one. -> the saved result
+        when the run being resumed already completed, else None."""
+        from c2bridge.presets import get_preset
+        from c2bridge.train.logging import check_integrations
 
-    preset = get_preset(cfg.preset)
-    device = _pick_device(cfg.device)
-    amp_dtype = _amp_dtype(cfg.amp, device)
-    check_integrations(cfg.log)
-    _check_sampled_distance(cfg)
+        cfg, out_dir = self.cfg, self.out_dir
+        if resume and overwrite:
+            raise ValueError("pass either resume or overwrite, not both")
+        if out_dir.exists() and not out_dir.is_dir():
+            raise ValueError(f"run dir {str(out_dir)!r} exists and is not a directory")
+        self.dir_has_files = out_dir.is_dir() and any(out_dir.iterdir())
+        if self.dir_has_files and not (resume or overwrite):
+            raise ValueError(f"run dir {str(out_dir)!r} is not empty; pass --resume to continue that run or "
+                             f"--overwrite to replace it")
+        self.resume = resume and self.dir_has_files
+        if self.resume:
+            _check_same_config(cfg, out_dir)
+            previous = out_dir / RESULT_FILE
+            if previous.is_file() and read_json(previous).get("status") == "completed":
+                return read_json(previous)
+        self.preset = get_preset(cfg.preset)
+        self.device = _pick_device(cfg.device)
+        self.amp_dtype = _amp_dtype(cfg.amp, self.device)
+        check_integrations(cfg.log)
+        _check_sampled_distance(cfg)
+        return None
 
-    train_cache = _open_cache(cfg.data.train_cache, "data.train_cache", required=True)
-    val_cache = _open_cache(cfg.data.val_cache, "data.val_cache", required=False)
-    _check_cache(train_cache, "data.train_cache", cfg, preset, augment=cfg.data.augment)
-    if val_cache is not None:
-        _check_cache(val_cache, "data.val_cache", cfg, preset, augment=None)
-    if val_cache is not None:
-        _check_same_encoders(train_cache, val_cache)
-    train_groups = _view_groups(train_cache, cfg.data.limit_train)  # sample -> its cached views
-    val_groups = _view_groups(val_cache, cfg.data.limit_val) if val_cache is not None else []
-    n_train, n_val = len(train_groups), len(val_groups)
-    B, accum = cfg.optim.batch_size, cfg.optim.grad_accum
-    if n_train < B:
-        raise ValueError(f"data.train_cache has {n_train} samples, fewer than optim.batch_size={B}; expected at "
-                         f"least one full micro-batch")
-    micro_per_epoch = n_train // B  # the last partial micro-batch of an epoch is dropped
-    if cfg.optim.max_steps is not None:
-        total_steps = int(cfg.optim.max_steps)
-    else:
-        total_steps = max(1, math.ceil(cfg.optim.epochs * micro_per_epoch / accum))
-    from c2bridge.train.schedules import check_schedule, lr_at
+    # ------------------------------------------------------------------ 2. data
+    def setup_data(self) -> None:
+        """The caches (checked against the preset, the config and each other), their samples, the run length."""
+        cfg = self.cfg
+        self.train_cache = _open_cache(cfg.data.train_cache, "data.train_cache", required=True)
+        self.val_cache = _open_cache(cfg.data.val_cache, "data.val_cache", required=False)
+        _check_cache(self.train_cache, "data.train_cache", cfg, self.preset, augment=cfg.data.augment)
+        if self.val_cache is not None:
+            _check_cache(self.val_cache, "data.val_cache", cfg, self.preset, augment=None)
+            _check_same_encoders(self.train_cache, self.val_cache)
+        self.train_groups = self.train_cache.view_groups(cfg.data.limit_train)  # sample -> its cached views
+        self.val_groups = self.val_cache.view_groups(cfg.data.limit_val) if self.val_cache is not None else []
+        self.n_train, self.n_val = len(self.train_groups), len(self.val_groups)
+        self.batch_size, self.accum = cfg.optim.batch_size, cfg.optim.grad_accum
+        if self.n_train < self.batch_size:
+            raise ValueError(f"data.train_cache has {self.n_train} samples, fewer than optim.batch_size="
+                             f"{self.batch_size}; expected at least one full micro-batch")
+        self.micro_per_epoch = self.n_train // self.batch_size  # the last partial micro-batch of an epoch is dropped
+        if cfg.optim.max_steps is not None:
+            self.total_steps = int(cfg.optim.max_steps)
+        else:
+            self.total_steps = max(1, math.ceil(cfg.optim.epochs * self.micro_per_epoch / self.accum))
+        check_schedule(cfg, self.total_steps)
 
-    check_schedule(cfg, total_steps)
+    # ------------------------------------------------------------------ 3. model
+    def setup_model(self) -> None:
+        """The frozen decoder, the adapter at its step-0 init, the optional teacher; then the samples in memory
+        (latents the cache lacks are encoded once by the decoder's VAE)."""
+        from c2bridge.decoder import LTXBridge
+        from c2bridge.train.losses import make_loss_spec
 
-    from c2bridge.adapters import load_adapter
-    from c2bridge.decoder import LTXBridge
-    from c2bridge.train.losses import combine_losses, distillation_loss, make_loss_spec
+        cfg, device = self.cfg, self.device
+        self.loss_spec = make_loss_spec(cfg) if cfg.distill.recon_weight > 0 else None
+        self.bridge = LTXBridge.from_preset(cfg.preset, device=device)  # frozen; the tiny one seeds its own init
+        torch.manual_seed(cfg.seed)  # the global RNG dropout draws from follows the run's seed
+        self.adapter = build_adapter_from_config(cfg, device)
+        self.teacher = (_load_teacher(cfg.distill.teacher, self.preset, device)
+                        if cfg.distill.teacher is not None else None)
+        self.params = [p for p in self.adapter.parameters() if p.requires_grad]
+        if not self.params:
+            raise ValueError(f"adapter {cfg.adapter.kind!r} has no trainable parameters")
+        self.train_samples = _Samples(self.train_cache, self.train_groups, cfg, self.bridge, device)
+        self.val_samples = (_Samples(self.val_cache, self.val_groups, cfg, self.bridge, device)
+                            if self.n_val else None)
 
-    loss_spec = make_loss_spec(cfg) if cfg.distill.recon_weight > 0 else None
-    bridge = LTXBridge.from_preset(cfg.preset, device=device)  # frozen; the tiny one seeds its own random init
-    torch.manual_seed(cfg.seed)  # the global RNG dropout draws from follows the run's seed
-    adapter = build_adapter_from_config(cfg, device)
-    teacher = None
-    if cfg.distill.teacher is not None:
-        if not (Path(cfg.distill.teacher) / "adapter_config.json").is_file():
-            raise FileNotFoundError(f"distill.teacher={cfg.distill.teacher!r}: no adapter_config.json there; "
-                                    f"expected a directory written by adapter.save_pretrained")
-        teacher = load_adapter(cfg.distill.teacher).to(device).eval()
-        for p in teacher.parameters():
-            p.requires_grad_(False)
-        _check_teacher(teacher, preset, cfg.distill.teacher)
-    params = [p for p in adapter.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError(f"adapter {cfg.adapter.kind!r} has no trainable parameters")
+    # ------------------------------------------------------------------ 4. run dir + restore
+    def claim_run_dir(self, overwrite: bool) -> None:
+        """From here on the run dir is ours: replaced (overwrite), half-written leftovers removed, config saved."""
+        if overwrite and self.dir_has_files:
+            shutil.rmtree(self.out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        ckpt_io.clean_stale(self.ckpt_root)
+        (self.out_dir / RESULT_FILE).unlink(missing_ok=True)  # a stale failed/diverged result must not outlive a resume
+        atomic_write_yaml(self.out_dir / CONFIG_FILE, to_plain(self.cfg))
 
-    # ------------------------------------------------------------------ 2. setup (from here on the run dir is ours)
-    from c2bridge.train import checkpoint as ckpt_io
-    from c2bridge.train.logging import RunLogger, plot_learning_curve, truncate_metrics
+    def restore(self) -> None:
+        """Optimizer, RNGs and loop state: fresh, or (resume) from the latest checkpoint; then the logger."""
+        from c2bridge.train.logging import RunLogger, truncate_metrics
 
-    train_samples = _Samples(train_cache, train_groups, cfg, bridge, device)
-    val_samples = _Samples(val_cache, val_groups, cfg, bridge, device) if n_val else None
+        cfg, device = self.cfg, self.device
+        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas),
+                                           eps=cfg.optim.eps, weight_decay=cfg.optim.weight_decay)
+        self.noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)  # σ and noise of the objective
+        self.mixup_rng = np.random.default_rng(cfg.seed + 2)  # feature MixUp pairs and λ
+        self.state: dict[str, Any] = {
+            "best_value": None,  # lowest validation metric so far
+            "best_step": None,
+            "running_min": None,  # lowest train loss so far (blow-up test)
+            "train_time_s": 0.0,  # summed over sessions (resume)
+            "last_val": None,
+            "initial_val": None,  # validation before the first step (eval.at_start)
+        }
+        self.step = self.start_step = 0
+        self.restored_from = ckpt_io.latest_checkpoint(self.ckpt_root) if self.resume else None
+        if self.restored_from is not None:
+            self.load_checkpoint(self.restored_from)
+        truncate_metrics(self.out_dir, keep_through_step=self.start_step)
+        self.logger = RunLogger(self.out_dir, cfg.log, self.total_steps, self.start_step, to_plain(cfg))
 
-    if overwrite and dir_has_files:
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_root = out_dir / "checkpoints"
-    ckpt_io.clean_stale(ckpt_root)
-    (out_dir / RESULT_FILE).unlink(missing_ok=True)  # a stale failed/diverged result must not outlive a resume
-    atomic_write_yaml(out_dir / CONFIG_FILE, to_plain(cfg))
+    def load_checkpoint(self, ckpt_dir: Path) -> None:
+        """Adapter weights, optimizer, every RNG and the loop state of a step checkpoint."""
+        from c2bridge.adapters import load_adapter
 
-    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), eps=cfg.optim.eps,
-                                  weight_decay=cfg.optim.weight_decay)
-    noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)  # σ and noise of the objective
-    import numpy as np
-
-    mixup_rng = np.random.default_rng(cfg.seed + 2)  # feature MixUp pairs and λ
-    state: dict[str, Any] = {
-        "best_value": None,  # lowest validation metric so far
-        "best_step": None,
-        "running_min": None,  # lowest train loss so far (blow-up test)
-        "train_time_s": 0.0,  # summed over sessions (resume)
-        "last_val": None,
-        "initial_val": None,  # validation before the first step (eval.at_start)
-    }
-    start_step = 0
-    if ckpt_dir is not None:
-        loaded = ckpt_io.load_checkpoint(ckpt_dir, device=device)
-        restored = load_adapter(loaded["adapter_dir"])
-        adapter.load_state_dict(restored.state_dict())
-        optimizer.load_state_dict(loaded["optimizer"])
-        torch.set_rng_state(loaded["rng"]["torch_cpu"])
-        if "torch_cuda" in loaded["rng"] and device.type == "cuda":
-            torch.cuda.set_rng_state(loaded["rng"]["torch_cuda"], device)
-        noise_gen.set_state(loaded["rng"]["noise"].to(noise_gen.get_state().device))
+        loaded = ckpt_io.load_checkpoint(ckpt_dir, device=self.device)
+        self.adapter.load_state_dict(load_adapter(loaded["adapter_dir"]).state_dict())
+        self.optimizer.load_state_dict(loaded["optimizer"])
+        rng = loaded["rng"]
+        torch.set_rng_state(rng["torch_cpu"])
+        if "torch_cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["torch_cuda"], self.device)
+        self.noise_gen.set_state(rng["noise"].to(self.noise_gen.get_state().device))
         saved = loaded["state"]
-        mixup_rng.bit_generator.state = saved.pop("mixup_rng")
-        start_step = int(saved.pop("step"))
-        state.update({k: saved[k] for k in state if k in saved})
-    truncate_metrics(out_dir, keep_through_step=start_step)
+        self.mixup_rng.bit_generator.state = saved.pop("mixup_rng")
+        self.step = self.start_step = int(saved.pop("step"))
+        self.state.update({k: saved[k] for k in self.state if k in saved})
 
-    def rng_states() -> dict:
-        rng = {"torch_cpu": torch.get_rng_state(), "noise": noise_gen.get_state().cpu()}
-        if device.type == "cuda":
-            rng["torch_cuda"] = torch.cuda.get_rng_state(device)
-        return rng
+    # ------------------------------------------------------------------ 5. the loop
+    def fit(self) -> tuple[str, dict]:
+        """Train to ``total_steps`` -> (status, detail): completed / interrupted / diverged / failed."""
+        cfg = self.cfg
+        status, detail = "completed", {}
+        self.last_train: dict = {}
+        self.session_steps = 0
+        session_start = time.perf_counter()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self.adapter.train()
+        stop = _StopOnSigterm()  # pre-emption: finish the step, checkpoint, leave the run resumable
+        try:
+            if self.val_samples is not None and cfg.eval.at_start and self.start_step == 0:
+                self.state["initial_val"] = self.validate()
+            while self.step < self.total_steps:
+                self.train_step()
+                if self._due(cfg.eval.every_steps) and self.val_samples is not None:
+                    self.validate_and_keep_best()
+                if self._due(cfg.checkpoint.every_steps) or stop.requested:
+                    self.save_checkpoint()
+                if stop.requested and self.step < self.total_steps:
+                    status = "interrupted"
+                    detail = {"reason": f"SIGTERM after step {self.step}; checkpointed, resume with --resume"}
+                    break
+                if cfg.debug.sleep_per_step:
+                    time.sleep(cfg.debug.sleep_per_step)
+        except Diverged as exc:
+            status, detail = "diverged", {"reason": str(exc), "diverged_at_step": self.step + 1}
+        except Exception as exc:  # a failure inside a step is a result, not a crash
+            status, detail = "failed", {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+        finally:
+            stop.restore()
+            self.logger.close()
+            self.session_time = time.perf_counter() - session_start
+        return status, detail
 
-    def save_step_checkpoint(step: int) -> None:
-        ckpt_io.save_checkpoint(ckpt_root, step, adapter, optimizer,
-                                {**state, "mixup_rng": mixup_rng.bit_generator.state,
-                                 "micro_batch": step * accum, "config_hash": config_hash(cfg)},
-                                rng_states(), keep_last=cfg.checkpoint.keep_last)
+    def _due(self, every: int | None) -> bool:
+        """At the last step, and every ``every`` steps (0/None: only the last)."""
+        return self.step == self.total_steps or bool(every and self.step % every == 0)
 
-    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype is not None else nullcontext
-    perm_cache: dict[int, Any] = {}
+    def train_step(self) -> None:
+        """One optimizer step: lr, ``grad_accum`` micro-batches, clip, divergence check, update, log."""
+        cfg, step = self.cfg, self.step
+        t0 = time.perf_counter()
+        lr = lr_at(step, cfg, self.total_steps)
+        set_lr(self.optimizer, lr)
+        if cfg.debug.fail_at_step is not None and step == cfg.debug.fail_at_step:
+            raise RuntimeError(f"debug.fail_at_step={step}: injected failure")
+        loss, parts = self._accumulate_gradients(step)
+        max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm))
+        self._check_divergence(loss, grad_norm)  # before the update: weights and checkpoints stay the last good ones
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.session_steps += 1
+        dt = time.perf_counter() - t0
+        self.state["train_time_s"] += dt
+        samples = self.batch_size * self.accum
+        self.last_train = {"step": self.step, "loss": loss, **parts, "lr": lr, "grad_norm": grad_norm,
+                           "samples_per_s": samples / dt, "steps_per_s": 1.0 / dt,
+                           "peak_memory_mb": _peak_memory_mb(self.device)}
+        self.logger.train(self.last_train)
 
-    def micro_batch(m: int) -> dict:
+    def _accumulate_gradients(self, step: int) -> tuple[float, dict]:
+        """Backward over the step's micro-batches -> (mean loss, mean loss terms)."""
+        cfg, accum = self.cfg, self.accum
+        loss_sum, parts_sum = 0.0, {}
+        for a in range(accum):
+            batch = self.micro_batch(step * accum + a)
+            if cfg.debug.nan_at_step is not None and step == cfg.debug.nan_at_step:
+                batch["vlm"] = batch["vlm"] * float("nan")  # poison: the divergence path must catch it
+            with self._autocast():
+                cond = self.adapter(batch["vlm"], batch["dino"], vlm_mask=batch["vlm_mask"])  # [B, N, cond_dim]
+                loss, parts = self.objective(cond, batch, self.noise_gen)
+            (loss / accum).backward()
+            loss_sum += float(loss.detach()) / accum
+            for k, v in parts.items():
+                parts_sum[k] = parts_sum.get(k, 0.0) + v / accum
+        return loss_sum, parts_sum
+
+    def _check_divergence(self, loss: float, grad_norm: float) -> None:
+        cfg, step = self.cfg, self.step
+        if not math.isfinite(loss):
+            raise Diverged(f"non-finite train loss ({loss}) at step {step + 1}")
+        if not math.isfinite(grad_norm):
+            raise Diverged(f"non-finite gradient norm ({grad_norm}) at step {step + 1}")
+        running_min = self.state["running_min"]
+        if (running_min is not None and step >= cfg.blowup_after and running_min > 0
+                and loss > cfg.blowup_factor * running_min):
+            raise Diverged(f"train loss {loss:.4g} > blowup_factor {cfg.blowup_factor:g} x running min "
+                           f"{running_min:.4g} at step {step + 1}")
+        self.state["running_min"] = loss if running_min is None else min(running_min, loss)
+
+    def micro_batch(self, m: int) -> dict:
         """Micro-batch ``m`` of the run: a slice of epoch ``m // M``'s permutation (recomputable on resume)."""
-        epoch, j = divmod(m, micro_per_epoch)
-        if epoch not in perm_cache:
-            perm_cache.clear()
-            g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-            perm_cache[epoch] = torch.randperm(n_train, generator=g)
-        idx = perm_cache[epoch][j * B:(j + 1) * B].tolist()
-        batch = train_samples.batch(idx, epoch=epoch)
-        if cfg.data.feature_mixup_alpha > 0:
-            batch = _feature_mixup(batch, mixup_rng, cfg.data.feature_mixup_alpha)
+        epoch, j = divmod(m, self.micro_per_epoch)
+        if getattr(self, "_perm_epoch", None) != epoch:
+            g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+            self._perm_epoch, self._perm = epoch, torch.randperm(self.n_train, generator=g)
+        B = self.batch_size
+        batch = self.train_samples.batch(self._perm[j * B:(j + 1) * B].tolist(), epoch=epoch)
+        if self.cfg.data.feature_mixup_alpha > 0:
+            batch = _feature_mixup(batch, self.mixup_rng, self.cfg.data.feature_mixup_alpha)
         return batch
 
-    def objective(cond, batch, generator) -> tuple:
+    def objective(self, cond, batch: dict, generator) -> tuple:
         """One micro-batch's loss (see losses.py for how terms combine)."""
+        from c2bridge.train.losses import combine_losses, distillation_loss
+
+        cfg = self.cfg
         recon = recon_parts = distill = None
         cond_mask = torch.ones(cond.shape[:2], dtype=torch.bool, device=cond.device)  # [B, n_tokens]
-        if loss_spec is not None:
-            recon, recon_parts = bridge.training_loss(cond, cond_mask, batch["latent"], batch["target"],
-                                                      loss=loss_spec, generator=generator)
-        if teacher is not None and cfg.distill.weight > 0:
+        if self.loss_spec is not None:
+            recon, recon_parts = self.bridge.training_loss(cond, cond_mask, batch["latent"], batch["target"],
+                                                           loss=self.loss_spec, generator=generator)
+        if self.teacher is not None and cfg.distill.weight > 0:
             with torch.no_grad():
-                target_tokens = teacher(batch["vlm"], batch["dino"], vlm_mask=batch["vlm_mask"])
+                target_tokens = self.teacher(batch["vlm"], batch["dino"], vlm_mask=batch["vlm_mask"])
             distill = distillation_loss(cond, target_tokens, cfg.distill.metric)
-        return combine_losses(cfg, recon, recon_parts, getattr(adapter, "aux_loss", None), distill)
+        return combine_losses(cfg, recon, recon_parts, getattr(self.adapter, "aux_loss", None), distill)
 
-    def validate(step: int) -> dict:  # the objective's loss on the val cache (first view, fixed noise)
-        adapter.eval()
-        g = torch.Generator(device=device).manual_seed(cfg.eval.noise_seed)  # the same noise at every eval
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def validate(self) -> dict:
+        """The objective's loss on the val cache (first view, the same noise at every eval), logged."""
+        cfg = self.cfg
+        self.adapter.eval()
+        g = torch.Generator(device=self.device).manual_seed(cfg.eval.noise_seed)
         sums: dict[str, float] = {}
         count = 0
-        with torch.no_grad(), autocast():
-            for k, idx in enumerate(val_samples.sequential_batches(B)):
+        with torch.no_grad(), self._autocast():
+            for k, idx in enumerate(self.val_samples.sequential_batches(self.batch_size)):
                 if cfg.eval.max_batches is not None and k >= cfg.eval.max_batches:
                     break
-                batch = val_samples.batch(idx)
-                cond = adapter(batch["vlm"], batch["dino"], vlm_mask=batch["vlm_mask"])
-                total, parts = objective(cond, batch, g)
-                n = len(idx)
+                batch = self.val_samples.batch(idx)
+                cond = self.adapter(batch["vlm"], batch["dino"], vlm_mask=batch["vlm_mask"])
+                total, parts = self.objective(cond, batch, g)
                 for name, v in {"loss": float(total), **parts}.items():
-                    sums[name] = sums.get(name, 0.0) + v * n
-                count += n
-        adapter.train()
-        record = {"step": step, **{f"val_{k}": v / count for k, v in sums.items()}}
-        logger.val(record)
+                    sums[name] = sums.get(name, 0.0) + v * len(idx)
+                count += len(idx)
+        self.adapter.train()
+        record = {"step": self.step, **{f"val_{k}": v / count for k, v in sums.items()}}
+        self.logger.val(record)
         return record
 
-    num_params = int(getattr(adapter, "num_params", sum(p.numel() for p in params)))
-    param_info = {"trainable": num_params,
-                  "active": int(getattr(adapter, "active_params", num_params)),
-                  "budget": resolve_budget(cfg.adapter.budget, preset),
-                  "teacher": int(getattr(teacher, "num_params", 0)) if teacher is not None else None}
-    logger = RunLogger(out_dir, cfg.log, total_steps, start_step, to_plain(cfg))
+    def validate_and_keep_best(self) -> None:
+        cfg, state = self.cfg, self.state
+        record = self.validate()
+        state["last_val"] = record
+        value = record[f"val_{cfg.eval.best_metric[len('val_'):]}"]
+        if state["best_value"] is None or value < state["best_value"]:
+            state["best_value"], state["best_step"] = value, self.step
+            if cfg.checkpoint.save_best:
+                ckpt_io.save_best(self.ckpt_root, self.adapter,
+                                  {"step": self.step, "metric": cfg.eval.best_metric, "value": value})
 
-    # ------------------------------------------------------------------ 3. the loop
-    status, reason, error, tb = "completed", None, None, None
-    step = start_step
-    last_train: dict = {}
-    session_start = time.perf_counter()
-    session_steps = 0
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    adapter.train()
-    stop = _StopOnSigterm()  # pre-emption: finish the step, checkpoint, leave the run resumable
-    try:
-        if val_samples is not None and cfg.eval.at_start and start_step == 0:
-            state["initial_val"] = validate(0)
-        while step < total_steps:
-            t0 = time.perf_counter()
-            lr = lr_at(step, cfg, total_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            if cfg.debug.fail_at_step is not None and step == cfg.debug.fail_at_step:
-                raise RuntimeError(f"debug.fail_at_step={step}: injected failure")
+    def save_checkpoint(self) -> None:
+        """Adapter, optimizer, loop state and every RNG at the current step (what ``load_checkpoint`` reads)."""
+        rng = {"torch_cpu": torch.get_rng_state(), "noise": self.noise_gen.get_state().cpu()}
+        if self.device.type == "cuda":
+            rng["torch_cuda"] = torch.cuda.get_rng_state(self.device)
+        state = {**self.state, "mixup_rng": self.mixup_rng.bit_generator.state,
+                 "micro_batch": self.step * self.accum, "config_hash": config_hash(self.cfg)}
+        ckpt_io.save_checkpoint(self.ckpt_root, self.step, self.adapter, self.optimizer, state, rng,
+                                keep_last=self.cfg.checkpoint.keep_last)
 
-            loss_sum, parts_sum = 0.0, {}
-            for a in range(accum):
-                batch = micro_batch(step * accum + a)
-                if cfg.debug.nan_at_step is not None and step == cfg.debug.nan_at_step:
-                    batch["vlm"] = batch["vlm"] * float("nan")  # poison: the divergence path must catch it
-                with autocast():
-                    cond = adapter(batch["vlm"], batch["dino"], vlm_mask=batch["vlm_mask"])  # [B, N, cond_dim]
-                    loss, parts = objective(cond, batch, noise_gen)
-                (loss / accum).backward()
-                loss_sum += float(loss.detach()) / accum
-                for k, v in parts.items():
-                    parts_sum[k] = parts_sum.get(k, 0.0) + v / accum
-            max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip else float("inf")
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+    # ------------------------------------------------------------------ 6. finish
+    def finish(self, status: str, detail: dict) -> dict:
+        """The result dict; for every status but ``interrupted`` also ``result.json`` and the learning curve."""
+        from c2bridge.train.logging import plot_learning_curve
 
-            # divergence: decided before the update, so the weights (and every checkpoint) stay the last good ones
-            if not math.isfinite(loss_sum):
-                raise Diverged(f"non-finite train loss ({loss_sum}) at step {step + 1}")
-            if not math.isfinite(grad_norm):
-                raise Diverged(f"non-finite gradient norm ({grad_norm}) at step {step + 1}")
-            running_min = state["running_min"]
-            if (running_min is not None and step >= cfg.blowup_after and running_min > 0
-                    and loss_sum > cfg.blowup_factor * running_min):
-                raise Diverged(f"train loss {loss_sum:.4g} > blowup_factor {cfg.blowup_factor:g} x running min "
-                               f"{running_min:.4g} at step {step + 1}")
-            state["running_min"] = loss_sum if running_min is None else min(running_min, loss_sum)
-
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            session_steps += 1
-            dt = time.perf_counter() - t0
-            state["train_time_s"] += dt
-            last_train = {"step": step, "loss": loss_sum, **parts_sum, "lr": lr, "grad_norm": grad_norm,
-                          "samples_per_s": B * accum / dt, "steps_per_s": 1.0 / dt,
-                          "peak_memory_mb": _peak_memory_mb(device)}
-            logger.train(last_train)
-
-            if val_samples is not None and (step == total_steps or
-                                             (cfg.eval.every_steps and step % cfg.eval.every_steps == 0)):
-                record = validate(step)
-                state["last_val"] = record
-                value = record[f"val_{cfg.eval.best_metric[len('val_'):]}"]
-                if state["best_value"] is None or value < state["best_value"]:
-                    state["best_value"], state["best_step"] = value, step
-                    if cfg.checkpoint.save_best:
-                        ckpt_io.save_best(ckpt_root, adapter, {"step": step, "metric": cfg.eval.best_metric,
-                                                               "value": value})
-            if (step == total_steps or stop.requested
-                    or (cfg.checkpoint.every_steps and step % cfg.checkpoint.every_steps == 0)):
-                save_step_checkpoint(step)
-            if stop.requested and step < total_steps:
-                status, reason = "interrupted", f"SIGTERM after step {step}; checkpointed, resume with --resume"
-                break
-            if cfg.debug.sleep_per_step:
-                time.sleep(cfg.debug.sleep_per_step)
-    except Diverged as exc:
-        status, reason = "diverged", str(exc)
-    except Exception as exc:  # a failure inside a step is a result, not a crash
-        status, error, tb = "failed", f"{type(exc).__name__}: {exc}", traceback.format_exc()
-    finally:
-        stop.restore()
-        logger.close()
-        session_time = time.perf_counter() - session_start
-
-    # ------------------------------------------------------------------ 4. results
-    result: dict[str, Any] = {
-        "status": status,
-        "step": step,
-        "total_steps": total_steps,
-        "resumed_from_step": start_step if ckpt_dir is not None else None,
-        "final": {"train_loss": last_train.get("loss"), **(state["last_val"] or {})},
-        "initial": state["initial_val"],
-        "best": {"metric": cfg.eval.best_metric, "value": state["best_value"], "step": state["best_step"]},
-        "train_time_s": state["train_time_s"],
-        "session_time_s": session_time,
-        "steps_per_s": session_steps / session_time if session_time > 0 and session_steps else None,
-        "samples_per_s": session_steps * B * accum / session_time if session_time > 0 and session_steps else None,
-        "peak_memory_mb": _peak_memory_mb(device),
-        "params": param_info,
-        "n_train": n_train,
-        "n_val": n_val,
-        "config_hash": config_hash(cfg),
-        "preset": cfg.preset,
-        "is_miniature": preset.is_miniature,
-        "device": str(device),
-    }
-    if status == "interrupted":  # no result.json: the run dir stays an unfinished, resumable run
-        result["reason"] = reason
+        cfg = self.cfg
+        result = {**self._summary(status), **detail}
+        if status == "interrupted":  # no result.json: the run dir stays an unfinished, resumable run
+            return result
+        if status == "completed":
+            result.update(self._save_final())
+        last_ckpt = ckpt_io.latest_checkpoint(self.ckpt_root)
+        result["last_checkpoint"] = str(last_ckpt) if last_ckpt is not None else None
+        atomic_write_json(self.out_dir / RESULT_FILE, result)
+        try:
+            plot_learning_curve(self.out_dir, title=f"{cfg.preset} {cfg.adapter.kind} {cfg.loss.name} [{status}]")
+        except Exception as exc:  # a plot must never turn a finished run into a crash
+            result["plot_error"] = f"{type(exc).__name__}: {exc}"
+            atomic_write_json(self.out_dir / RESULT_FILE, result)
         return result
-    if status == "diverged":
-        result["reason"] = reason
-        result["diverged_at_step"] = step + 1
-    if status == "failed":
-        result["error"] = error
-        result["traceback"] = tb
-    if status == "completed":
-        adapter.save_pretrained(out_dir / "adapter")
-        result["adapter_dir"] = str(out_dir / "adapter")
-        if state["best_step"] is not None and cfg.checkpoint.save_best:
-            result["best_adapter_dir"] = str(ckpt_root / "best" / "adapter")
-        if cfg.eval.n_samples and val_cache is not None:
+
+    def _summary(self, status: str) -> dict:
+        cfg, state, t, n = self.cfg, self.state, self.session_time, self.session_steps
+        num_params = int(getattr(self.adapter, "num_params", sum(p.numel() for p in self.params)))
+        teacher = self.teacher
+        return {
+            "status": status,
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "resumed_from_step": self.start_step if self.restored_from is not None else None,
+            "final": {"train_loss": self.last_train.get("loss"), **(state["last_val"] or {})},
+            "initial": state["initial_val"],
+            "best": {"metric": cfg.eval.best_metric, "value": state["best_value"], "step": state["best_step"]},
+            "train_time_s": state["train_time_s"],
+            "session_time_s": t,
+            "steps_per_s": n / t if t > 0 and n else None,
+            "samples_per_s": n * self.batch_size * self.accum / t if t > 0 and n else None,
+            "peak_memory_mb": _peak_memory_mb(self.device),
+            "params": {"trainable": num_params,
+                       "active": int(getattr(self.adapter, "active_params", num_params)),
+                       "budget": resolve_budget(cfg.adapter.budget, self.preset),
+                       "teacher": int(getattr(teacher, "num_params", 0)) if teacher is not None else None},
+            "n_train": self.n_train,
+            "n_val": self.n_val,
+            "config_hash": config_hash(cfg),
+            "preset": cfg.preset,
+            "is_miniature": self.preset.is_miniature,
+            "device": str(self.device),
+        }
+
+    def _save_final(self) -> dict:
+        """The final adapter (and where the best one is) and the sampled metrics of a completed run."""
+        cfg, out_dir = self.cfg, self.out_dir
+        self.adapter.save_pretrained(out_dir / "adapter")
+        out: dict[str, Any] = {"adapter_dir": str(out_dir / "adapter")}
+        if self.state["best_step"] is not None and cfg.checkpoint.save_best:
+            out["best_adapter_dir"] = str(self.ckpt_root / "best" / "adapter")
+        if cfg.eval.n_samples and self.val_cache is not None:
             try:
-                result["sampled"] = _sampled_metrics(cfg, adapter, bridge, val_cache, n_val, out_dir)
+                out["sampled"] = _sampled_metrics(cfg, self.adapter, self.bridge, self.val_cache, self.n_val, out_dir)
             except Exception as exc:  # the weights are saved; a sampling failure is recorded, not raised
-                result["sampled_error"] = f"{type(exc).__name__}: {exc}"
-    last_ckpt = ckpt_io.latest_checkpoint(ckpt_root)
-    result["last_checkpoint"] = str(last_ckpt) if last_ckpt is not None else None
-    atomic_write_json(out_dir / RESULT_FILE, result)
-    try:
-        plot_learning_curve(out_dir, title=f"{cfg.preset} {cfg.adapter.kind} {cfg.loss.name} [{status}]")
-    except Exception as exc:  # a plot must never turn a finished run into a crash
-        result["plot_error"] = f"{type(exc).__name__}: {exc}"
-        atomic_write_json(out_dir / RESULT_FILE, result)
-    return result
+                out["sampled_error"] = f"{type(exc).__name__}: {exc}"
+        return out
 
 
 # --------------------------------------------------------------------------------------------------------- helpers
@@ -424,9 +492,6 @@ class _StopOnSigterm:
     writes a checkpoint and returns status ``interrupted``. Only installed from the main thread."""
 
     def __init__(self):
-        import signal
-        import threading
-
         self.requested = False
         self._previous = None
         if threading.current_thread() is threading.main_thread():
@@ -436,16 +501,12 @@ class _StopOnSigterm:
         self.requested = True
 
     def restore(self) -> None:
-        import signal
-
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
             self._previous = None
 
 
 def _pick_device(name: str):
-    import torch
-
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -454,8 +515,6 @@ def _pick_device(name: str):
 
 
 def _amp_dtype(amp: str, device):
-    import torch
-
     if amp == "bf16" or (amp == "auto" and device.type == "cuda"):
         return torch.bfloat16
     return None
@@ -477,9 +536,8 @@ def _check_cache(cache, key: str, cfg: TrainConfig, preset, augment: str | None)
     where = f"{key}={str(cache.dir)!r}"
     if len(cache) == 0:
         raise ValueError(f"{where}: the cache is empty; expected at least one sample")
-    spec = cache.manifest.get("spec", {})
-    if spec.get("preset") not in (None, cfg.preset):
-        raise ValueError(f"{where}: cache extracted for preset {spec.get('preset')!r}, but preset={cfg.preset!r}")
+    if cache.preset not in (None, cfg.preset):
+        raise ValueError(f"{where}: cache extracted for preset {cache.preset!r}, but preset={cfg.preset!r}")
     dims = dict(cache.dims)
     want = {"vlm_dim": preset.vlm_dim, "dino_dim": preset.dino_dim, "n_patches": preset.n_patches}
     bad = {k: (dims.get(k), v) for k, v in want.items() if dims.get(k) != v}
@@ -487,47 +545,34 @@ def _check_cache(cache, key: str, cfg: TrainConfig, preset, augment: str | None)
         detail = ", ".join(f"{k}={got} (expected {exp})" for k, (got, exp) in bad.items())
         raise ValueError(f"{where}: feature dims do not match the {cfg.adapter.kind!r} adapter of preset "
                          f"{cfg.preset!r}: {detail}")
-    if cfg.data.encoder_key is not None and cache_encoder_key(cache) != str(cfg.data.encoder_key):
-        raise ValueError(f"{where}: cache encoder key {cache_encoder_key(cache)!r} differs from "
+    if cfg.data.encoder_key is not None and cache.encoder_key != str(cfg.data.encoder_key):
+        raise ValueError(f"{where}: cache encoder key {cache.encoder_key!r} differs from "
                          f"data.encoder_key={cfg.data.encoder_key!r}; expected a cache extracted with the "
                          f"configured encoders")
-    if augment is not None:
-        cached = _cache_augment(cache)
-        if cached != augment:
-            raise ValueError(f"{where}: the cache was extracted with augment={cached!r} but data.augment={augment!r}; "
-                             f"expected a train cache extracted with augment={augment!r}")
-
-
-def cache_encoder_key(cache) -> str:
-    """Hash of the encoders a cache was extracted with (both encoders' ``encoder_key()``): what
-    ``data.encoder_key`` names. Unlike ``cache.key`` it does not depend on the dataset, split or augmentation, so
-    the train and val caches of one encoder setup share it."""
-    from c2bridge._io import stable_hash
-
-    return stable_hash(cache.manifest.get("spec", {}).get("encoders"))
+    if augment is not None and cache.augmentation != augment:
+        raise ValueError(f"{where}: the cache was extracted with augment={cache.augmentation!r} but "
+                         f"data.augment={augment!r}; expected a train cache extracted with augment={augment!r}")
 
 
 def _check_same_encoders(train_cache, val_cache) -> None:
-    a, b = cache_encoder_key(train_cache), cache_encoder_key(val_cache)
+    a, b = train_cache.encoder_key, val_cache.encoder_key
     if a != b:
         raise ValueError(f"data.train_cache and data.val_cache come from different encoders (encoder keys {a} vs "
                          f"{b}); expected both extracted with the same encoders")
 
 
-def _cache_augment(cache) -> str:
-    aug = cache.manifest.get("spec", {}).get("augment") or {}
-    return str(aug.get("kind", "none")) if isinstance(aug, dict) else str(aug)
+def _load_teacher(path: str, preset, device):
+    """A frozen distillation teacher (an adapter directory), checked against the student's dims."""
+    from c2bridge.adapters import load_adapter
 
-
-def _view_groups(cache, limit: int | None) -> list[list[int]]:
-    """Cache indices grouped per dataset sample (augmented views are stored as ``ID#vK``), in cache order."""
-    import re
-
-    groups: dict[str, list[int]] = {}
-    for i, sid in enumerate(cache.sample_ids):
-        groups.setdefault(re.sub(r"#v\d+$", "", str(sid)), []).append(i)
-    out = list(groups.values())
-    return out if limit is None else out[:limit]
+    if not (Path(path) / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"distill.teacher={path!r}: no adapter_config.json there; expected a directory "
+                                f"written by adapter.save_pretrained")
+    teacher = load_adapter(path).to(device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    _check_teacher(teacher, preset, path)
+    return teacher
 
 
 def _check_teacher(teacher, preset, path: str) -> None:
@@ -541,8 +586,6 @@ def _check_teacher(teacher, preset, path: str) -> None:
 
 
 def _peak_memory_mb(device) -> float:
-    import torch
-
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     import resource
@@ -552,8 +595,6 @@ def _peak_memory_mb(device) -> float:
 
 def _feature_mixup(batch: dict, rng, alpha: float) -> dict:
     """Blend each sample with a random partner of the same micro-batch (λ ~ Beta(α, α) per sample)."""
-    import torch
-
     n = batch["vlm"].shape[0]
     partner = torch.as_tensor(rng.permutation(n))
     lam = torch.as_tensor(rng.beta(alpha, alpha, size=n), dtype=torch.float32)
@@ -577,15 +618,13 @@ class _Samples:
     """
 
     def __init__(self, cache, groups: list[list[int]], cfg: TrainConfig, bridge, device):
-        import torch
-
         from c2bridge.encoders import collate_features
 
         self.cache, self.groups, self.bridge, self.device = cache, groups, bridge, device
         self.seed = cfg.seed
         self.collate = collate_features
         self.data = None
-        size_mb = 4 * sum(int(s.get("bytes", 0)) for s in cache.manifest.get("shards", [])) / 2**20  # uint8 -> float
+        size_mb = 4 * cache.stored_bytes / 2**20  # uint8 -> float
         if size_mb <= cfg.data.in_memory_max_mb:
             data = cache.load_all()
             if data.get("latent") is None:
@@ -597,14 +636,10 @@ class _Samples:
         return len(self.groups)
 
     def _encode(self, target):
-        import torch
-
         with torch.no_grad():
             return self.bridge.encode_latents(target.to(self.device))
 
     def batch(self, ids: list[int], epoch: int = 0) -> dict:
-        import torch
-
         from c2bridge.data.augment import derive_seed
 
         rows = []
