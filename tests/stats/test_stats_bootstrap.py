@@ -102,6 +102,11 @@ def test_ratio_and_gain_statistics():
     assert relative_gain_interval(b, a * 0 + 0.5, n_resamples=100).estimate == pytest.approx(0.5)
     iv = bootstrap_interval([a, b], lambda m: m[0] + m[1], n_resamples=100)
     assert iv.estimate == pytest.approx(3.0)
+    lat = ratio_interval([1.31, 1.2, 1.25], [2.05, 2.1, 2.4], n_resamples=200, trial_metric=True)
+    assert lat.scale == "log" and 0 < lat.low < lat.estimate < lat.high and lat.note is None
+    assert lat.high / lat.estimate == pytest.approx(lat.estimate / lat.low)  # symmetric in log
+    plain = ratio_interval([1.31, 1.2, 1.25], [2.05, 2.1, 2.4], n_resamples=200, log_scale=False)
+    assert plain.scale == "linear" and plain.estimate == pytest.approx(lat.estimate)
     zero = ratio_interval(a, np.zeros(3), n_resamples=100)
     assert zero.estimate is None and "not finite" in zero.note
 

@@ -53,7 +53,7 @@ def test_smallest_passing_size_matches_the_analytic_answer():
         p = smallest_passing_size(fit, e)
         assert p.reference == "fitted" and p.n_params == pytest.approx(truth, rel=0.15)
         assert p.low <= p.n_params <= p.high and p.low <= truth * 1.1 and truth * 0.9 <= p.high
-        assert not p.extrapolated and "smallest N" in p.text
+        assert not p.extrapolated and p.status == "predicted" and "smallest N" in p.text
     measured = smallest_passing_size(fit, 0.90, reference="measured")
     assert measured.reference == "measured" and measured.reference_distance == pytest.approx(fit.mean_distance[-1])
 
@@ -63,5 +63,10 @@ def test_not_reached_within_the_range():
     # efficiency 1.3 needs a distance below the curve's floor
     p = smallest_passing_size(fit, 1.3, max_factor=10)
     assert p.n_params is None and p.high is None and "not reached within [5M, 1B]" in p.text
+    assert p.status == "not reached"
+    flat = fit_scaling(BUDGETS[:3], [np.array([0.30, 0.31]), np.array([0.31, 0.30]), np.array([0.32, 0.31])],
+                       n_resamples=30)  # distance grows with N (noise, too few steps): no prediction
+    q = smallest_passing_size(flat, 0.9)
+    assert q.status == "flat" and q.n_params is None and "flat" in q.text
     with pytest.raises(ValueError, match="fitted"):
         smallest_passing_size(fit, 0.9, reference="guess")

@@ -48,6 +48,10 @@ def test_lower_is_better_and_a_censored_ratio():
     at_least = plateau_ratio([None, None, 200], [100, 100, 100], total_steps=300)  # ratio >= 2.67
     v = confident_verdict(at_least, LOWER)
     assert v.certain and v.verdict == "fail" and v.severity == "hard"
+    slow = plateau_ratio([150, 180, 160], [100, 90, 120], total_steps=300, n_resamples=200)  # ~1.58, log scale
+    v = confident_verdict(slow, LOWER, max_seeds=400)
+    assert not v.certain and v.settle.line == 1.5 and v.settle.margin == pytest.approx(math.log(slow.estimate / 1.5))
+    assert slow.half_width_at(seeds=v.settle.seeds_needed) < v.settle.margin
     na = plateau_ratio([100], [None], total_steps=300)
     assert confident_verdict(na, LOWER).verdict == "missing"
 

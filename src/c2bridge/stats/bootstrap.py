@@ -74,6 +74,7 @@ class Interval:
     df: float | None = None
     components: tuple[Component, ...] = ()
     note: str | None = None
+    scale: str = "linear"  # "log": se, df, components and half_width_at are on the log of the statistic
 
     @property
     def half_width(self) -> float:
@@ -228,6 +229,14 @@ def _component_variance(design: _Design, statistic: Statistic, factor: int, n_re
     return se * se * n / (n - 1) if math.isfinite(se) else None
 
 
+def _log_of(statistic: Statistic) -> Statistic:
+    def log_statistic(means):
+        with np.errstate(divide="ignore", invalid="ignore"):  # a non-positive ratio -> NaN, reported
+            return np.log(statistic(means))
+
+    return log_statistic
+
+
 def bootstrap_interval(
     arms: Sequence[Any],
     statistic: Statistic,
@@ -238,12 +247,21 @@ def bootstrap_interval(
     n_resamples: int = DEFAULT_RESAMPLES,
     seed: int = 0,
     method: str = "t",
+    log_scale: bool = False,
+    trial_metric: bool = False,
 ) -> Interval:
     """Interval of ``statistic(arm means)`` over the arms' ``[S]`` / ``[S, M]`` tables (see the module doc).
 
     ``paired_seeds``: row ``s`` of every arm is the same seed (resampled together); ``paired_samples``: column
-    ``i`` of every arm is the same evaluation sample. Same ``seed`` -> the same interval.
+    ``i`` of every arm is the same evaluation sample. ``log_scale``: the interval is built on ``log(statistic)``
+    and mapped back (positive statistics such as ratios: never below 0, asymmetric as ratios are).
+    ``trial_metric``: one value per trial by nature (latency, steps to plateau), so ``[S]`` tables are the whole
+    design (no "per-sample values not available" note). Same ``seed``
+    -> the same interval.
     """
+    if log_scale:
+        statistic = _log_of(statistic)
+
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     if not 0 < level < 1:
@@ -266,7 +284,7 @@ def bootstrap_interval(
     notes = []
     if any(c.variance is None for c in components):
         notes.append("one seed: the seed-to-seed variation is not in this interval")
-    if n_samples == 1:
+    if n_samples == 1 and not trial_metric:
         notes.append("per-sample values not available: evaluation samples not resampled "
                      "(the interval holds for this evaluation set only)")
     known = [c for c in components if c.variance is not None]
@@ -286,9 +304,11 @@ def bootstrap_interval(
         reps = reps[np.isfinite(reps)]
         alpha = (1 - level) / 2
         low, high = (float(q) for q in np.quantile(reps, [alpha, 1 - alpha])) if reps.size else (math.nan, math.nan)
-    return Interval(estimate, float(low), float(high), level, METHOD_NAMES[method],
+    if log_scale:
+        estimate, low, high = math.exp(estimate), math.exp(low), math.exp(high)
+    return Interval(estimate, float(low), float(high), level, METHOD_NAMES[method] + (" on the log scale" if log_scale else ""),
                     n_resamples, n_seeds, n_samples, se=se, df=df if math.isfinite(df) else None,
-                    components=components, note="; ".join(notes) or None)
+                    components=components, note="; ".join(notes) or None, scale="log" if log_scale else "linear")
 
 
 # -- the study's statistics ----------------------------------------------------------------------------------------
@@ -305,7 +325,9 @@ def difference_interval(a: Any, b: Any, **kwargs: Any) -> Interval:
 
 
 def ratio_interval(a: Any, b: Any, **kwargs: Any) -> Interval:
-    """``mean(a) / mean(b)`` (latency ratio, training-time ratio, memory ratio)."""
+    """``mean(a) / mean(b)`` of positive values (latency ratio, training-time ratio, memory ratio); the interval
+    is built on the log of the ratio (``log_scale=False`` for the plain scale)."""
+    kwargs.setdefault("log_scale", True)
     return bootstrap_interval([a, b], lambda m: m[0] / m[1], **kwargs)
 
 
@@ -337,6 +359,7 @@ def plateau_ratio(small_steps: Sequence[int | None], ref_steps: Sequence[int | N
     if not small or not ref:
         return Interval(None, math.nan, math.nan, level, "n/a", 0, n, 1, note="no completed trials")
     if all(s is not None for s in small) and all(r is not None for r in ref):
+        kwargs.setdefault("trial_metric", True)
         return ratio_interval(np.asarray(small, float), np.asarray(ref, float), **kwargs)
     if all(r is not None for r in ref):
         bound = float(np.mean([s if s is not None else t for s, t in zip(small, totals)]) / np.mean(ref))

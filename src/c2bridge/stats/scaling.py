@@ -103,6 +103,7 @@ class SizePrediction:
     search_range: tuple[float, float]
     extrapolated: bool            # the prediction lies outside the budgets actually trained
     text: str
+    status: str = "predicted"     # predicted | below / beyond the trained budgets | not reached | flat
 
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -266,18 +267,28 @@ def smallest_passing_size(
     low_out = low if inside(low) else None
     high_out = high if inside(high) else None
     rng = f"[{_human(lo_n)}, {_human(hi_n)}]"
-    extrapolated = n_out is not None and not (lo_n <= n_out <= max(fit.n_params))
-    if n_out is None:
+    # the fitted curve's fall over the trained budgets, against the curve's own level: ~0 = flat
+    fall = float(fit.predict(lo_n) - fit.predict(max(fit.n_params)))
+    if fall <= 1e-6 * max(abs(float(fit.predict(lo_n))), 1e-12):
+        status = "flat"
+        n_out = low_out = high_out = None
+        text = (f"no size predicted for param_efficiency >= {efficiency:g}: the fitted curve is flat over "
+                f"[{_human(lo_n)}, {_human(max(fit.n_params))}] (distance does not fall with N here)")
+    elif n_out is None:
+        status = "not reached"
         text = (f"param_efficiency >= {efficiency:g} not reached within {rng} "
                 f"(the fitted curve's floor D_inf = {fit.d_inf:.4g} vs the line {line:.4g})")
     else:
+        status = "below the trained budgets" if n_out < lo_n else (
+            "beyond the trained budgets" if n_out > max(fit.n_params) else "predicted")
         ci = f"{_human(low_out) if low_out is not None else '?'}–" + \
              (_human(high_out) if high_out is not None else f"not reached within {rng}")
         text = (f"smallest N with param_efficiency >= {efficiency:g}: {_human(n_out)} "
                 f"({fit.level:.0%} CI {ci}; reference {_human(n_ref)}, {reference})"
-                + (" -- extrapolated beyond the trained budgets" if extrapolated else ""))
+                + (f" -- extrapolated: {status}" if status != "predicted" else ""))
     return SizePrediction(efficiency, n_out, low_out, high_out, fit.level, reference, n_ref, float(d_ref),
-                          float(line), (float(lo_n), float(hi_n)), bool(extrapolated), text)
+                          float(line), (float(lo_n), float(hi_n)), status != "predicted" and n_out is not None,
+                          text, status)
 
 
 def scaling_band(fit: ScalingFit, n_grid: Sequence[float] | None = None, num: int = 100,

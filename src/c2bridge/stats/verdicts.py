@@ -43,7 +43,7 @@ class Settle:
     """What it would take to settle an undetermined verdict (projections from the variance components)."""
 
     line: float | None          # the verdict-changing line nearest the estimate
-    margin: float | None        # |estimate − line|: the half-width the interval must get below
+    margin: float | None        # |estimate − line| (of their logs on a log-scale interval): the half-width to beat
     seeds_needed: int | None    # seeds per arm (samples as now) that settle it; None: not within the cap
     samples_needed: int | None  # evaluation samples per trial (seeds as now); None: not within the cap
     both_at_cap: bool           # max_seeds and max_eval_samples together would settle it
@@ -125,8 +125,15 @@ def settle(interval: Interval, criterion: dict, *, max_seeds: int | None = None,
     if est is None or not lines:
         return Settle(None, None, None, None, False, None, None,
                       "no estimate to settle" if est is None else "the criterion has no line to clear")
-    line = min(lines, key=lambda v: abs(v - est))
-    margin = abs(est - line)
+    if interval.scale == "log":  # half-widths are on log(statistic): so is the distance to a line
+        lines = [v for v in lines if v > 0]
+        if not lines or est <= 0:
+            return Settle(None, None, None, None, False, None, None, "no positive line to clear on the log scale")
+        line = min(lines, key=lambda v: abs(math.log(v) - math.log(est)))
+        margin = abs(math.log(est) - math.log(line))
+    else:
+        line = min(lines, key=lambda v: abs(v - est))
+        margin = abs(est - line)
     s_now, m_now = interval.n_seeds, interval.n_samples
     seeds_known = all(c.variance is not None for c in interval.components if c.kind == "seeds")
 
@@ -147,13 +154,13 @@ def settle(interval: Interval, criterion: dict, *, max_seeds: int | None = None,
         both = clears(seeds=max(cap_s, s_now), samples=max(cap_m, m_now) if m_now > 1 else None)
     extra_s = seeds_needed - s_now if seeds_needed is not None else None
     extra_m = samples_needed - m_now if samples_needed is not None else None
-    caps = f"(caps: {max_seeds or 'none'} seeds, {max_eval_samples or 'none'} samples)"
+    caps = f"(caps: {max_seeds or 'no'} seeds, {max_eval_samples or 'no'} samples)"
     if not seeds_known:
         text = f"one seed: train {extra_s} more seed(s) to estimate the seed spread" if extra_s else \
             "one seed and no room under the seed cap: cannot settle within cap"
     elif seeds_needed is None and samples_needed is None:
         text = (f"needs more seeds and more samples together (both at their caps settle it) {caps}" if both
-                else f"cannot settle within cap {caps}: CI half-width {interval.half_width:.3g} vs margin "
+                else f"cannot settle within cap {caps}: CI half-width {interval.half_width_at():.3g} vs margin "
                      f"{margin:.3g} to the line {line:g}")
     else:
         parts = []
