@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from c2bridge.config import config_dir as config_root
+from c2bridge.config import deep_merge, nested, read_mapping, resolve_budget
 from c2bridge.full_dims import full_dims
+from c2bridge.names import ADAPTER_KINDS, AUGMENTATIONS, PIXEL_TERMS, SCHEDULES, loss_terms
 
 GIB = 1024**3
 
@@ -390,76 +393,37 @@ PLAN_DATA: dict = {
 PLAN_ENCODING: dict = {"vlm_image_size": 448, "prompt_tokens": 32, "cache_latents": True}
 PLAN_GPU_HOURS = {"e2.1": 80.0, "e2.2": 60.0, "e2.3": 50.0, "e2.4": 30.0}  # section 11.1 (A100-80GB)
 
-# Loss name -> which costly stages a step runs (the decoder's LossSpec.named names)
-_LOSS_STAGES = {
-    "flow": (False, None),
-    "l2": (True, None),
-    "lpips": (True, "single"),
-    "lpips_l2": (True, "single"),
-    "lpips_ssim": (True, "single"),
-    "ms_lpips": (True, "multiscale"),
-}
 _MS_LPIPS_AREA = 1 + 1 / 4 + 1 / 16  # full, 1/2 and 1/4 resolution
+_DECODE_ONLY = {"loss": {"name": "flow", "weights": {"l2": 1.0}}}  # sampling: one decode per sample, no LPIPS
 
 
-def default_experiments() -> dict[str, list[dict]]:
-    """The plan's trial lists as recipe overrides (used until `configs/experiments/*.full.yaml` exist)."""
-    e21 = [{"name": f"query-{b}", "adapter": {"kind": "query", "budget": b}} for b in ("5m", "10m", "20m", "50m", "100m")]
-    e22 = [{"name": k, "adapter": {"kind": k, "budget": "10m"}}
-           for k in ("query", "bottleneck", "lora", "perceiver", "moe")]
-    e23: list[dict] = []
-    for loss in ("lpips", "lpips_l2", "lpips_ssim", "ms_lpips"):
-        e23.append({"name": f"loss-{loss}", "loss": {"name": loss}})
-    for sched in ("constant", "cosine", "warmup_cosine", "cyclic"):
-        e23.append({"name": f"sched-{sched}", "schedule": {"name": sched}})
-    for aug in ("none", "color_jitter", "random_crop", "mixup"):
-        e23.append({"name": f"aug-{aug}", "data": {"augment": aug}})
-    for p in (0.1, 0.2):
-        e23.append({"name": f"dropout-{p}", "adapter": {"dropout": p}})
-    for wd in (1e-4, 1e-3):
-        e23.append({"name": f"wd-{wd:g}", "optim": {"weight_decay": wd}})
-    for i in range(4):  # the best of each grid combined, a few seeds (decided at run time; costs as the base)
-        e23.append({"name": f"combined-s{i}", "seed": i + 100})
-    e24 = [{"name": "final-10m", "adapter": {"budget": "10m"}, "eval": {"n_samples": "test", "guidance": 3.0}},
-           {"name": "reference-100m", "adapter": {"budget": "100m"}, "eval": {"n_samples": "test", "guidance": 3.0}}]
-    return {"e2.1": e21, "e2.2": e22, "e2.3": e23, "e2.4": e24}
+# The plan's own experiment designs (section 5), in the experiment-config schema: used for an experiment whose
+# `configs/experiments/<stem>.<preset>.yaml` does not exist; expanded by the experiment's own `trials()`.
+PLAN_EXPERIMENTS: dict[str, dict] = {
+    "e2.1": {"kind": "query", "budgets": ["5m", "10m", "20m", "50m", "100m"], "seeds": [0]},
+    "e2.2": {"kinds": list(ADAPTER_KINDS), "budget": "10m", "seeds": [0]},
+    "e2.3": {"budget": "10m", "seeds": [0], "combine": True, "grids": {
+        "losses": {"arms": {name: {"loss.name": name} for name in ("lpips", "lpips_l2", "lpips_ssim", "ms_lpips")}},
+        "schedules": {"arms": {name: {"schedule.name": name} for name in SCHEDULES}},
+        "augmentations": {"arms": {name: {"data.augment": name} for name in AUGMENTATIONS}},
+        "regularization": {"arms": {"dropout_0.1": {"adapter.dropout": 0.1}, "dropout_0.2": {"adapter.dropout": 0.2},
+                                    "weight_decay_1e-4": {"optim.weight_decay": 1e-4},
+                                    "weight_decay_1e-3": {"optim.weight_decay": 1e-3}}},
+    }},
+    # the final and reference adapters sample the whole test set with guidance 3 ("test": the plan's test data)
+    "e2.4": {"small_budget": "10m", "reference_budget": "100m", "seeds": [0], "eval_split": "val",
+             "recipe": {"eval": {"n_samples": "test", "guidance": 3.0}}},
+}
 
 
-def _deep_merge(base: dict, over: Mapping) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
+def trial_overrides(specs: list, cfg: Mapping, preset) -> list[dict]:
+    """An experiment's trial list (``TrialSpec``s from its ``trials()``) -> one recipe override per trial: what
+    the cost model reads (adapter, seed, recipe patch, the caches it trains on, the evaluations after training).
 
-
-def _config_dir() -> Path:
-    return Path(__file__).resolve().parent / "configs"
-
-
-def _nested(patch: Mapping) -> dict:
-    """``{"optim.lr": 1e-3}`` (dotted TrainConfig keys, as the experiment YAMLs write patches) -> nested dict."""
-    out: dict = {}
-    for key, value in patch.items():
-        node = out
-        parts = str(key).split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = copy.deepcopy(value)
-    return out
-
-
-def expand_experiment(name: str, cfg: Mapping, preset) -> list[dict]:
-    """An experiment YAML (the schema ``c2bridge.experiments.e2_*`` read) -> trial overrides for the planner.
-
-    E2.3's combination and E2.4's architecture/recipe are decided at run time from earlier results; here they
-    are the base recipe at the same budget (the cost does not depend on which arm wins, bar the loss).
+    Trials decided at run time (upstream winners, E2.3's combination) are costed as the documented assumption;
+    they are shared only with trials resting on the same assumption.
     """
-    recipe = _nested(cfg.get("recipe") or {})
-    seeds = list(cfg.get("seeds") or [0])
-    trials: list[dict] = []
+    recipe = nested(cfg.get("recipe") or {})
     caches = cfg.get("caches") or {}
 
     def cache_data(name: str | None) -> dict | None:
@@ -470,96 +434,79 @@ def expand_experiment(name: str, cfg: Mapping, preset) -> list[dict]:
         return {spec.get("dataset", name): {"n": int(spec["limit"]), "frames": frames}}
 
     ev = cfg.get("eval") or {}
-    post_eval = None
-    if ev.get("n_samples"):  # the runner's sampled evaluation of every trained trial, on each eval split
-        splits = {}
-        for split, cache_name in (ev.get("splits") or {}).items():
+
+    def post_eval(splits: Mapping) -> dict | None:
+        if not ev.get("n_samples"):  # the runner's sampled evaluation after training, on each eval split
+            return None
+        out = {}
+        for split, cache_name in splits.items():
             d = cache_data(cache_name)
             if d:
-                (dataset, spec), = d.items()
-                splits[split] = {"n": min(int(ev["n_samples"]), spec["n"]), "frames": spec["frames"]}
-        post_eval = {"splits": splits, "sample_steps": int(ev.get("sample_steps", 20)),
-                     "guidance": float(ev.get("guidance", 1.0))}
+                (_, spec), = d.items()
+                out[split] = {"n": min(int(ev["n_samples"]), spec["n"]), "frames": spec["frames"]}
+        return {"splits": out, "sample_steps": int(ev.get("sample_steps", 20)),
+                "guidance": float(ev.get("guidance", 1.0))}
 
-    def add(label: str, kind: str, budget: str, patch: Mapping | None = None, runtime_choice: bool = False) -> None:
-        patch = dict(patch or {})
-        train_cache = patch.pop("train_cache", None) or cfg.get("train_cache")
-        for s in seeds:
-            t = _deep_merge(recipe, {"adapter": {"kind": kind, "budget": budget}, "seed": int(s)})
-            t = _deep_merge(t, _nested(patch))
+    by_label = {s.label: s for s in specs}
+    out: list[dict] = []
+    for spec in specs:
+        trained = by_label[spec.of] if spec.kind == "evaluate" else spec
+        t = deep_merge(recipe, {"adapter": {"kind": trained.adapter or cfg.get("kind", "query"),
+                                            "budget": trained.budget or "10m"}, "seed": int(trained.seed)})
+        if spec.kind == "train":
+            t = deep_merge(t, nested(spec.patch))
+            train_cache = spec.train_cache or cfg.get("train_cache")
             train, val = cache_data(train_cache), cache_data(cfg.get("val_cache"))
             if train:
                 t["_data"] = {"train": train, "val": val or {}}
                 t["_train_cache"] = train_cache  # a different cache is a different trial
-            if post_eval:
-                t["_post_eval"] = post_eval
-            if runtime_choice:
-                t["_runtime_choice"] = True  # decided from earlier results: assume a new trial, never shared
-            t["name"] = f"{label}-s{s}" if len(seeds) > 1 else label
-            trials.append(t)
-
-    if name == "e2.1":
-        kind = cfg.get("kind", "query")
-        for b in cfg.get("budgets") or list(preset.budgets):
-            add(f"{kind}-{b}", kind, b)
-    elif name == "e2.2":
-        per_kind = cfg.get("adapter_overrides") or {}
-        for k in cfg.get("kinds") or ["query", "bottleneck", "lora", "perceiver", "moe"]:
-            add(k, k, cfg.get("budget", "10m"),
-                {f"adapter.overrides.{a}": v for a, v in (per_kind.get(k) or {}).items()})
-    elif name == "e2.3":
-        kind, budget = cfg.get("arch") or cfg.get("fallback_arch", "query"), cfg.get("budget", "10m")
-        for grid, spec in (cfg.get("grids") or {}).items():
-            for arm, patch in ((spec or {}).get("arms") or {}).items():
-                add(f"{grid}-{arm}", kind, budget, patch or {})
-        if cfg.get("combine", True):
-            add("combined", kind, budget, runtime_choice=True)
-    elif name == "e2.4":
-        kind = cfg.get("arch") or cfg.get("fallback_arch", "query")
-        patch = cfg.get("recipe_patch") or {}
-        runtime = cfg.get("arch") is None or cfg.get("recipe_patch") is None  # winners of E2.2 / E2.3
-        add("final-" + cfg.get("small_budget", "10m"), kind, cfg.get("small_budget", "10m"), patch, runtime)
-        ref_seeds = list(cfg.get("reference_seeds") or seeds)
-        seeds[:] = ref_seeds
-        add("reference-" + cfg.get("reference_budget", "100m"), kind, cfg.get("reference_budget", "100m"), patch,
-            runtime)
-    else:
-        raise ValueError(f"unknown experiment {name!r}; expected e2.1, e2.2, e2.3 or e2.4")
-    return trials
+            pe = post_eval(ev.get("splits") or {})
+        else:  # evaluation only: the sampled metrics on its splits, no training
+            t["_eval_only"] = spec.kind
+            if spec.reference:
+                t["_reference"] = spec.reference  # caption / zero / untrained: different trials
+            pe = post_eval(spec.splits if spec.splits is not None else (ev.get("splits") or {}))
+        if pe:
+            t["_post_eval"] = pe
+        if spec.stage > 1:
+            t["_runtime_choice"] = True  # decided from this experiment's earlier results: never shared
+        elif spec.assumption:
+            t["_assumption"] = spec.assumption  # shared only with trials resting on the same assumption
+        t["name"] = spec.label
+        out.append(t)
+    return out
 
 
 def load_sources(preset: str = "full", config_dir: str | Path | None = None) -> dict:
-    """The recipe and trial lists the planner uses: ``configs/presets/<preset>.yaml`` and
-    ``configs/experiments/e2_*.<preset>.yaml`` (through the experiments runner's loader) when present, else the
-    plan's numbers.
+    """The recipe and trial lists the planner uses: ``configs/presets/<preset>.yaml`` and every registered
+    experiment's ``<stem>.<preset>.yaml`` (through the runner's loader, expanded by the experiment's own
+    ``trials()``) when present, else the plan's numbers (``PLAN_RECIPE``, ``PLAN_EXPERIMENTS``).
 
     Returns ``{"recipe", "data", "encoding", "experiments": {name: [trial overrides]}, "sources": {what: file}}``.
     """
-    from c2bridge._io import read_yaml
+    from c2bridge.experiments import registry
     from c2bridge.presets import get_preset
 
     p = get_preset(preset)
-    root = Path(config_dir) if config_dir else _config_dir()
+    root = Path(config_dir) if config_dir else config_root()
     recipe, sources = copy.deepcopy(PLAN_RECIPE), {"recipe": "plan"}
     preset_file = root / "presets" / f"{preset}.yaml"
     if preset_file.is_file():
-        recipe = _deep_merge(recipe, read_yaml(preset_file) or {})
+        recipe = deep_merge(recipe, read_mapping(preset_file))
         sources["recipe"] = str(preset_file)
-    experiments = default_experiments()
+    experiments: dict[str, list[dict]] = {}
     caches: dict[str, dict] = {}
-    for name in list(experiments):
-        path = root / "experiments" / f"{name.replace('.', '_')}.{preset}.yaml"
-        if not path.is_file():
+    for name, module in registry.experiments().items():
+        path = registry.config_path(name, preset, root / "experiments")
+        if path.is_file():
+            cfg = registry.load_experiment_config(name, preset, directory=root / "experiments")
+            sources[name] = str(path)
+        elif name in PLAN_EXPERIMENTS:
+            cfg = copy.deepcopy(PLAN_EXPERIMENTS[name])
             sources[name] = "plan"
+        else:
             continue
-        try:
-            from c2bridge.experiments.runner import load_experiment_config
-
-            cfg = load_experiment_config(name, preset, directory=root / "experiments")
-        except ImportError:
-            cfg = read_yaml(path) or {}
-        experiments[name] = expand_experiment(name, cfg, p)
-        sources[name] = str(path)
+        experiments[name] = trial_overrides(module.trials(cfg, p, {}), cfg, p)
         for cache_name, spec in (cfg.get("caches") or {}).items():
             if isinstance(spec, Mapping) and spec.get("limit"):
                 frames = p.num_frames if spec.get("dataset") == "ssv2" else 1
@@ -571,13 +518,30 @@ def load_sources(preset: str = "full", config_dir: str | Path | None = None) -> 
             "experiments": experiments, "sources": sources}
 
 
+def estimate_trial_lists(lists: Mapping[str, tuple[Mapping, list]], *, preset: str = "full", gpu: str = "a100-80",
+                         mfu: float = DEFAULT_MFU) -> dict[str, list["TrialEstimate"]]:
+    """The estimates of given trial lists (``{experiment: (config, [TrialSpec])}``, e.g. the runner's), in order,
+    with trials that share a resolved recipe costed once (what ``c2bridge run --dry-run`` prints)."""
+    from c2bridge.presets import get_preset
+
+    p = get_preset(preset)
+    src = load_sources(preset)
+    src["experiments"] = {n: trial_overrides(specs, cfg, p) for n, (cfg, specs) in lists.items()}
+    result = plan(preset=preset, experiments=list(lists), gpu=gpu, mfu=mfu, sources=src)
+    out: dict[str, list] = {n: [] for n in lists}
+    for t in result.trials:
+        out[t.experiment].append(t)
+    return out
+
+
 # ------------------------------------------------------------------------------------------------------ estimates
 
 
 @dataclass
 class TrialEstimate:
     experiment: str
-    name: str
+    name: str  # the trial's label in its experiment (the runner's)
+    kind: str  # train | reference | evaluate (evaluation only: no training steps)
     adapter_kind: str
     adapter_params: float
     batch_size: int
@@ -623,22 +587,15 @@ class PlanResult:
                 "trials": [t.to_dict() for t in self.trials]}
 
 
-def _resolve_budget(budget: Any, preset) -> float:
-    try:
-        from c2bridge.train.config import resolve_budget
-
-        return resolve_budget(budget, preset)
-    except ImportError:
-        if isinstance(budget, str) and budget in preset.budgets:
-            return float(preset.budgets[budget])
-        return float(budget)
 
 
 def _stages(loss: Mapping) -> tuple[bool, str | None]:
-    name = loss.get("name", "lpips_l2")
-    if name not in _LOSS_STAGES:
-        raise ValueError(f"unknown loss {name!r}; expected one of {sorted(_LOSS_STAGES)}")
-    return _LOSS_STAGES[name]
+    """Which costly stages a step of this loss runs: (decode the one-step estimate?, perceptual network:
+    None / "single" / "multiscale"), from the named loss's terms plus ``loss.weights``."""
+    terms = {k: w for k, w in loss_terms(loss.get("name", "lpips_l2"), loss.get("weights")).items() if float(w) > 0}
+    decode = any(t in PIXEL_TERMS for t in terms)
+    perceptual = "multiscale" if "ms_lpips" in terms else "single" if "lpips" in terms else None
+    return decode, perceptual
 
 
 def _perceptual_net(loss: Mapping) -> str:
@@ -702,21 +659,24 @@ def estimate_trial(experiment: str, overrides: Mapping, *, preset: str = "full",
     overrides = dict(overrides)
     data = overrides.pop("_data", None) or data
     post_eval = overrides.pop("_post_eval", None)
-    overrides.pop("_train_cache", None)
-    overrides.pop("_runtime_choice", None)
-    r = _deep_merge(dict(recipe or PLAN_RECIPE), overrides)
+    eval_only = overrides.pop("_eval_only", None)  # "reference" / "evaluate": sampled metrics only, no training
+    for internal in ("_train_cache", "_runtime_choice", "_assumption", "_reference"):
+        overrides.pop(internal, None)
+    r = deep_merge(dict(recipe or PLAN_RECIPE), overrides)
     o, ev = r["optim"], r.get("eval", {})
     batch, accum = int(o["batch_size"]), int(o["grad_accum"])
     if batch < 1 or accum < 1:
         raise ValueError(f"batch_size and grad_accum must be >= 1, got {batch} and {accum}")
-    n_params = _resolve_budget(r["adapter"].get("budget", "10m"), p)
+    n_params = resolve_budget(r["adapter"].get("budget", "10m"), p)
     text_tokens = p.n_tokens
 
     per_sample = {name: sample_costs(dims, p, d["frames"], text_tokens, r, enc, n_params)
                   for name, d in data["train"].items()}
     micro_per_epoch = {name: math.ceil(d["n"] / batch) for name, d in data["train"].items()}
     total_micro_epoch = sum(micro_per_epoch.values())
-    if o.get("max_steps"):
+    if eval_only:
+        micro = 0
+    elif o.get("max_steps"):
         micro = int(o["max_steps"]) * accum
     else:
         micro = math.ceil(float(o["epochs"]) * total_micro_epoch)
@@ -732,25 +692,25 @@ def estimate_trial(experiment: str, overrides: Mapping, *, preset: str = "full",
         cap = int(ev["max_batches"]) * batch
         total = sum(val_samples.values()) or 1
         val_samples = {k: min(v, cap * v / total) for k, v in val_samples.items()}
-    n_evals = (steps // int(ev["every_steps"]) if int(ev.get("every_steps", 0) or 0) > 0 else 0) + 1
+    n_evals = 0 if eval_only else (steps // int(ev["every_steps"]) if int(ev.get("every_steps", 0) or 0) > 0 else 0) + 1
     eval_flops = n_evals * sum(val_samples[n] * val_costs[n]["eval"] for n in val_samples)
 
     # sampled metrics at the end: denoising steps (x2 with CFG) + one decode per sample
-    n_samples = ev.get("n_samples", 0) or 0
+    n_samples = 0 if eval_only else (ev.get("n_samples", 0) or 0)
     sample_set = data.get("test", {}) if n_samples == "test" else {"val": {"n": int(n_samples), "frames": 1}}
     cfg_mult = 2 if float(ev.get("guidance", 1.0)) > 1 else 1
     sample_flops = 0.0
     for d in sample_set.values():
         if not d["n"]:
             continue
-        c = sample_costs(dims, p, d["frames"], text_tokens, {"loss": {"name": "l2"}}, enc, n_params)
+        c = sample_costs(dims, p, d["frames"], text_tokens, _DECODE_ONLY, enc, n_params)
         sample_flops += d["n"] * (int(ev.get("sample_steps", 20)) * cfg_mult * c["transformer_forward"]
                                   + c["decode_forward"])
 
     if post_eval:  # the experiment runner's evaluation after training (c2bridge.experiments.backend)
         pe_cfg = 2 if post_eval["guidance"] > 1 else 1
         for d in post_eval["splits"].values():
-            c = sample_costs(dims, p, d["frames"], text_tokens, {"loss": {"name": "l2"}}, enc, n_params)
+            c = sample_costs(dims, p, d["frames"], text_tokens, _DECODE_ONLY, enc, n_params)
             sample_flops += d["n"] * (post_eval["sample_steps"] * pe_cfg * c["transformer_forward"]
                                       + c["decode_forward"])
 
@@ -758,28 +718,37 @@ def estimate_trial(experiment: str, overrides: Mapping, *, preset: str = "full",
     hours = total / (spec.peak_tflops * 1e12 * mfu) / 3600
 
     decode, perceptual = _stages(r.get("loss", {}))
-    weights = {
-        "transformer_bf16": ltx_transformer_params(dims["ltx_transformer"]) * 2,
-        "vae_decoder_bf16": vae_decoder_costs(dims["ltx_vae"], 1, 1, 1)["params"] * 2 if decode else 0.0,
-        "perceptual_fp32": lpips_costs(_perceptual_net(r["loss"]), 64, 64)["params"] * 4 if perceptual else 0.0,
-        "adapter_and_adamw": n_params * ADAPTER_BYTES_PER_PARAM,
-    }
-    worst, worst_act = "", -1.0
-    for name, c in per_sample.items():
-        act = batch * sum(c["activation_bytes"].values())
-        if act > worst_act:
-            worst, worst_act = name, act
-    act_parts = {f"activations_{k}": batch * v * ACTIVATION_SLACK
-                 for k, v in per_sample[worst]["activation_bytes"].items()}
-    memory = {k: v / GIB for k, v in {**weights, **act_parts}.items()}
-    memory["runtime_overhead"] = RUNTIME_OVERHEAD_GIB
-    peak = sum(memory.values())
-    fixed = sum(v for k, v in memory.items() if not k.startswith("activations_"))
-    per_sample_gib = sum(per_sample[worst]["activation_bytes"].values()) * ACTIVATION_SLACK / GIB
-    max_batch = max(0, int((spec.memory_gib - fixed) // per_sample_gib))
-    step_tflops = {n: accum * batch * sum(c["train"].values()) / 1e12 for n, c in per_sample.items()}
+    if eval_only:  # sampling under no_grad: the frozen weights, the adapter, a batch of latents; no optimizer
+        weights = {"transformer_bf16": ltx_transformer_params(dims["ltx_transformer"]) * 2,
+                   "vae_decoder_bf16": vae_decoder_costs(dims["ltx_vae"], 1, 1, 1)["params"] * 2,
+                   "adapter_fp32": n_params * 4}
+        memory = {k: v / GIB for k, v in weights.items()}
+        memory["runtime_overhead"] = RUNTIME_OVERHEAD_GIB
+        peak, worst, max_batch, step_tflops = sum(memory.values()), "-", batch, {}
+    else:
+        weights = {
+            "transformer_bf16": ltx_transformer_params(dims["ltx_transformer"]) * 2,
+            "vae_decoder_bf16": vae_decoder_costs(dims["ltx_vae"], 1, 1, 1)["params"] * 2 if decode else 0.0,
+            "perceptual_fp32": lpips_costs(_perceptual_net(r["loss"]), 64, 64)["params"] * 4 if perceptual else 0.0,
+            "adapter_and_adamw": n_params * ADAPTER_BYTES_PER_PARAM,
+        }
+        worst, worst_act = "", -1.0
+        for name, c in per_sample.items():
+            act = batch * sum(c["activation_bytes"].values())
+            if act > worst_act:
+                worst, worst_act = name, act
+        act_parts = {f"activations_{k}": batch * v * ACTIVATION_SLACK
+                     for k, v in per_sample[worst]["activation_bytes"].items()}
+        memory = {k: v / GIB for k, v in {**weights, **act_parts}.items()}
+        memory["runtime_overhead"] = RUNTIME_OVERHEAD_GIB
+        peak = sum(memory.values())
+        fixed = sum(v for k, v in memory.items() if not k.startswith("activations_"))
+        per_sample_gib = sum(per_sample[worst]["activation_bytes"].values()) * ACTIVATION_SLACK / GIB
+        max_batch = max(0, int((spec.memory_gib - fixed) // per_sample_gib))
+        step_tflops = {n: accum * batch * sum(c["train"].values()) / 1e12 for n, c in per_sample.items()}
     return TrialEstimate(
-        experiment=experiment, name=str(overrides.get("name", "trial")), adapter_kind=str(r["adapter"].get("kind")),
+        experiment=experiment, name=str(overrides.get("name", "trial")), kind=str(eval_only or "train"),
+        adapter_kind=str(r["adapter"].get("kind")),
         adapter_params=n_params, batch_size=batch, grad_accum=accum, optimizer_steps=steps, micro_batches=micro,
         step_tflops=step_tflops,
         flops={"train": train_flops, "eval": eval_flops, "sample": sample_flops, "total": total},
@@ -825,8 +794,8 @@ def plan(preset: str = "full", experiments: Iterable[str] | None = None, gpu: st
     """
     src = dict(sources) if sources is not None else load_sources(preset)
     if overrides:
-        src["recipe"] = _deep_merge(src["recipe"], _nested(overrides))
-        src["experiments"] = {n: [_deep_merge(t, _nested(overrides)) for t in ts]
+        src["recipe"] = deep_merge(src["recipe"], nested(overrides))
+        src["experiments"] = {n: [deep_merge(t, nested(overrides)) for t in ts]
                               for n, ts in src["experiments"].items()}
     all_exps = src["experiments"]
     names = list(experiments) if experiments else list(all_exps)
@@ -843,7 +812,7 @@ def plan(preset: str = "full", experiments: Iterable[str] | None = None, gpu: st
         for t in all_exps[n]:
             e = estimate_trial(n, t, preset=preset, gpu=gpu, mfu=mfu, recipe=src["recipe"], data=src["data"],
                                encoding=src["encoding"])
-            key = stable_hash(_deep_merge(src["recipe"], {k: v for k, v in t.items() if k != "name"}))
+            key = stable_hash(deep_merge(src["recipe"], {k: v for k, v in t.items() if k != "name"}))
             if t.get("_runtime_choice"):
                 pass
             elif key in seen:
@@ -867,14 +836,14 @@ def format_plan(result: PlanResult, per_trial: bool = True) -> str:
              f"bf16), MFU {result.mfu:.2f}"]
     if per_trial:
         lines.append("")
-        head = (f"{'experiment':<8} {'trial':<18} {'adapter':>8} {'steps':>7} {'TFLOP/step img|clip':>20} "
+        head = (f"{'experiment':<8} {'trial':<30} {'adapter':>8} {'steps':>7} {'TFLOP/step img|clip':>20} "
                 f"{'peak GiB':>9} {'fits':>4} {'GPU-h':>7}")
         lines += [head, "-" * len(head)]
         for t in result.trials:
             st = t.step_tflops
             img = max((v for k, v in st.items() if k != "ssv2"), default=0.0)
             clip = st.get("ssv2", 0.0)
-            lines.append(f"{t.experiment:<8} {t.name[:18]:<18} {t.adapter_params / 1e6:>7.1f}M {t.optimizer_steps:>7d} "
+            lines.append(f"{t.experiment:<8} {t.name[:30]:<30} {t.adapter_params / 1e6:>7.1f}M {t.optimizer_steps:>7d} "
                          f"{f'{img:.0f} | {clip:.0f}':>20} {t.peak_gib:>9.1f} {'yes' if t.fits else 'NO':>4} "
                          f"{t.hours:>7.1f}" + (f"  (= {t.shared_with})" if t.shared_with else ""))
     lines.append("")

@@ -2,6 +2,7 @@
 import pytest
 
 from c2bridge.experiments import criteria as crit
+from c2bridge.experiments.registry import gate_metric
 
 HIGHER = {"target": 0.90, "acceptable": 0.85, "failure": 0.80, "direction": "higher"}
 LOWER = {"target": 0.18, "acceptable": 0.20, "failure": 0.25, "direction": "lower"}
@@ -94,7 +95,7 @@ def _decide(e21_eff, e24_eff, best_identified=True, recipe=True, unstable=False)
                  "e2.4": {"param_efficiency": e24_eff}}
     verdicts = {n: crit.assess(s, c["experiments"].get(n, {}), FULL, "lpips_alex") for n, s in summaries.items()}
     d = crit.decisions(summaries, c, FULL, "lpips_alex")
-    return d, crit.gate2(summaries, verdicts, d, c, FULL)
+    return d, crit.gate2(summaries, verdicts, d, c, FULL, gate_metric())
 
 
 def test_decisions_and_gate_pass():
@@ -121,5 +122,5 @@ def test_decision_points_of_experiments_not_run():
     c = crit.load_criteria()
     d = crit.decisions({"e2.1": {"param_efficiency": 0.9}}, c, MINI, "one_minus_ssim")
     assert [p["decision"] for p in d["decision_points"]][1:] == ["not run"] * 3
-    g = crit.gate2({"e2.1": {}}, {}, d, c, MINI)
-    assert g["c2"] == "not assessed" and "miniature" in g
+    g = crit.gate2({"e2.1": {}}, {}, d, c, MINI, gate_metric())
+    assert g["c2"] == "not assessed" and "miniature" in g and "E2.4" in g["reason"]

@@ -1,7 +1,8 @@
 """The study runner with a fake backend: trial keys, skipping, failure recording, dependencies, outputs."""
 import pytest
 
-from c2bridge.experiments.runner import Study, load_experiment_config, normalize_names, parse_overrides
+from c2bridge.experiments.registry import check_overrides, experiment_overrides, load_experiment_config, normalize_names
+from c2bridge.experiments.runner import Study
 from c2bridge.experiments.trials import StudyInterrupted
 from c2bridge.report.results import load_results
 
@@ -17,11 +18,18 @@ def test_names_and_overrides():
     assert normalize_names(["E2_3", "e2.1"]) == ["e2.1", "e2.3"]
     with pytest.raises(ValueError, match="unknown experiment"):
         normalize_names(["e2.5"])
-    common, per = parse_overrides(["recipe.optim.max_steps=7", "e2_1.seeds=[0, 1]", "e2.2.kinds=[moe]"])
+    common, per = experiment_overrides(["recipe.optim.max_steps=7", "e2_1.seeds=[0, 1]", "e2.2.kinds=[moe]"])
     assert common == {"recipe.optim.max_steps": 7}
     assert per["e2.1"] == {"seeds": [0, 1]} and per["e2.2"] == {"kinds": ["moe"]}
-    with pytest.raises(ValueError, match="key=value"):
-        parse_overrides(["seeds"])
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        experiment_overrides(["seeds"])
+    # every bad key in one error, before anything runs: unknown experiment keys, recipe keys the trainer rejects
+    with pytest.raises(ValueError) as info:
+        check_overrides(["e2_1.seedz=[0]", "nokey=1", "recipe.optim.lr=fast", "recipe.optim.nope=1",
+                         "e2_1.seeds=[0]", "caches.train.limit=8"], "tiny")
+    text = str(info.value)
+    assert "e2.1.seedz" in text and "'nokey'" in text and "optim.lr" in text and "optim.nope" in text
+    assert "e2.1.seeds:" not in text and "caches" not in text
     cfg = load_experiment_config("e2.1", "tiny", ["e2_1.seeds=[3]", "eval.n_samples=2"])
     assert cfg["seeds"] == [3] and cfg["eval"]["n_samples"] == 2 and "caches" in cfg  # merged over common
     with pytest.raises(ValueError, match="no e2.1 config for preset"):

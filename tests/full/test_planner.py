@@ -227,7 +227,9 @@ def test_full_plan_against_the_plan_table(tmp_path):
     # shared trials (same resolved recipe) are counted once
     shared = [t for t in result.trials if t.shared_with]
     assert shared and all(t.hours == 0 for t in shared)
-    assert any(t.experiment == "e2.2" and t.shared_with == "e2.1/query-10m" for t in shared)
+    assert any(t.experiment == "e2.2" and t.shared_with == "e2.1/query-10m-s0" for t in shared)
+    # the trials come from each experiment's own trials(): the runner's labels
+    assert [t.name for t in e21] == [f"query-{b}-s0" for b in ("5m", "10m", "20m", "50m", "100m")]
 
 
 def test_the_study_configs_load():
@@ -267,21 +269,25 @@ def test_experiment_yaml_drives_the_trial_list(tmp_path):
     (tmp_path / "presets").mkdir()
     (tmp_path / "presets" / "full.yaml").write_text(yaml.safe_dump({"optim": {"batch_size": 2, "grad_accum": 16}}))
     (tmp_path / "experiments" / "e2_1.full.yaml").write_text(yaml.safe_dump(
-        {"kind": "lora", "budgets": ["5m", "100m"], "seeds": [0, 1], "recipe": {"loss.name": "flow"}}))
+        {"kind": "lora", "budgets": ["5m", "100m"], "small_budget": "5m", "seeds": [0, 1],
+         "recipe": {"loss.name": "flow"}}))
     (tmp_path / "experiments" / "e2_3.full.yaml").write_text(yaml.safe_dump(
-        {"budget": "10m", "grids": {"loss": {"arms": {"flow": {"loss.name": "flow"}, "l2": {"loss.name": "l2"}}}},
+        {"budget": "10m", "grids": {"loss": {"arms": {"flow": {"loss.name": "flow"},
+                                                       "l2": {"loss.name": "flow", "loss.weights": {"l2": 1.0}}}}},
          "combine": True}))
     src = P.load_sources("full", config_dir=tmp_path)
     e21 = src["experiments"]["e2.1"]
     assert [t["name"] for t in e21] == ["lora-5m-s0", "lora-5m-s1", "lora-100m-s0", "lora-100m-s1"]
     assert e21[0]["loss"]["name"] == "flow" and e21[0]["adapter"] == {"kind": "lora", "budget": "5m"}
-    assert [t["name"] for t in src["experiments"]["e2.3"]] == ["loss-flow", "loss-l2", "combined"]
+    assert [t["name"] for t in src["experiments"]["e2.3"]] == ["loss/flow-s0", "loss/l2-s0", "combined-s0"]
+    assert src["experiments"]["e2.3"][2]["_runtime_choice"]  # decided after stage 1: never shared
     assert src["recipe"]["optim"]["batch_size"] == 2
     result = P.plan("full", ["e2.1", "e2.3"], sources=src)
     flow = result.trials[0]
     assert flow.batch_size == 2 and flow.memory_gib["vae_decoder_bf16"] == 0  # flow loss: no decode
-    l2 = next(t for t in result.trials if t.name == "loss-l2")
-    assert l2.flops["train"] > next(t for t in result.trials if t.name == "loss-flow").flops["train"]
+    l2 = next(t for t in result.trials if t.name == "loss/l2-s0")  # flow + an L2 pixel term: decodes
+    assert l2.flops["train"] > next(t for t in result.trials if t.name == "loss/flow-s0").flops["train"]
+    assert l2.memory_gib["vae_decoder_bf16"] > 0
 
 
 def test_bad_inputs_are_clear_errors():
@@ -295,6 +301,8 @@ def test_bad_inputs_are_clear_errors():
         P.latent_shape(full_dims()["ltx_vae"], 24, 512, 512)
     with pytest.raises(ValueError, match="unknown loss"):
         P.estimate_trial("e2.1", {"loss": {"name": "nope"}})
+    with pytest.raises(ValueError, match="at most 1e\\+10"):
+        P.estimate_trial("e2.1", {"adapter": {"budget": "1e14"}})
 
 
 def test_cli_plan(capsys):

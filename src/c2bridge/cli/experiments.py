@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 
-EXPERIMENT_CHOICES = ("e2.1", "e2.2", "e2.3", "e2.4", "all")
 
 
 def register(subparsers) -> None:
@@ -16,7 +15,7 @@ def register(subparsers) -> None:
         "recipe.optim.max_steps=100 (every experiment) or e2_1.seeds=[0,1] (one experiment).",
     )
     p.add_argument("experiment", nargs="+", metavar="EXPERIMENT",
-                   help=f"one or more of {', '.join(EXPERIMENT_CHOICES)}")
+                   help="one or more experiment ids (e2.1, e2.2, ...; the registered experiments) or all")
     p.add_argument("--preset", default="mini", help="full | mini | tiny (default: mini)")
     p.add_argument("--out", metavar="RUN_DIR", help="study directory (default: runs/<preset>)")
     p.add_argument("--resume", action="store_true",
@@ -29,6 +28,10 @@ def register(subparsers) -> None:
                    help="executor option, repeatable: pool workers=N gpus=0,1; ray address=auto num_gpus=1 "
                    "max_retries=3 storage=/mnt/shared")
     p.add_argument("--no-report", action="store_true", help="skip FINDINGS.md and the figures (c2bridge report later)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="list every trial the run would train (label, key, done already in --out, the planner's "
+                   "GPU-hours) and exit; nothing is run or written")
+    p.add_argument("--gpu", default="a100-80", help="GPU the --dry-run costs are planned for (default: a100-80)")
     p.set_defaults(func=_run)
     p.__class__ = _IntermixedParser  # `run e2.1 --out DIR key=value`: positionals after options too
 
@@ -62,7 +65,9 @@ def _split_args(args: argparse.Namespace) -> tuple[list[str], list[str]]:
     for item in args.experiment:
         (overrides if "=" in item else experiments).append(item)
     if not experiments:
-        raise ValueError(f"name an experiment: one or more of {', '.join(EXPERIMENT_CHOICES)}")
+        from c2bridge.experiments.registry import ids
+
+        raise ValueError(f"name an experiment: one or more of {', '.join(ids())} or all")
     return experiments, overrides
 
 
@@ -72,12 +77,17 @@ def _run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from c2bridge.experiments.runner import Study, normalize_names
+    from c2bridge.experiments.registry import normalize_names
+    from c2bridge.experiments.runner import Study, format_dry_run
     from c2bridge.experiments.trials import StudyInterrupted
 
     experiments, overrides = _split_args(args)
     names = normalize_names(experiments)
     run_dir = Path(args.out or f"runs/{args.preset}")
+    if args.dry_run:
+        study = Study(run_dir, preset=args.preset, overrides=overrides, dry=True, log=lambda line: None)
+        print(format_dry_run(study.dry_run(names, gpu=args.gpu), run_dir))
+        return 0
     command = "c2bridge " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     t0 = time.perf_counter()
     from c2bridge.experiments.executors import parse_executor_options

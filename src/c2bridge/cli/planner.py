@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 
 GPU_CHOICES = ("a100-40", "a100-80", "h100")  # c2bridge.planner.GPUS (kept here so --help needs no import)
-EXPERIMENT_CHOICES = ("e2.1", "e2.2", "e2.3", "e2.4")
 
 
 def register(subparsers) -> None:
@@ -43,29 +42,19 @@ def register(subparsers) -> None:
     s.set_defaults(func=_smoke)
 
 
-def _parse_sets(items: list[str]) -> dict:
-    import yaml
-
-    out = {}
-    for item in items:
-        if "=" not in item or not item.split("=", 1)[0].strip():
-            raise ValueError(f"bad --set {item!r}; expected KEY=VALUE with a dotted key, e.g. optim.batch_size=2")
-        key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
-    return out
-
-
 def _plan(args: argparse.Namespace) -> int:
     import json
 
     from c2bridge import planner
+    from c2bridge.config import parse_overrides
+    from c2bridge.experiments.registry import ids
 
     for name in args.experiments:
-        if name not in EXPERIMENT_CHOICES:
-            raise ValueError(f"unknown experiment {name!r}; expected one of {list(EXPERIMENT_CHOICES)}")
+        if name not in ids():
+            raise ValueError(f"unknown experiment {name!r}; expected one of {list(ids())}")
     result = planner.plan(preset=args.preset, experiments=args.experiments or None, gpu=args.gpu,
                           mfu=args.mfu if args.mfu is not None else planner.DEFAULT_MFU,
-                          overrides=_parse_sets(args.overrides))
+                          overrides=parse_overrides(args.overrides, example="optim.batch_size=2"))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
     else:

@@ -184,24 +184,27 @@ def decisions(summaries: dict, criteria: dict, preset: dict, distance: str | Non
     return {"decision_points": points, "failures": failures}
 
 
-def gate2(summaries: dict, verdicts: dict, decisions_: dict, criteria: dict, preset: dict) -> dict:
-    """Gate 2 assessment (C2's part) from the E2.4 primary verdict, the decision points and the hard failures."""
+def gate2(summaries: dict, verdicts: dict, decisions_: dict, criteria: dict, preset: dict,
+          primary_metric: str = "") -> dict:
+    """Gate 2 assessment (C2's part) from the primary verdict (``primary_metric`` = ``<experiment>.<criterion>``,
+    declared by the experiment whose ``ExperimentInfo.gate`` names it), the decision points and the hard failures."""
     g = criteria.get("gate2") or {}
-    primary = (verdicts.get("e2.4") or {}).get("param_efficiency") or {}
+    experiment, _, metric = primary_metric.rpartition(".")
+    primary = (verdicts.get(experiment) or {}).get(metric) or {}
     hard = [f for f in decisions_.get("failures", []) if f["kind"] == "hard" and f["fired"] and f["comparable"]]
     soft = [f for f in decisions_.get("failures", []) if f["kind"] == "soft" and f["fired"] and f["comparable"]]
-    if "e2.4" not in summaries or primary.get("verdict") in (None, "missing"):
+    if experiment not in summaries or primary.get("verdict") in (None, "missing"):
         c2 = "not assessed"
-        reason = "E2.4 has not produced param_efficiency"
+        reason = f"{experiment.upper() or 'the primary experiment'} has not produced {metric or 'its primary metric'}"
     elif hard:
         c2 = "fail"
         reason = "hard failure: " + "; ".join(f["description"] for f in hard)
     elif primary["verdict"] == "target":
         c2 = "pass"
-        reason = f"param_efficiency {primary['value']:.3f} > {primary.get('target')} and no hard failure"
+        reason = f"{metric} {primary['value']:.3f} > {primary.get('target')} and no hard failure"
     else:
         c2 = "investigate"
-        reason = f"param_efficiency {primary['value']:.3f} is '{primary['verdict']}' (target > {primary.get('target')})"
+        reason = f"{metric} {primary['value']:.3f} is '{primary['verdict']}' (target > {primary.get('target')})"
     out = {
         "name": g.get("name", "Gate 2"),
         "c2": c2,
@@ -220,3 +223,33 @@ def gate2(summaries: dict, verdicts: dict, decisions_: dict, criteria: dict, pre
             "effects; it is not a Gate 2 decision about the real models"
         )
     return out
+
+
+def assess_study(results: dict, criteria: dict, primary_metric: str = "") -> None:
+    """Verdicts for every summarized experiment, the §6.4 decisions, failure rules, Gate 2 (on ``primary_metric``,
+    see ``gate2``) and the miniature's own checks, written into ``results`` (experiments.<id>.verdicts,
+    decisions, gate2, miniature_checks)."""
+    preset = results["preset"]
+    distance = (results.get("distance") or {}).get("name")
+    summaries = {n: e["summary"] for n, e in results["experiments"].items() if e.get("summary") is not None}
+    verdicts = {}
+    for name, summary in summaries.items():
+        v = assess(summary, (criteria.get("experiments") or {}).get(name) or {}, preset, distance)
+        results["experiments"][name]["verdicts"] = v
+        verdicts[name] = v
+    decided = decisions(summaries, criteria, preset, distance)
+    results["decisions"] = decided
+    results["gate2"] = gate2(summaries, verdicts, decided, criteria, preset, primary_metric)
+    if preset.get("is_miniature"):
+        values = {}
+        for summary in summaries.values():
+            values.update(summary.get("miniature_checks") or {})
+        checks = {k: c for k, c in (criteria.get("miniature_checks") or {}).items() if k in values}
+        results["miniature_checks"] = assess(values, checks, preset, distance)
+        failed = [k for k, v in results["miniature_checks"].items() if v["verdict"] == "fail"]
+        if failed:  # ratios of numbers that do not respond to the adapter say nothing
+            results["gate2"]["valid"] = False
+            results["gate2"]["caveat"] = (
+                "not meaningful: the miniature's own checks failed (" + ", ".join(failed) + "), i.e. its "
+                "adapters do not clearly beat an untrained adapter / zero conditioning or its scaling curve is "
+                "flat, so param_efficiency compares numbers that barely respond to the adapter")

@@ -7,10 +7,14 @@ exports the best seed of every budget to ``checkpoints/adapter_<budget>_best/``.
 """
 from __future__ import annotations
 
+from c2bridge.config import resolve_budget
 from c2bridge.experiments import analysis as an
 from c2bridge.experiments.protocol import human, recipe_summary
+from c2bridge.experiments.registry import ExperimentInfo
+from c2bridge.experiments.trials import TrialSpec
 
-TITLE = "E2.1: Baseline adapter scaling study"
+EXPERIMENT = ExperimentInfo(id="e2.1", order=1, title="E2.1: Baseline adapter scaling study")
+TITLE = EXPERIMENT.title
 
 
 def protocol(cfg: dict, preset) -> dict:
@@ -22,18 +26,39 @@ def protocol(cfg: dict, preset) -> dict:
     }
 
 
-def run(ctx) -> dict:
-    cfg = ctx.cfg
+def _design(cfg: dict, preset) -> tuple[str, list[str], list[int], str, str]:
     kind = cfg.get("kind", "query")
-    budgets = list(cfg.get("budgets") or ctx.preset.budgets)
+    budgets = list(cfg.get("budgets") or preset.budgets)
     seeds = [int(s) for s in (cfg.get("seeds") or [0])]
     small, ref = cfg.get("small_budget", "10m"), cfg.get("reference_budget", "100m")
     for b in (small, ref):
         if b not in budgets:
             raise ValueError(f"e2.1: {b!r} must be one of the budgets {budgets} (small_budget / reference_budget)")
-    budgets.sort(key=ctx.budget)
-    label = lambda b, s: f"{kind}-{b}-s{s}"  # noqa: E731
-    records = ctx.run_trials([(label(b, s), ctx.train_config(kind, b, s)) for b in budgets for s in seeds])
+    budgets.sort(key=lambda b: resolve_budget(b, preset))
+    return kind, budgets, seeds, small, ref
+
+
+def _label(kind: str, budget: str, seed: int) -> str:
+    return f"{kind}-{budget}-s{seed}"
+
+
+def trials(cfg: dict, preset, upstream=None) -> list[TrialSpec]:
+    """Every budget (smallest first) x every seed, the same kind and recipe."""
+    kind, budgets, seeds, _, _ = _design(cfg, preset)
+    return [TrialSpec(_label(kind, b, s), adapter=kind, budget=b, seed=s) for b in budgets for s in seeds]
+
+
+def seed_spread(upstream, budget: str) -> float | None:
+    """E2.1's seed spread (sd of the val distance over its seeds) at ``budget``: what a difference between two
+    single-seed arms at that budget must exceed to count (None when E2.1 did not train that budget)."""
+    return ((upstream.get(EXPERIMENT.id) or {}).get("distance_std_by_budget") or {}).get(budget)
+
+
+def run(ctx) -> dict:
+    cfg = ctx.cfg
+    kind, budgets, seeds, small, ref = _design(cfg, ctx.preset)
+    label = lambda b, s: _label(kind, b, s)  # noqa: E731
+    records = ctx.run_trials(trials(cfg, ctx.preset, ctx.upstream()))
     splits = list(ctx.eval_spec()["splits"])
 
     arms, by_budget = [], {}

@@ -7,9 +7,14 @@ distance, spatial IoU, adapter latency, loss variance, peak memory; a recommenda
 from __future__ import annotations
 
 from c2bridge.experiments import analysis as an
+from c2bridge.experiments.e2_1 import seed_spread
 from c2bridge.experiments.protocol import human, recipe_summary
+from c2bridge.experiments.registry import ExperimentInfo
+from c2bridge.experiments.trials import TrialSpec
+from c2bridge.names import ADAPTER_KINDS
 
-TITLE = "E2.2: Architecture comparison"
+EXPERIMENT = ExperimentInfo(id="e2.2", order=2, title="E2.2: Architecture comparison")
+TITLE = EXPERIMENT.title
 
 
 def protocol(cfg: dict, preset) -> dict:
@@ -21,18 +26,25 @@ def protocol(cfg: dict, preset) -> dict:
     }
 
 
+def _design(cfg: dict) -> tuple[list[str], str, list[int]]:
+    kinds = list(cfg.get("kinds") or ADAPTER_KINDS)
+    return kinds, cfg.get("budget", "10m"), [int(s) for s in (cfg.get("seeds") or [0])]
+
+
+def trials(cfg: dict, preset, upstream=None) -> list[TrialSpec]:
+    """Every kind x every seed at one budget (per-kind build kwargs from ``adapter_overrides``)."""
+    kinds, budget, seeds = _design(cfg)
+    per_kind = cfg.get("adapter_overrides") or {}
+    return [TrialSpec(f"{k}-{budget}-s{s}", adapter=k, budget=budget, seed=s,
+                      patch={"adapter.overrides": per_kind[k]} if per_kind.get(k) else {})
+            for k in kinds for s in seeds]
+
+
 def run(ctx) -> dict:
     cfg = ctx.cfg
-    kinds = list(cfg.get("kinds") or ["query", "bottleneck", "lora", "perceiver", "moe"])
-    budget = cfg.get("budget", "10m")
-    seeds = [int(s) for s in (cfg.get("seeds") or [0])]
-    per_kind = cfg.get("adapter_overrides") or {}
+    kinds, budget, seeds = _design(cfg)
     label = lambda k, s: f"{k}-{budget}-s{s}"  # noqa: E731
-    specs = []
-    for k in kinds:
-        patch = {"adapter.overrides": per_kind[k]} if per_kind.get(k) else None
-        specs += [(label(k, s), ctx.train_config(k, budget, s, patch=patch)) for s in seeds]
-    records = ctx.run_trials(specs)
+    records = ctx.run_trials(trials(cfg, ctx.preset, ctx.upstream()))
     splits = list(ctx.eval_spec()["splits"])
 
     arms, recs_by_kind = [], {}
@@ -45,7 +57,7 @@ def run(ctx) -> dict:
 
     summary = {"distance_name": ctx.study.distance["name"], "budget": budget, "kinds": kinds}
     # the seed spread of the same budget in E2.1 (3 seeds) also bounds what counts as a tie here
-    e21_spread = ctx.seed_spread(budget)
+    e21_spread = seed_spread(ctx.upstream(), budget)
     summary["seed_spread_e2_1"] = e21_spread
     summary.update(_recommend(arms, tolerance=max(float(cfg.get("tie_tolerance", 0.0)), e21_spread or 0.0)))
 

@@ -10,10 +10,16 @@ trained only when two or more grids found one). Ablation table + learning curves
 """
 from __future__ import annotations
 
-from c2bridge.experiments import analysis as an
-from c2bridge.experiments.protocol import recipe_summary
+from typing import Mapping
 
-TITLE = "E2.3: Training strategy optimization"
+from c2bridge.experiments import analysis as an
+from c2bridge.experiments.e2_1 import seed_spread
+from c2bridge.experiments.protocol import recipe_summary
+from c2bridge.experiments.registry import ExperimentInfo
+from c2bridge.experiments.trials import TrialSpec
+
+EXPERIMENT = ExperimentInfo(id="e2.3", order=3, title="E2.3: Training strategy optimization", requires=("e2.2",))
+TITLE = EXPERIMENT.title
 CACHE_KEY = "train_cache"  # in an arm's patch: the name of the train cache (augmentation arms)
 
 
@@ -29,46 +35,74 @@ def protocol(cfg: dict, preset) -> dict:
     }
 
 
-def _split_patch(arm: dict | None) -> tuple[dict, str | None]:
+def split_patch(arm: Mapping | None) -> tuple[dict, str | None]:
+    """An arm (dotted TrainConfig keys, plus ``train_cache``: a cache name) -> (recipe patch, train cache name)."""
     patch = dict(arm or {})
     return patch, patch.pop(CACHE_KEY, None)
 
 
-def describe(arm: dict | None) -> str:
-    patch, cache = _split_patch(arm)
+def describe(arm: Mapping | None) -> str:
+    patch, cache = split_patch(arm)
     parts = [f"{k}={v}" for k, v in patch.items()] + ([f"train cache {cache}"] if cache else [])
     return ", ".join(parts) or "base recipe"
 
 
-def run(ctx) -> dict:
-    cfg = ctx.cfg
-    kind = cfg.get("arch")
-    source = "config"
-    if not kind:
-        e22 = ctx.summary_of("e2.2") or {}
-        kind, source = e22.get("recommended_kind"), "E2.2"
-        if not kind:
-            kind, source = cfg.get("fallback_arch", "query"), "fallback (E2.2 recommended nothing)"
-    budget = cfg.get("budget", "10m")
-    seeds = [int(s) for s in (cfg.get("seeds") or [0])]
+def architecture(cfg: dict, upstream: Mapping[str, dict]) -> tuple[str, str, str | None]:
+    """(kind, where it came from, the assumption made when E2.2's summary is not there yet)."""
+    if cfg.get("arch"):
+        return cfg["arch"], "config", None
+    e22 = upstream.get("e2.2")
+    if e22 is not None and e22.get("recommended_kind"):
+        return e22["recommended_kind"], "E2.2", None
+    fallback = cfg.get("fallback_arch", "query")
+    if e22 is not None:
+        return fallback, "fallback (E2.2 recommended nothing)", None
+    return fallback, "fallback (E2.2 recommended nothing)", f"E2.2 has not run: assumes fallback_arch {fallback}"
+
+
+def _grids(cfg: dict) -> dict:
     grids = cfg.get("grids") or {}
     if not grids:
         raise ValueError(f"e2.3: no grids in {cfg.get('_source')}; expected grids: {{name: {{arms: {{arm: patch}}}}}}")
+    return grids
 
-    def spec(label: str, arm: dict | None, seed: int):
-        patch, cache = _split_patch(arm)
-        return (f"{label}-s{seed}", ctx.train_config(kind, budget, seed, patch=patch, train_cache=cache))
+
+def _arm_spec(label: str, kind: str, budget: str, arm: Mapping | None, seed: int, stage: int = 1,
+              assumption: str | None = None) -> TrialSpec:
+    patch, cache = split_patch(arm)
+    return TrialSpec(f"{label}-s{seed}", adapter=kind, budget=budget, seed=seed, patch=patch, train_cache=cache,
+                     stage=stage, assumption=assumption)
+
+
+def trials(cfg: dict, preset, upstream: Mapping[str, dict] | None = None,
+           combined_patch: Mapping | None = None) -> list[TrialSpec]:
+    """Stage 1: every arm of every grid x every seed, on E2.2's architecture. Stage 2: the combination of each
+    grid's best arm (``combined_patch``, known only after stage 1; listed as the base recipe until then, and run
+    only when two or more grids found a gain)."""
+    kind, _, assumption = architecture(cfg, upstream or {})
+    budget = cfg.get("budget", "10m")
+    seeds = [int(s) for s in (cfg.get("seeds") or [0])]
+    specs = [_arm_spec(f"{gname}/{aname}", kind, budget, arm, s, assumption=assumption)
+             for gname, g in _grids(cfg).items() for aname, arm in (g.get("arms") or {}).items() for s in seeds]
+    if cfg.get("combine", True):
+        specs += [_arm_spec("combined", kind, budget, combined_patch, s, stage=2, assumption=assumption)
+                  for s in seeds]
+    return specs
+
+
+def run(ctx) -> dict:
+    cfg = ctx.cfg
+    kind, source, _ = architecture(cfg, ctx.upstream())
+    budget = cfg.get("budget", "10m")
+    seeds = [int(s) for s in (cfg.get("seeds") or [0])]
+    grids = _grids(cfg)
 
     # stage 1: every arm of every grid
-    specs = []
-    for gname, g in grids.items():
-        for aname, arm in (g.get("arms") or {}).items():
-            specs += [spec(f"{gname}/{aname}", arm, s) for s in seeds]
-    records = ctx.run_trials(specs)
+    records = ctx.run_trials([t for t in trials(cfg, ctx.preset, ctx.upstream()) if t.stage == 1])
     splits = list(ctx.eval_spec()["splits"])
 
     # the seed spread of E2.1 at this budget (3 seeds): a change must beat its alternative by more to count
-    noise = ctx.seed_spread(budget)
+    noise = seed_spread(ctx.upstream(), budget)
     tol = float(noise or 0.0)
 
     def dist(row):
@@ -111,7 +145,7 @@ def run(ctx) -> dict:
             combined_patch[k] = v
     combined = None
     if cfg.get("combine", True) and combined_patch and sum(bool(b["patch"]) for b in best_per_grid.values()) > 1:
-        crecs = ctx.run_trials([spec("combined", combined_patch, s) for s in seeds])
+        crecs = ctx.run_trials([t for t in trials(cfg, ctx.preset, ctx.upstream(), combined_patch) if t.stage == 2])
         combined = an.group([crecs[f"combined-s{s}"] for s in seeds], splits)
         combined.update({"grid": "combined", "arm": "combined", "label": "combined", "patch": combined_patch,
                          "change": describe(combined_patch), "is_baseline": False,

@@ -9,11 +9,19 @@ conditioning. Exports the best seed to ``checkpoints/adapter_final/``.
 """
 from __future__ import annotations
 
-from c2bridge.experiments import analysis as an
-from c2bridge.experiments.e2_3 import _split_patch, describe
-from c2bridge.experiments.protocol import recipe_summary
+from typing import Mapping
 
-TITLE = "E2.4: Final efficiency validation"
+from c2bridge.experiments import analysis as an
+from c2bridge.experiments.e2_3 import describe, split_patch
+from c2bridge.experiments.protocol import recipe_summary
+from c2bridge.experiments.registry import ExperimentInfo
+from c2bridge.experiments.trials import TrialSpec
+
+EXPERIMENT = ExperimentInfo(id="e2.4", order=4, title="E2.4: Final efficiency validation",
+                            requires=("e2.1", "e2.2", "e2.3"), gate="param_efficiency")
+TITLE = EXPERIMENT.title
+REFERENCE_LABELS = {"caption": "decoder's own caption conditioning (reference, not a cap)",
+                    "zero": "zero conditioning", "untrained": "untrained {kind} {budget} adapter"}
 
 
 def protocol(cfg: dict, preset) -> dict:
@@ -29,42 +37,78 @@ def protocol(cfg: dict, preset) -> dict:
     }
 
 
-def run(ctx) -> dict:
-    cfg = ctx.cfg
-    e22, e23 = ctx.summary_of("e2.2") or {}, ctx.summary_of("e2.3") or {}
-    kind = cfg.get("arch") or e22.get("recommended_kind") or cfg.get("fallback_arch", "query")
+def design(cfg: dict, upstream: Mapping[str, dict]) -> dict:
+    """The final configuration: architecture (config, else E2.2's recommendation, else ``fallback_arch``) and
+    recipe (config ``recipe_patch``, else E2.3's best recipe, else the base recipe), with what was assumed for
+    upstream summaries that are not there yet."""
+    e22, e23 = upstream.get("e2.2"), upstream.get("e2.3")
+    assumed = []
+    kind = cfg.get("arch") or (e22 or {}).get("recommended_kind")
+    if not kind:
+        kind = cfg.get("fallback_arch", "query")
+        if e22 is None:
+            assumed.append(f"E2.2 has not run: assumes fallback_arch {kind}")
     if cfg.get("recipe_patch") is not None:
         recipe, recipe_source = dict(cfg["recipe_patch"]), "config"
-    elif (e23.get("best_recipe") or {}).get("patch") is not None:
+    elif ((e23 or {}).get("best_recipe") or {}).get("patch") is not None:
         recipe, recipe_source = dict(e23["best_recipe"]["patch"]), f"E2.3 ({e23['best_recipe']['label']})"
     else:
         recipe, recipe_source = {}, "base recipe (E2.3 found none)"
-    patch, cache = _split_patch(recipe)
-    small, ref = cfg.get("small_budget", "10m"), cfg.get("reference_budget", "100m")
+        if e23 is None:
+            assumed.append("E2.3 has not run: assumes the base recipe")
     seeds = [int(s) for s in (cfg.get("seeds") or [0])]
-    ref_seeds = [int(s) for s in (cfg.get("reference_seeds") or seeds)]
-    split = cfg.get("eval_split", "heldout")
     extra = dict(cfg.get("extra_eval_splits") or {})  # split -> cache, beyond the eval.splits every trial gets
     all_splits = {**((cfg.get("eval") or {}).get("splits") or {"val": "val"}), **extra}
-    splits = list(all_splits)
-    if split not in splits:
-        raise ValueError(f"e2.4: eval_split {split!r} is not one of the evaluated splits {splits} "
+    split = cfg.get("eval_split", "heldout")
+    if split not in all_splits:
+        raise ValueError(f"e2.4: eval_split {split!r} is not one of the evaluated splits {list(all_splits)} "
                          "(eval.splits + extra_eval_splits)")
+    return {"kind": kind, "recipe": recipe, "recipe_source": recipe_source,
+            "small": cfg.get("small_budget", "10m"), "ref": cfg.get("reference_budget", "100m"),
+            "seeds": seeds, "ref_seeds": [int(s) for s in (cfg.get("reference_seeds") or seeds)],
+            "split": split, "extra": extra, "all_splits": all_splits,
+            "references": list(cfg.get("references") or []), "assumption": "; ".join(assumed) or None}
 
-    specs = [(f"final-{kind}-{small}-s{s}", ctx.train_config(kind, small, s, patch=patch, train_cache=cache))
-             for s in seeds]
-    specs += [(f"reference-{kind}-{ref}-s{s}", ctx.train_config(kind, ref, s, patch=patch, train_cache=cache))
-              for s in ref_seeds]
-    references = list(cfg.get("references") or [])
-    for r in references:
-        specs.append((f"ref:{r}", ctx.reference_config(r, kind=kind, budget=small, seed=seeds[0], splits=all_splits)))
-    records = ctx.run_trials(specs)
-    trained = [f"final-{kind}-{small}-s{s}" for s in seeds] + [f"reference-{kind}-{ref}-s{s}" for s in ref_seeds]
-    if extra:  # the held-out / train-split evaluations, as evaluation-only trials of the trained adapters
-        evals = [(f"eval:{lbl}", c) for lbl in trained if (c := ctx.evaluate_config(records[lbl], extra))]
-        ev_records = ctx.run_trials(evals)
+
+def _final_label(d: dict, seed: int) -> str:
+    return f"final-{d['kind']}-{d['small']}-s{seed}"
+
+
+def _reference_label(d: dict, seed: int) -> str:
+    return f"reference-{d['kind']}-{d['ref']}-s{seed}"
+
+
+def trials(cfg: dict, preset, upstream: Mapping[str, dict] | None = None) -> list[TrialSpec]:
+    """The final adapter (small budget) and the reference budget with the same recipe, every seed; the measured
+    references (evaluation only); then each trained adapter evaluated on ``extra_eval_splits``."""
+    d = design(cfg, upstream or {})
+    patch, cache = split_patch(d["recipe"])
+    common = dict(adapter=d["kind"], patch=patch, train_cache=cache, assumption=d["assumption"])
+    specs = [TrialSpec(_final_label(d, s), budget=d["small"], seed=s, **common) for s in d["seeds"]]
+    specs += [TrialSpec(_reference_label(d, s), budget=d["ref"], seed=s, **common) for s in d["ref_seeds"]]
+    specs += [TrialSpec(f"ref:{r}", kind="reference", reference=r, adapter=d["kind"], budget=d["small"],
+                        seed=d["seeds"][0], splits=d["all_splits"], assumption=d["assumption"])
+              for r in d["references"]]
+    if d["extra"]:  # the held-out / train-split evaluations, as evaluation-only trials of the trained adapters
+        trained = [t.label for t in specs if t.kind == "train"]
+        specs += [TrialSpec(f"eval:{lbl}", kind="evaluate", of=lbl, splits=d["extra"], assumption=d["assumption"])
+                  for lbl in trained]
+    return specs
+
+
+def run(ctx) -> dict:
+    cfg = ctx.cfg
+    d = design(cfg, ctx.upstream())
+    kind, recipe, recipe_source = d["kind"], d["recipe"], d["recipe_source"]
+    small, ref, seeds, ref_seeds = d["small"], d["ref"], d["seeds"], d["ref_seeds"]
+    split, extra, references = d["split"], d["extra"], d["references"]
+    splits = list(d["all_splits"])
+
+    records = ctx.run_trials(trials(cfg, ctx.preset, ctx.upstream()))
+    trained = [_final_label(d, s) for s in seeds] + [_reference_label(d, s) for s in ref_seeds]
+    if extra:  # fold each evaluation into its training trial's record
         for lbl in trained:
-            ev = ev_records.get(f"eval:{lbl}")
+            ev = records.get(f"eval:{lbl}")
             if ev is None:
                 continue
             rec = dict(records[lbl])
@@ -87,8 +131,7 @@ def run(ctx) -> dict:
     for r in references:
         rec = records[f"ref:{r}"]
         row = an.group([rec], splits)
-        row.update({"label": {"caption": "decoder's own caption conditioning (reference, not a cap)",
-                              "zero": "zero conditioning", "untrained": f"untrained {kind} {small} adapter"}[r],
+        row.update({"label": REFERENCE_LABELS[r].format(kind=kind, budget=small),
                     "reference": r, "role": "measured reference"})
         ref_rows.append(row)
 

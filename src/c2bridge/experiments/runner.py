@@ -1,9 +1,14 @@
 """The study runner: experiment configs, caches, trials through an executor, results.yaml, verdicts, reports.
 
-``Study(run_dir, preset).run(["e2.1", ...])`` runs each experiment module's ``run(ctx)`` in plan order. Modules
-describe trials (label + resolved config) and turn their results into a summary; the runner does the rest:
-hashing, skipping what is done, resuming what is not, recording failures and going on, writing ``results.yaml``
-after every trial, then verdicts (``criteria.yaml``), the §6.4 decisions, Gate 2 and the reports.
+``Study(run_dir, preset).run(["e2.1", ...])`` runs each registered experiment (``c2bridge.experiments.registry``)
+in study order, pulling in what it requires. Modules list their trials (``trials(cfg, preset, upstream)``:
+``TrialSpec``s) and turn the records into a summary; the engine does the rest: resolving specs into configs
+(``context.StudyContext``), hashing, skipping what is done, resuming what is not, recording failures and going on,
+writing ``results.yaml`` (``store.ResultsStore``) after every trial, then verdicts, the §6.4 decisions and Gate 2
+(``criteria.assess_study``) and the reports.
+
+``Study.dry_run(names)`` lists the same trials without running anything: label, key (when the caches and models
+are recorded in RUN_DIR already), whether it is done, and the planner's cost.
 
 The heavy parts (feature extraction, training, evaluation) sit behind a ``Backend`` so the runner is testable with a
 fake one: ``backend.trial_fn`` (pure: trial dict in, result dict out), ``backend.prepare_cache``,
@@ -11,115 +16,30 @@ fake one: ``backend.trial_fn`` (pure: trial dict in, result dict out), ``backend
 """
 from __future__ import annotations
 
-import copy
-import importlib
 import time
-from importlib import resources
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol
+from typing import Callable, Iterable, Protocol
 
-from c2bridge._io import read_yaml, stable_hash
+from c2bridge._io import stable_hash
 from c2bridge.experiments import criteria as crit
-from c2bridge.experiments.trials import (StudyInterrupted, make_trial, needs_run, normalize_result, read_record,
-                                         write_record)
-from c2bridge.report import results as res
+from c2bridge.experiments import registry
+from c2bridge.experiments.context import StudyContext
+from c2bridge.experiments.registry import experiment_overrides, load_experiment_config, normalize_names
+from c2bridge.experiments.store import ResultsStore
+from c2bridge.experiments.trials import (StudyInterrupted, TrialSpec, make_trial, needs_run, normalize_result,
+                                         read_record, write_record)
 
-ORDER = ("e2.1", "e2.2", "e2.3", "e2.4")
-MODULES = {name: f"c2bridge.experiments.{name.replace('.', '_')}" for name in ORDER}
-# what each experiment reads from the ones before it (run first when their summary is missing)
-REQUIRES = {"e2.1": (), "e2.2": (), "e2.3": ("e2.2",), "e2.4": ("e2.1", "e2.2", "e2.3")}
+__all__ = ["Study", "StudyContext", "Backend", "DryRunRow", "load_experiment_config", "normalize_names",
+           "parse_overrides"]
+
 CACHE_DIR = "cache"
 SAVE_EVERY_S = 15.0  # results.yaml is rewritten at most this often while trials run (and after every batch)
 
 
-# ----------------------------------------------------------------------------------------------------- configs
-def config_dir() -> Path:
-    return Path(str(resources.files("c2bridge") / "configs" / "experiments"))
-
-
-def normalize_names(names: Iterable[str]) -> list[str]:
-    """``all`` / ``e2.1`` / ``e2_1`` / ``E2.1`` -> plan-ordered unique ids."""
-    wanted = set()
-    for raw in names:
-        name = raw.strip().lower().replace("_", ".")
-        if name == "all":
-            wanted.update(ORDER)
-        elif name in ORDER:
-            wanted.add(name)
-        else:
-            raise ValueError(f"unknown experiment {raw!r}; expected one of {', '.join(ORDER)} or all")
-    return [n for n in ORDER if n in wanted]
-
-
-def deep_merge(base: dict, patch: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in (patch or {}).items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
-def set_dotted(d: dict, path: str, value: Any) -> None:
-    parts = path.split(".")
-    for p in parts[:-1]:
-        if not isinstance(d.get(p), dict):
-            d[p] = {}
-        d = d[p]
-    d[parts[-1]] = value
-
-
 def parse_overrides(items: Iterable[str]) -> tuple[dict, dict]:
-    """``key=value`` (value parsed as YAML) -> (for every experiment, per experiment).
-
-    A key starting with an experiment id (``e2_1.seeds=[0]`` or ``e2.1.seeds=[0]``) applies to that one only.
-    """
-    import yaml
-
-    common: dict = {}
-    per: dict = {n: {} for n in ORDER}
-    for item in items or ():
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"override {item!r} is not key=value (e.g. recipe.steps=50 or e2_1.seeds=[0])")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"override {item!r}: value is not valid YAML ({exc.__class__.__name__})") from None
-        target = common
-        for name in ORDER:
-            for prefix in (name + ".", name.replace(".", "_") + "."):
-                if key.lower().startswith(prefix):
-                    target, key = per[name], key[len(prefix):]
-                    break
-            if target is not common:
-                break
-        target[key] = value
-    return common, per
-
-
-def load_experiment_config(name: str, preset: str, overrides: Iterable[str] = (), directory: str | Path | None = None) -> dict:
-    """``<exp>.<preset>.yaml`` merged over its ``base`` (``common.<preset>.yaml``), then the overrides."""
-    directory = Path(directory) if directory else config_dir()
-    stem = name.replace(".", "_")
-    path = directory / f"{stem}.{preset}.yaml"
-    if not path.is_file():
-        have = sorted(p.name for p in directory.glob(f"{stem}.*.yaml"))
-        raise ValueError(f"no {name} config for preset {preset!r}: expected {path} (found: {', '.join(have) or 'none'})")
-    cfg = read_yaml(path) or {}
-    base = cfg.pop("base", None)
-    if base:
-        base_path = directory / f"{base}.{preset}.yaml"
-        if not base_path.is_file():
-            raise FileNotFoundError(f"{path} names base {base!r} but {base_path} does not exist")
-        cfg = deep_merge(read_yaml(base_path) or {}, cfg)
-    common, per = parse_overrides(overrides)
-    for key, value in list(common.items()) + list(per[name].items()):
-        set_dotted(cfg, key, value)
-    cfg["_source"] = str(path)
-    return cfg
+    """``key=value`` items -> (for every experiment, per experiment id); see ``registry.experiment_overrides``."""
+    return experiment_overrides(items)
 
 
 # ----------------------------------------------------------------------------------------------------- backend
@@ -135,135 +55,39 @@ class Backend(Protocol):
     def prepare_cache(self, preset: str, spec: dict, out: Path) -> dict: ...  # -> {"key", "n", ...}
 
 
-# ----------------------------------------------------------------------------------------------------- context
-class StudyContext:
-    """What an experiment module sees: its config, the preset, caches, trials, and earlier summaries."""
+class _RecordedBackend:
+    """What a dry run knows without models or extraction: the models, distance and caches RUN_DIR recorded."""
 
-    def __init__(self, study: "Study", name: str, cfg: dict):
-        self.study = study
-        self.name = name
-        self.cfg = cfg
-        self.preset = study.preset
-        self.results = study.results
-        self.criteria = study.criteria
-        self.run_dir = study.run_dir
-        self.log = study.log
+    def __init__(self, results: dict, run_dir: Path):
+        self.results, self.run_dir = results, run_dir
 
-    # --- caches -------------------------------------------------------------------------------------------
-    def cache(self, name: str) -> dict:
-        """``{"key", "path"}`` of a named cache (``caches.<name>`` in the config), extracting it on first use."""
-        return self.study.cache(name, self.cfg)
+    def trial_fn(self, trial: dict) -> dict:  # pragma: no cover - a dry run dispatches nothing
+        raise RuntimeError("a dry run runs no trial")
 
-    # --- trial configs ------------------------------------------------------------------------------------
-    def budget(self, name: str) -> float:
-        budgets = self.preset.budgets
-        if name not in budgets:
-            raise ValueError(f"unknown budget {name!r} for preset {self.preset.name}; expected one of {list(budgets)}")
-        return float(budgets[name])
+    def models(self, preset: str) -> dict:
+        return self.results.get("models") or {}
 
-    def eval_spec(self, splits: dict | None = None) -> dict:
-        """The evaluation every trained trial gets (identical across experiments, so trials are shared);
-        ``splits`` (split name -> cache name) replaces ``eval.splits`` for evaluation-only trials."""
-        ev = dict(self.cfg.get("eval") or {})
-        default = ev.pop("splits", {"val": "val"})
-        splits = default if splits is None else splits
-        if self.cfg.get("threads") is not None:
-            ev.setdefault("threads", int(self.cfg["threads"]))
-        return {
-            **ev,
-            "distance": self.study.distance["name"],
-            "splits": {split: self.cache(cache_name) for split, cache_name in splits.items()},
-        }
+    def resolve_distance(self, requested: str) -> dict:
+        return self.results.get("distance") or {"name": requested if requested not in (None, "auto") else None,
+                                                 "reason": "not resolved yet (dry run)"}
 
-    def train_config(self, kind: str, budget: str, seed: int, patch: dict | None = None,
-                     train_cache: str | None = None) -> dict:
-        """The resolved config of one training trial.
+    def prepare_cache(self, preset: str, spec: dict, out: Path) -> dict:
+        rel = str(out.relative_to(self.run_dir))
+        for entry in (self.results.get("caches") or {}).values():
+            if entry.get("path") == rel:
+                return {"key": entry.get("key"), "n": entry.get("n")}
+        return {"key": None, "n": None}
 
-        ``train`` is the trainer's fully resolved ``TrainConfig`` (preset recipe defaults <- the experiment's
-        ``recipe`` <- adapter/seed/data <- ``patch``, dotted TrainConfig keys), so a change anywhere in the recipe
-        changes the trial key; cache paths are relative to RUN_DIR.
-        """
-        from c2bridge.train.config import config_to_dict, load_config
 
-        train_ref = self.cache(train_cache or self.cfg.get("train_cache", "train"))
-        val_ref = self.cache(self.cfg.get("val_cache", "val"))
-        user = deep_merge(self.cfg.get("recipe") or {}, {
-            "preset": self.preset.name,
-            "seed": int(seed),
-            "adapter": {"kind": kind, "budget": budget},
-            "data": {"train_cache": train_ref["path"], "val_cache": val_ref["path"]},
-            "log": {"progress_bar": False},
-        })
-        for key, value in (patch or {}).items():
-            set_dotted(user, key, value)
-        resolved = config_to_dict(load_config(user))
-        return {
-            "kind": "train",
-            "preset": self.preset.name,
-            "models": self.study.models_fingerprint,
-            "budget_params": self.budget(budget),
-            "caches": {"train": train_ref["key"], "val": val_ref["key"]},
-            "train": resolved,
-            "eval": self.eval_spec(),
-        }
-
-    def reference_config(self, reference: str, kind: str | None = None, budget: str | None = None,
-                         seed: int = 0, splits: dict | None = None) -> dict:
-        """An evaluation-only trial: ``caption`` (the decoder's own caption conditioning, the mini world's
-        "ceiling"), ``zero`` (zero conditioning) or ``untrained`` (an adapter at init, never trained)."""
-        if reference not in ("caption", "zero", "untrained"):
-            raise ValueError(f"unknown reference {reference!r}; expected caption, zero or untrained")
-        config = {
-            "kind": "reference",
-            "reference": reference,
-            "preset": self.preset.name,
-            "models": self.study.models_fingerprint,
-            "eval": self.eval_spec(splits),
-        }
-        if reference == "untrained":
-            config["train"] = self.train_config(kind or "query", budget or "10m", seed)["train"]
-            config["budget_params"] = self.budget(budget or "10m")
-        return config
-
-    def evaluate_config(self, record: dict, splits: dict) -> dict | None:
-        """An evaluation-only trial of a finished training trial's adapter on more splits (e.g. E2.4's held-out
-        and train-split evaluations), so the training trial stays shared with the experiments that skip them."""
-        adapter = (record.get("artifacts") or {}).get("adapter")
-        if record.get("status") != "completed" or not adapter:
-            return None
-        return {
-            "kind": "evaluate",
-            "preset": self.preset.name,
-            "models": self.study.models_fingerprint,
-            "of": record["key"],
-            "adapter": adapter,
-            "eval": self.eval_spec(splits),
-        }
-
-    # --- exports ------------------------------------------------------------------------------------------
-    def export_dir(self, src_rel: str | None, dest_rel: str) -> str | None:
-        """Copy a trial's directory (e.g. its best adapter) to ``RUN_DIR/dest_rel``, replacing it atomically."""
-        return self.study.export(src_rel, dest_rel)
-
-    def export_file(self, src_rel: str | None, dest_rel: str) -> str | None:
-        return self.study.export(src_rel, dest_rel)
-
-    # --- running ------------------------------------------------------------------------------------------
-    def run_trials(self, specs: list[tuple[str, dict]]) -> dict[str, dict]:
-        """Run (or find done) each ``(label, config)``; returns label -> trial record (status, metrics, ...)."""
-        return self.study.run_trials(self.name, specs)
-
-    def summary_of(self, experiment: str) -> dict | None:
-        exp = self.results["experiments"].get(experiment) or {}
-        return exp.get("summary")
-
-    def seed_spread(self, budget: str) -> float | None:
-        """E2.1's seed spread (sd of the val distance over its seeds) at ``budget``: what a difference between two
-        single-seed arms at that budget must exceed to count (None when E2.1 did not train that budget)."""
-        return ((self.summary_of("e2.1") or {}).get("distance_std_by_budget") or {}).get(budget)
-
-    def criterion(self, name: str) -> dict:
-        return ((self.criteria.get("experiments") or {}).get(self.name) or {}).get(name) or {}
+@dataclass
+class DryRunRow:
+    experiment: str
+    label: str
+    kind: str
+    key: str | None  # None: not computable yet (caches not extracted, or decided at run time)
+    done: bool
+    gpu_hours: float | None  # the planner's estimate (None when it has no estimate for the trial)
+    note: str | None = None
 
 
 # ----------------------------------------------------------------------------------------------------- study
@@ -272,56 +96,41 @@ class Study:
                  executor: str = "local", retry_failed: bool = False, backend: Backend | None = None,
                  executor_options: dict | None = None,
                  config_directory: str | Path | None = None, criteria_path: str | Path | None = None,
-                 log: Callable[[str], None] = print, command: str | None = None, render: bool = True):
+                 log: Callable[[str], None] = print, command: str | None = None, render: bool = True,
+                 dry: bool = False):
         from c2bridge.presets import get_preset
 
         self.preset = get_preset(preset)
         self.run_dir = Path(run_dir)
         self.overrides = list(overrides or ())
+        registry.check_overrides(self.overrides, self.preset.name, config_directory)  # before anything is written
         self.retry_failed = retry_failed
         self.config_directory = config_directory
         self.log = log
         self.render = render
         self.criteria = crit.load_criteria(criteria_path)
-        from c2bridge.experiments.executors import get_executor
+        self.store = ResultsStore(self.run_dir, self.preset, command=command, log=log)
+        self.results = self.store.results
+        self.dry = dry
+        if dry:
+            backend = _RecordedBackend(self.results, self.run_dir)
+            self.executor = None
+        else:
+            from c2bridge.experiments.executors import get_executor
 
-        self.executor = get_executor(executor, **(executor_options or {}))
+            self.executor = get_executor(executor, **(executor_options or {}))
         if backend is None:
             from c2bridge.experiments.backend import TorchBackend
 
             backend = TorchBackend()
         self.backend = backend
-        self.results = self._open_results(command)
         self._caches: dict[str, dict] = {}
-        self._last_save = time.monotonic()
         self.n_run = self.n_reused = 0  # trials dispatched / found done in this invocation
         self.distance: dict = {}
         self.models_fingerprint: str | None = None
 
-    # --- results.yaml -------------------------------------------------------------------------------------
-    def _open_results(self, command: str | None) -> dict:
-        path = res.results_path(self.run_dir)
-        if path.is_file():
-            results = res.load_results(self.run_dir)
-            have = (results.get("preset") or {}).get("name")
-            if have != self.preset.name:
-                raise ValueError(
-                    f"{self.run_dir} holds a {have!r} study; this run is {self.preset.name!r}: use another --out"
-                )
-            results["study"]["command"] = command or results["study"].get("command")
-            from c2bridge._io import to_plain
-
-            results["preset"] = to_plain(self.preset)  # this code's view of the preset and packages
-            results["environment"] = res.environment()
-            return results
-        from c2bridge._io import to_plain
-
-        preset = to_plain(self.preset)
-        return res.new_results(preset, command=command)
-
     def save(self) -> None:
-        res.write_results(self.run_dir, self.results)
-        self._last_save = time.monotonic()
+        self.store.save()
 
     # --- study-wide setup ---------------------------------------------------------------------------------
     def _setup(self, cfg: dict) -> None:
@@ -331,9 +140,13 @@ class Study:
         if configure is not None:
             configure(cfg)  # e.g. CPU threads for extraction and evaluation in this process
         models = self.backend.models(self.preset.name)
+        requested = (cfg.get("eval") or {}).get("distance", "auto")
+        if self.dry:
+            self.models_fingerprint = stable_hash(models) if models else None
+            self.distance = self.backend.resolve_distance(requested)
+            return
         self.results["models"] = models
         self.models_fingerprint = stable_hash(models)
-        requested = (cfg.get("eval") or {}).get("distance", "auto")
         self.distance = self.backend.resolve_distance(requested)
         previous = self.results.get("distance")
         if previous and previous.get("name") != self.distance["name"]:
@@ -355,14 +168,15 @@ class Study:
         rel = f"{CACHE_DIR}/{'-'.join(parts)}-{ident}"
         t0 = time.perf_counter()
         info = self.backend.prepare_cache(self.preset.name, spec, self.run_dir / rel)
-        ref = {"key": str(info["key"]), "path": rel}
-        previous = self.results["caches"].get(name)
-        entry_name = name if previous is None or previous.get("path") == rel else f"{name}@{ident}"
-        dt = time.perf_counter() - t0
-        self.results["caches"][entry_name] = {**spec, **{k: v for k, v in info.items() if k != "key"}, **ref,
-                                              "seconds": round(dt, 1)}  # extraction (or finding it done) this run
-        if dt > 1.0:
-            self.log(f"cache {name}: {info.get('n', '?')} items in {dt:.1f}s -> {rel}")
+        ref = {"key": None if info["key"] is None else str(info["key"]), "path": rel}
+        if not self.dry:
+            previous = self.results["caches"].get(name)
+            entry_name = name if previous is None or previous.get("path") == rel else f"{name}@{ident}"
+            dt = time.perf_counter() - t0
+            self.results["caches"][entry_name] = {**spec, **{k: v for k, v in info.items() if k != "key"}, **ref,
+                                                  "seconds": round(dt, 1)}  # extraction (or finding it done) this run
+            if dt > 1.0:
+                self.log(f"cache {name}: {info.get('n', '?')} items in {dt:.1f}s -> {rel}")
         self._caches[ident] = ref
         return ref
 
@@ -379,7 +193,7 @@ class Study:
             if needs_run(record, self.retry_failed):
                 pending[trial["key"]] = trial
             else:
-                self._store(trial, record, experiment, label)
+                self.store.store_trial(trial, record, experiment, label)
         skipped = len({t["key"] for t in by_label.values()}) - len(pending)
         self.n_run += len(pending)
         self.n_reused += skipped
@@ -398,8 +212,8 @@ class Study:
                 raise StudyInterrupted(f"{labels[trial['key']]} was interrupted and checkpointed; run the same "
                                        "command again to resume")
             write_record(trial, record)
-            self._store(trial, record, experiment, labels[trial["key"]])
-            if time.monotonic() - self._last_save > SAVE_EVERY_S:  # trial.json is the durable record; this is progress
+            self.store.store_trial(trial, record, experiment, labels[trial["key"]])
+            if time.monotonic() - self.store.last_save > SAVE_EVERY_S:  # trial.json is the durable record
                 self.save()
             done += 1
             self.log(f"[{experiment}] {done}/{len(pending)} {labels[trial['key']]}: {_one_line(record)}")
@@ -408,76 +222,35 @@ class Study:
         return {label: {**self.results["trials"][t["key"]], "key": t["key"]} for label, t in by_label.items()}
 
     def export(self, src_rel: str | None, dest_rel: str) -> str | None:
-        """Copy ``RUN_DIR/src_rel`` (file or dir) to ``RUN_DIR/dest_rel``: build a temp copy, then rename over."""
-        import os
-        import shutil
-        import tempfile
-
-        if not src_rel:
-            return None
-        src = self.run_dir / src_rel
-        if not src.exists():
-            self.log(f"note: {src_rel} not found; {dest_rel} not written")
-            return None
-        dest = self.run_dir / dest_rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_file():
-            from c2bridge._io import atomic_write_bytes
-
-            atomic_write_bytes(dest, src.read_bytes())
-            return dest_rel
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-        try:
-            shutil.copytree(src, tmp, dirs_exist_ok=True)
-            if dest.exists():
-                old = dest.with_name(f".{dest.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(dest, old)
-                os.replace(tmp, dest)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, dest)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return dest_rel
-
-    def _store(self, trial: dict, record: dict, experiment: str, label: str) -> None:
-        previous = self.results["trials"].get(trial["key"]) or {}
-        labels = dict(previous.get("labels") or {})
-        labels[experiment] = label
-        self.results["trials"][trial["key"]] = {
-            **{k: v for k, v in record.items() if k not in ("key", "traceback")},
-            "status": record["status"],
-            "labels": labels,
-            "run_dir": str(Path(trial["run_dir"]).relative_to(self.run_dir)),
-            "config": trial["config"],
-        }
+        return self.store.export(src_rel, dest_rel)
 
     # --- experiments --------------------------------------------------------------------------------------
     def experiment_config(self, name: str) -> dict:
         return load_experiment_config(name, self.preset.name, self.overrides, self.config_directory)
 
+    def _have_summary(self) -> list[str]:
+        return [n for n, e in self.results["experiments"].items() if (e or {}).get("summary")]
+
     def run(self, names: Iterable[str]) -> dict:
+        if self.dry:
+            raise RuntimeError("a dry-run Study lists trials (dry_run); it does not run them")
         wanted = normalize_names(names)
-        todo: list[str] = []
-        for name in wanted:  # pull in what each needs, unless an earlier run already summarized it
-            for dep in REQUIRES[name]:
-                if dep not in todo and dep not in wanted and not (self.results["experiments"].get(dep) or {}).get("summary"):
-                    self.log(f"{name} needs {dep}'s result: running {dep} first")
-                    todo.append(dep)
-            todo.append(name)
-        todo = [n for n in ORDER if n in todo]
+        todo = registry.with_requirements(wanted, self._have_summary())
+        for name in todo:
+            if name not in wanted:
+                needed_by = next(w for w in wanted if name in registry.get(w).EXPERIMENT.requires)
+                self.log(f"{needed_by} needs {name}'s result: running {name} first")
         t_start = time.perf_counter()
         for name in todo:
             cfg = self.experiment_config(name)
             self._setup(cfg)
-            module = importlib.import_module(MODULES[name])
+            module = registry.get(name)
             ctx = StudyContext(self, name, cfg)
             t0 = time.perf_counter()
-            self.log(f"== {name}: {module.TITLE}")
+            self.log(f"== {name}: {module.EXPERIMENT.title}")
             protocol = self._protocol(name, module, cfg)  # before the trials: the recipe they are resolved from
             record = module.run(ctx)
-            record["title"] = module.TITLE
+            record["title"] = module.EXPERIMENT.title
             record["config_file"] = Path(cfg["_source"]).name
             record["protocol"] = protocol
             record["protocol_notes"] = list(cfg.get("protocol_notes") or [])
@@ -511,30 +284,72 @@ class Study:
 
     def assess(self) -> None:
         """Verdicts for every summarized experiment, the §6.4 decisions, failure rules, Gate 2, mini checks."""
-        preset = self.results["preset"]
-        distance = (self.results.get("distance") or {}).get("name")
-        summaries = {n: e["summary"] for n, e in self.results["experiments"].items() if e.get("summary") is not None}
-        verdicts = {}
-        for name, summary in summaries.items():
-            v = crit.assess(summary, (self.criteria.get("experiments") or {}).get(name) or {}, preset, distance)
-            self.results["experiments"][name]["verdicts"] = v
-            verdicts[name] = v
-        decisions = crit.decisions(summaries, self.criteria, preset, distance)
-        self.results["decisions"] = decisions
-        self.results["gate2"] = crit.gate2(summaries, verdicts, decisions, self.criteria, preset)
-        if preset.get("is_miniature"):
-            values = {}
-            for summary in summaries.values():
-                values.update(summary.get("miniature_checks") or {})
-            checks = {k: c for k, c in (self.criteria.get("miniature_checks") or {}).items() if k in values}
-            self.results["miniature_checks"] = crit.assess(values, checks, preset, distance)
-            failed = [k for k, v in self.results["miniature_checks"].items() if v["verdict"] == "fail"]
-            if failed:  # ratios of numbers that do not respond to the adapter say nothing
-                self.results["gate2"]["valid"] = False
-                self.results["gate2"]["caveat"] = (
-                    "not meaningful: the miniature's own checks failed (" + ", ".join(failed) + "), i.e. its "
-                    "adapters do not clearly beat an untrained adapter / zero conditioning or its scaling curve is "
-                    "flat, so param_efficiency compares numbers that barely respond to the adapter")
+        crit.assess_study(self.results, self.criteria, registry.gate_metric())
+
+    # --- dry run ------------------------------------------------------------------------------------------
+    def trial_lists(self, names: Iterable[str]) -> dict[str, list[TrialSpec]]:
+        """Every wanted experiment's trials (``trials(cfg, preset, upstream)``), upstream = the summaries RUN_DIR
+        holds (an experiment without one: its documented assumption)."""
+        upstream = {n: e["summary"] for n, e in self.results["experiments"].items() if (e or {}).get("summary")}
+        return {name: registry.get(name).trials(self.experiment_config(name), self.preset, upstream)
+                for name in normalize_names(names)}
+
+    def dry_run(self, names: Iterable[str], gpu: str = "a100-80") -> list[DryRunRow]:
+        """The trials ``run(names)`` would train, with their keys where RUN_DIR's recorded caches and models fix
+        them, whether each is done already, and the planner's GPU-hours (nothing is run or written)."""
+        from c2bridge import planner
+
+        lists = self.trial_lists(names)
+        estimates = planner.estimate_trial_lists({n: (self.experiment_config(n), specs) for n, specs in lists.items()},
+                                                 preset=self.preset.name, gpu=gpu)
+        rows: list[DryRunRow] = []
+        for name, specs in lists.items():
+            cfg = self.experiment_config(name)
+            self._setup(cfg)
+            ctx = StudyContext(self, name, cfg)
+            resolved: dict[str, dict] = {}
+            for spec, est in zip(specs, estimates[name]):
+                key, done, note = None, False, spec.assumption
+                if spec.stage > 1:
+                    note = "decided after stage 1" + (f"; {note}" if note else "")
+                elif self.models_fingerprint is not None:
+                    key, done, record = self._dry_key(ctx, spec, resolved)
+                    if record is not None:
+                        resolved[spec.label] = record
+                rows.append(DryRunRow(name, spec.label, spec.kind, key, done, est.hours if est else None, note))
+        return rows
+
+    def _dry_key(self, ctx: StudyContext, spec: TrialSpec, resolved: dict) -> tuple[str | None, bool, dict | None]:
+        config = ctx.resolve(spec, resolved) if spec.kind != "evaluate" or spec.of in resolved else None
+        if config is None or _has_unknown_cache(config):
+            return None, False, None
+        trial = make_trial(config, self.run_dir)
+        record = read_record(trial) or self.results["trials"].get(trial["key"])
+        done = record is not None and not needs_run(record, self.retry_failed)
+        return trial["key"], done, ({**record, "key": trial["key"]} if record else None)
+
+
+def _has_unknown_cache(config: dict) -> bool:
+    caches = list((config.get("caches") or {}).values())
+    caches += [ref.get("key") for ref in ((config.get("eval") or {}).get("splits") or {}).values()]
+    return any(c is None for c in caches) or config.get("models") is None
+
+
+def format_dry_run(rows: list[DryRunRow], run_dir: Path) -> str:
+    """The table ``c2bridge run ... --dry-run`` prints."""
+    head = f"{'experiment':<10} {'trial':<36} {'kind':<9} {'key':<16} {'done':<4} {'GPU-h':>7}  note"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        hours = f"{r.gpu_hours:>7.3g}" if r.gpu_hours is not None else f"{'-':>7}"
+        lines.append(f"{r.experiment:<10} {r.label[:36]:<36} {r.kind:<9} {r.key or '-':<16} "
+                     f"{'yes' if r.done else 'no':<4} {hours}  {r.note or ''}".rstrip())
+    n_done = sum(r.done for r in rows)
+    hours = sum(r.gpu_hours or 0.0 for r in rows if not r.done)
+    lines.append("")
+    lines.append(f"{len(rows)} trial(s), {n_done} done in {run_dir}; the rest ~{hours:.3g} GPU-h by the planner "
+                 f"(trials sharing a key are costed once; '-' key: its caches are not extracted yet or it is decided "
+                 f"at run time)")
+    return "\n".join(lines)
 
 
 def _one_line(record: dict) -> str:

@@ -11,14 +11,59 @@ stops and the next run resumes the trial from its checkpoint.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from c2bridge._io import atomic_write_json, read_json, stable_hash
 
 TRIAL_RECORD = "trial.json"
 TRIALS_DIR = "trials"
 KEY_LENGTH = 16
+
+
+TRIAL_KINDS = ("train", "reference", "evaluate")
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One trial as an experiment describes it, before the engine resolves it (caches, models, the trainer's full
+    config) into the config its key hashes. An experiment's ``trials(cfg, preset, upstream)`` returns a list of
+    these: the runner trains them, ``c2bridge run --dry-run`` lists them and the planner costs them.
+
+    - ``train``: train adapter ``adapter`` at ``budget`` with ``seed`` and the recipe ``patch`` (dotted TrainConfig
+      keys) on the train cache ``train_cache`` (a cache name; None = the experiment's ``train_cache``).
+    - ``reference``: an evaluation-only reference conditioning (``caption`` / ``zero`` / ``untrained``) on
+      ``splits`` (split -> cache name; None = the experiment's ``eval.splits``).
+    - ``evaluate``: the adapter trained by the trial labelled ``of`` (same experiment), on more ``splits``.
+
+    ``stage`` 2 trials are decided from this experiment's stage-1 results (E2.3's combination): the listed spec is
+    the documented assumption. ``assumption`` says what a spec assumes about upstream results it could not see.
+    """
+
+    label: str
+    kind: str = "train"
+    adapter: str | None = None
+    budget: str | None = None
+    seed: int = 0
+    patch: Mapping[str, Any] = field(default_factory=dict)
+    train_cache: str | None = None
+    reference: str | None = None
+    splits: Mapping[str, str] | None = None
+    of: str | None = None
+    stage: int = 1
+    assumption: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in TRIAL_KINDS:
+            raise ValueError(f"trial {self.label!r}: kind {self.kind!r}; expected one of {list(TRIAL_KINDS)}")
+        if self.kind == "evaluate" and not self.of:
+            raise ValueError(f"trial {self.label!r}: an evaluate trial names the trial it evaluates (of=LABEL)")
+
+    @property
+    def decided_at_run_time(self) -> bool:
+        """True when what the run trains depends on results this list could not see."""
+        return self.stage > 1 or self.assumption is not None
 
 
 def trial_key(config: dict) -> str:

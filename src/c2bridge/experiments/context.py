@@ -1,0 +1,161 @@
+"""What an experiment module sees while it runs: its config, the preset, caches, earlier summaries, and
+``run_trials`` (TrialSpecs in, trial records out). Resolving a ``TrialSpec`` into the config its key hashes
+happens here, so every experiment's trials are built the same way.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable
+
+from c2bridge.config import deep_merge, resolve_budget, set_dotted
+from c2bridge.experiments.trials import TrialSpec
+from c2bridge.names import REFERENCES
+
+if TYPE_CHECKING:  # pragma: no cover
+    from c2bridge.experiments.runner import Study
+
+
+class StudyContext:
+    def __init__(self, study: "Study", name: str, cfg: dict):
+        self.study = study
+        self.name = name
+        self.cfg = cfg
+        self.preset = study.preset
+        self.results = study.results
+        self.criteria = study.criteria
+        self.run_dir = study.run_dir
+        self.log = study.log
+
+    # --- caches -------------------------------------------------------------------------------------------
+    def cache(self, name: str) -> dict:
+        """``{"key", "path"}`` of a named cache (``caches.<name>`` in the config), extracting it on first use."""
+        return self.study.cache(name, self.cfg)
+
+    # --- resolving trials ---------------------------------------------------------------------------------
+    def budget(self, name: str | float) -> float:
+        return resolve_budget(name, self.preset)
+
+    def eval_spec(self, splits: dict | None = None) -> dict:
+        """The evaluation every trained trial gets (identical across experiments, so trials are shared);
+        ``splits`` (split name -> cache name) replaces ``eval.splits`` for evaluation-only trials."""
+        ev = dict(self.cfg.get("eval") or {})
+        default = ev.pop("splits", {"val": "val"})
+        splits = default if splits is None else splits
+        if self.cfg.get("threads") is not None:
+            ev.setdefault("threads", int(self.cfg["threads"]))
+        return {
+            **ev,
+            "distance": self.study.distance["name"],
+            "splits": {split: self.cache(cache_name) for split, cache_name in splits.items()},
+        }
+
+    def train_config(self, kind: str, budget: str, seed: int, patch: dict | None = None,
+                     train_cache: str | None = None) -> dict:
+        """The resolved config of one training trial.
+
+        ``train`` is the trainer's fully resolved ``TrainConfig`` (preset recipe defaults <- the experiment's
+        ``recipe`` <- adapter/seed/data <- ``patch``, dotted TrainConfig keys), so a change anywhere in the recipe
+        changes the trial key; cache paths are relative to RUN_DIR.
+        """
+        from c2bridge.train.config import config_to_dict, load_config
+
+        train_ref = self.cache(train_cache or self.cfg.get("train_cache", "train"))
+        val_ref = self.cache(self.cfg.get("val_cache", "val"))
+        user = deep_merge(self.cfg.get("recipe") or {}, {
+            "preset": self.preset.name,
+            "seed": int(seed),
+            "adapter": {"kind": kind, "budget": budget},
+            "data": {"train_cache": train_ref["path"], "val_cache": val_ref["path"]},
+            "log": {"progress_bar": False},
+        })
+        for key, value in (patch or {}).items():
+            set_dotted(user, key, value)
+        resolved = config_to_dict(load_config(user))
+        return {
+            "kind": "train",
+            "preset": self.preset.name,
+            "models": self.study.models_fingerprint,
+            "budget_params": self.budget(budget),
+            "caches": {"train": train_ref["key"], "val": val_ref["key"]},
+            "train": resolved,
+            "eval": self.eval_spec(),
+        }
+
+    def reference_config(self, reference: str, kind: str | None = None, budget: str | None = None,
+                         seed: int = 0, splits: dict | None = None) -> dict:
+        """An evaluation-only trial: ``caption`` (the decoder's own caption conditioning, the mini world's
+        "ceiling"), ``zero`` (zero conditioning) or ``untrained`` (an adapter at init, never trained)."""
+        if reference not in REFERENCES:
+            raise ValueError(f"unknown reference {reference!r}; expected one of {', '.join(REFERENCES)}")
+        config = {
+            "kind": "reference",
+            "reference": reference,
+            "preset": self.preset.name,
+            "models": self.study.models_fingerprint,
+            "eval": self.eval_spec(splits),
+        }
+        if reference == "untrained":
+            config["train"] = self.train_config(kind or "query", budget or "10m", seed)["train"]
+            config["budget_params"] = self.budget(budget or "10m")
+        return config
+
+    def evaluate_config(self, record: dict, splits: dict) -> dict | None:
+        """An evaluation-only trial of a finished training trial's adapter on more splits (e.g. E2.4's held-out
+        and train-split evaluations), so the training trial stays shared with the experiments that skip them."""
+        adapter = (record.get("artifacts") or {}).get("adapter")
+        if record.get("status") != "completed" or not adapter:
+            return None
+        return {
+            "kind": "evaluate",
+            "preset": self.preset.name,
+            "models": self.study.models_fingerprint,
+            "of": record["key"],
+            "adapter": adapter,
+            "eval": self.eval_spec(splits),
+        }
+
+    def resolve(self, spec: TrialSpec, records: dict[str, dict] | None = None) -> dict | None:
+        """A TrialSpec -> the trial config its key hashes (None: an ``evaluate`` of a trial that did not finish)."""
+        if spec.kind == "train":
+            return self.train_config(spec.adapter or self.cfg.get("kind", "query"), spec.budget or "10m", spec.seed,
+                                     patch=dict(spec.patch), train_cache=spec.train_cache)
+        if spec.kind == "reference":
+            return self.reference_config(spec.reference, kind=spec.adapter, budget=spec.budget, seed=spec.seed,
+                                         splits=dict(spec.splits) if spec.splits is not None else None)
+        record = (records or {}).get(spec.of)
+        if record is None:
+            raise ValueError(f"{self.name}: trial {spec.label!r} evaluates {spec.of!r}, which is not listed before it")
+        return self.evaluate_config(record, dict(spec.splits or {}))
+
+    # --- running ------------------------------------------------------------------------------------------
+    def run_trials(self, specs: Iterable[TrialSpec]) -> dict[str, dict]:
+        """Run (or find done) every spec; returns label -> trial record (status, metrics, ..., key).
+
+        Training and reference trials go first; ``evaluate`` trials then run on the adapters those trained (one
+        whose trial did not finish is left out of the result)."""
+        specs = list(specs)
+        first = [s for s in specs if s.kind != "evaluate"]
+        records = self.study.run_trials(self.name, [(s.label, self.resolve(s)) for s in first]) if first else {}
+        later = [s for s in specs if s.kind == "evaluate"]
+        if later:
+            resolved = [(s.label, self.resolve(s, records)) for s in later]
+            records.update(self.study.run_trials(self.name, [(lbl, c) for lbl, c in resolved if c is not None]))
+        return records
+
+    def upstream(self) -> dict[str, dict]:
+        """Every summarized experiment's summary (what ``trials(cfg, preset, upstream)`` reads)."""
+        return {name: exp["summary"] for name, exp in self.results["experiments"].items()
+                if (exp or {}).get("summary") is not None}
+
+    def summary_of(self, experiment: str) -> dict | None:
+        return self.upstream().get(experiment)
+
+    def criterion(self, name: str) -> dict:
+        return ((self.criteria.get("experiments") or {}).get(self.name) or {}).get(name) or {}
+
+    # --- exports ------------------------------------------------------------------------------------------
+    def export_dir(self, src_rel: str | None, dest_rel: str) -> str | None:
+        """Copy a trial's directory (e.g. its best adapter) to ``RUN_DIR/dest_rel``, replacing it atomically."""
+        return self.study.store.export(src_rel, dest_rel)
+
+    def export_file(self, src_rel: str | None, dest_rel: str) -> str | None:
+        return self.study.store.export(src_rel, dest_rel)
