@@ -70,4 +70,35 @@ def paired_tables(small: Iterable[dict], ref: Iterable[dict], metric: str, split
     return a, b, False
 
 
-__all__ = ["arm_table", "paired_tables"]
+def pair_intervals(small: Iterable[dict], ref: Iterable[dict], split: str = "val", **kwargs: Any) -> dict:
+    """The headline intervals of a small-vs-reference comparison (E2.1, E2.4) from the two arms' trial records:
+    ``param_efficiency``, ``distance_small`` / ``distance_ref``, ``spatial_iou_small``, ``latency_ratio``
+    (small / reference) and ``training_time_ratio`` (steps to plateau, censored when a trial did not plateau).
+    Missing metrics are left out. kwargs: those of ``bootstrap_interval`` (level, n_resamples, seed, method)."""
+    from c2bridge.stats.bootstrap import efficiency_interval, mean_interval, plateau_ratio, ratio_interval
+
+    small, ref = [r for r in small if (r or {}).get("status") in OK], [r for r in ref if (r or {}).get("status") in OK]
+    out: dict = {}
+    a, b, paired = paired_tables(small, ref, "distance", split)
+    if a.size and b.size:
+        out["param_efficiency"] = efficiency_interval(a, b, paired_seeds=paired, **kwargs)
+        out["distance_small"] = mean_interval(a, **kwargs)
+        out["distance_ref"] = mean_interval(b, **kwargs)
+    iou, _ = arm_table(small, "spatial_iou", split)
+    if iou.size:
+        out["spatial_iou_small"] = mean_interval(iou, **kwargs)
+    la, lb, paired = paired_tables(small, ref, "latency_ms", section="perf")
+    if la.size and lb.size:
+        out["latency_ratio"] = ratio_interval(la, lb, paired_seeds=paired, trial_metric=True, **kwargs)
+    steps = lambda recs: [(r.get("train") or {}).get("steps_to_plateau") for r in recs]  # noqa: E731
+    totals = [(r.get("train") or {}).get("total_steps") or (r.get("train") or {}).get("steps") for r in small]
+    if small and ref and all(t is not None for t in totals):
+        by_seed = {_seed(r): r for r in ref}
+        paired = sorted(map(str, by_seed)) == sorted(str(_seed(r)) for r in small) and len(by_seed) == len(small)
+        ref_sorted = [by_seed[_seed(r)] for r in small] if paired else ref
+        out["training_time_ratio"] = plateau_ratio(steps(small), steps(ref_sorted), total_steps=totals,
+                                                   paired_seeds=paired, **kwargs)
+    return out
+
+
+__all__ = ["arm_table", "pair_intervals", "paired_tables"]
