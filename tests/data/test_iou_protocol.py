@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from c2bridge.data.registry import DATASET_SPECS, build_dataset
+from c2bridge.data.registry import build_dataset
+from c2bridge.datasets import DATASET_SPECS
 from c2bridge.metrics.evaluate import evaluate_conditioning
 from c2bridge.presets import get_preset
 from data_files import make_coco

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from c2bridge.data import UnreadableSample
-from c2bridge.data.registry import DATASET_SPECS, DATASETS, build_dataset, dataset_item_shape
+from c2bridge.data.registry import build_dataset
+from c2bridge.datasets import DATASET_SPECS, DATASETS, dataset_item_shape
 from c2bridge.presets import PRESETS, get_preset
 from data_files import EXT, make_coco, write_video
 

@@ -5,7 +5,7 @@ import argparse
 
 
 def register(subparsers) -> None:
-    from c2bridge.data.registry import DATASETS  # torch-free: the dataset names and item kinds
+    from c2bridge.datasets import DATASETS  # torch-free
 
     p = subparsers.add_parser("extract", help="run the frozen encoders over a dataset into a feature cache",
                               description="Extract DINOv2 + Qwen2.5-VL features into a sharded, content-keyed, "

@@ -1,54 +1,23 @@
 """Datasets: synthetic shapes images and clips (``shapes.py``), COCO val2017 (``coco.py``), Something-Something v2
 (``ssv2.py``), augmentations that transform image and targets together (``augment.py``), and the factory
-``build_dataset`` with each dataset's item kind (``registry.py``: ``DATASET_SPECS``, ``dataset_item_shape``).
+``build_dataset`` (``registry.py``). What each dataset yields is declared torch-free in ``c2bridge.datasets``
+(``DATASET_SPECS``, ``dataset_item_shape``).
 
 Every item is a dict: ``image`` ``[3,H,W]`` float [0, 1] (or ``clip`` ``[3,F,H,W]``), ``sample_id`` (str, unique
-within dataset+split), ``caption`` (str) and, where known, ``mask`` ``[H,W]`` bool, ``boxes`` ``[K,4]`` float xyxy
-pixels, ``caption_ids`` LongTensor.
-
-This module stays import-light (no torch at import time); the heavy parts load on first use.
+within dataset+split), ``caption`` (str) and, where known, ``mask`` ``[H,W]`` bool (clips ``[F,H,W]``), ``boxes``
+``[K,4]`` float xyxy pixels, ``caption_ids`` LongTensor.
 """
 from __future__ import annotations
 
-SPLITS = ("train", "val", "heldout")
+from c2bridge.data import augment, coco, registry, shapes, ssv2
+from c2bridge.data.augment import AUGMENTATIONS, Augmenter
+from c2bridge.data.coco import CocoDataset
+from c2bridge.data.common import SPLITS, UnreadableSample, check_split
+from c2bridge.data.registry import SHAPES_SPLIT_SIZES, build_dataset
+from c2bridge.data.shapes import ShapesDataset
+from c2bridge.data.ssv2 import SSv2Dataset
+from c2bridge.datasets import DATASET_SPECS, DATASETS, dataset_item_shape
 
-
-class UnreadableSample(Exception):
-    """Raised by a dataset's ``__getitem__`` for an item that cannot be decoded (corrupt/missing image or video).
-
-    Extraction skips such items and lists them in the cache manifest instead of failing the whole run.
-    """
-
-    def __init__(self, sample_id: str, reason: str):
-        super().__init__(f"sample {sample_id!r} is unreadable: {reason}")
-        self.sample_id = sample_id
-        self.reason = reason
-
-
-def check_split(split: str) -> str:
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
-    return split
-
-
-_LAZY = {
-    "build_dataset": "c2bridge.data.registry",
-    "DATASETS": "c2bridge.data.registry",
-    "DATASET_SPECS": "c2bridge.data.registry",
-    "dataset_item_shape": "c2bridge.data.registry",
-    "CocoDataset": "c2bridge.data.coco",
-    "SSv2Dataset": "c2bridge.data.ssv2",
-    "Augmenter": "c2bridge.data.augment",
-    "AUGMENTATIONS": "c2bridge.data.augment",
-}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'c2bridge.data' has no attribute {name!r}")
-
-
-__all__ = ["SPLITS", "UnreadableSample", "check_split", *_LAZY]
+__all__ = ["AUGMENTATIONS", "Augmenter", "CocoDataset", "DATASETS", "DATASET_SPECS", "SHAPES_SPLIT_SIZES", "SPLITS",
+           "SSv2Dataset", "ShapesDataset", "UnreadableSample", "augment", "build_dataset", "check_split", "coco",
+           "dataset_item_shape", "registry", "shapes", "ssv2"]

@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from c2bridge.data import UnreadableSample, check_split
+from c2bridge.data.common import UnreadableSample, check_split
 
 SPLIT_SEED = 20170  # fixed: the held-out set must not depend on any run's seed
 N_HELDOUT = 500

@@ -1,93 +1,31 @@
-"""What each dataset yields, and ``build_dataset(name, split, preset, root=None, limit=None, seed=0)`` to read it.
+"""``build_dataset(name, split, preset, root=None, limit=None, seed=0)``: one factory for every dataset.
 
-Every dataset declares its item kind in ``DATASET_SPECS`` (importable without torch, so the planner, the smoke
-run and the caches ask the same question as training does):
+What each dataset yields (item kind, frames, whether spatial IoU means anything) is declared in
+``c2bridge.datasets`` (torch-free); this module reads it:
 
-- ``shapes``: synthetic shapes images (``c2bridge.data.shapes.ShapesDataset``), the plan's 10,000 train / 1,000 val
-  (and 1,000 held-out) items, generated from ``seed``; no root.
-- ``shapes_clips``: the same world as clips, every shape moving in a straight line over the preset's clip frames.
+- ``shapes`` / ``shapes_clips``: the synthetic world (``c2bridge.data.shapes.ShapesDataset``) as images or clips,
+  the plan's 10,000 train / 1,000 val (and 1,000 held-out) items, generated from ``seed``; no root.
 - ``coco``: COCO val2017 images under ``root`` (or ``$C2BRIDGE_COCO_ROOT``, or ``$C2BRIDGE_DATA_ROOT/coco``).
 - ``ssv2``: Something-Something v2 clips under ``root`` (or ``$C2BRIDGE_SSV2_ROOT``, or
   ``$C2BRIDGE_DATA_ROOT/ssv2``).
 
-Images stay images on every preset: ``image [3, S, S]``. Clips have ``preset.num_frames`` frames:
-``clip [3, F, S, S]``. ``S`` is ``preset.image_size`` (the decoder's resolution; the encoders resize to their own
-input sizes). ``dataset_item_shape(preset, name) -> (frames, S, S)`` (frames 1 for images) is the one answer.
-
 Bad items are a listed skip, the same way for every dataset: ``__getitem__`` raises ``UnreadableSample`` for an
-image or video that does not decode, a clip with fewer frames than the preset samples, a COCO image with no
-annotations; extraction lists it (with the reason) in the cache manifest's ``skipped``. A dataset with nothing
-readable is one clear error.
+image or video that does not decode (or is truncated), a clip with fewer frames than the preset samples, a COCO
+image with no annotations; extraction lists it (with the reason) in the cache manifest's ``skipped``. A dataset
+with nothing readable is one clear error.
 
 Every dataset has ``dataset_key()`` (what the feature-cache key records about it).
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
-ITEM_KINDS = ("image", "clip")
+from c2bridge.data.common import check_split
+from c2bridge.datasets import clip_frames, dataset_spec
+from c2bridge.presets import Preset, get_preset
+
 SHAPES_SPLIT_SIZES = {"train": 10_000, "val": 1_000, "heldout": 1_000}  # plan section 4.4
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """What one dataset yields: its item kind and whether a reconstruction's spatial IoU means anything on it."""
-
-    name: str
-    kind: str  # "image" (item["image"] [3, S, S]) or "clip" (item["clip"] [3, F, S, S], F = preset.num_frames)
-    needs_root: bool  # read from a local directory (never downloaded)
-    iou_protocol: str | None  # how spatial IoU reads a mask off a reconstruction; None: IoU is not reported
-    iou_note: str  # what the protocol is, or why there is none
-
-
-_BACKGROUND_IOU = ("foreground = pixels differing from the world's one background colour, against the rendered "
-                   "ground-truth mask (a perfect reconstruction scores 1)")
-DATASET_SPECS: dict[str, DatasetSpec] = {
-    "shapes": DatasetSpec("shapes", "image", False, "background_colour", _BACKGROUND_IOU),
-    "shapes_clips": DatasetSpec("shapes_clips", "clip", False, "background_colour",
-                                _BACKGROUND_IOU + "; per frame, averaged over frames"),
-    "coco": DatasetSpec("coco", "image", True, None,
-                        "photos have no single background colour, so the foreground read off a reconstruction by its "
-                        "distance to one colour is not the objects' mask (a perfect reconstruction would not score 1)"),
-    "ssv2": DatasetSpec("ssv2", "clip", True, None, "Something-Something v2 has no masks"),
-}
-DATASETS = tuple(DATASET_SPECS)
-
-
-def dataset_spec(name: str) -> DatasetSpec:
-    try:
-        return DATASET_SPECS[name]
-    except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {list(DATASETS)}") from None
-
-
-def _preset(preset):
-    from c2bridge.presets import Preset, get_preset
-
-    return preset if isinstance(preset, Preset) else get_preset(preset)
-
-
-def clip_frames(preset, name: str) -> int | None:
-    """Frames per item of dataset ``name`` on ``preset``: None for image datasets; ValueError where the preset
-    cannot make that dataset's clips (the shapes world moves its shapes over >= 2 frames)."""
-    spec, preset = dataset_spec(name), _preset(preset)
-    if spec.kind == "image":
-        return None
-    frames = int(preset.num_frames)
-    if name == "shapes_clips" and frames < 2:
-        raise ValueError(f"dataset 'shapes_clips' needs a preset with num_frames >= 2; preset {preset.name!r} has "
-                         f"num_frames={frames} (use 'shapes' for images, or a preset with clip frames)")
-    return frames
-
-
-def dataset_item_shape(preset, name: str) -> tuple[int, int, int]:
-    """``(frames, height, width)`` of one item of dataset ``name`` on ``preset`` (frames 1 for images; a clip item
-    is ``[3, frames, height, width]``, an image ``[3, height, width]``)."""
-    frames = clip_frames(preset, name)
-    size = int(_preset(preset).image_size)
-    return (1 if frames is None else frames), size, size
 
 
 def _resolve_root(name: str, root) -> Path:
@@ -135,9 +73,8 @@ class _ShapesKeyed:
 
 def build_dataset(name: str, split: str, preset, root=None, limit: int | None = None, seed: int = 0):
     """A map-style dataset (``len``, ``[i]`` -> item dict, ``dataset_key()``) for ``name``/``split``."""
-    from c2bridge.data import check_split
-
-    spec, preset = dataset_spec(name), _preset(preset)
+    spec = dataset_spec(name)
+    preset = preset if isinstance(preset, Preset) else get_preset(preset)
     check_split(split)
     if limit is not None and int(limit) < 1:
         raise ValueError(f"limit must be a positive number of samples, got {limit}")

@@ -25,7 +25,7 @@ import json
 import os
 from pathlib import Path
 
-from c2bridge.data import UnreadableSample, check_split
+from c2bridge.data.common import UnreadableSample, check_split
 
 SPLIT_SEED = 20182
 N_TRAIN_MAX = 5000

@@ -7,7 +7,7 @@ optional ``mask [B,H,W]``), a list of cache items, or a ``FeatureCache``. Return
 - ``distance`` (the name actually used: a fallback is reported as itself), ``distance_mean``/``distance_std`` and
   the same mean under the distance's own name (e.g. ``"lpips_alex": 0.21``), ``ssim``, ``psnr``;
 - ``mask_iou`` / ``box_iou`` when the data has ground-truth masks and its dataset declares a spatial-IoU protocol
-  (``c2bridge.data.registry.DATASET_SPECS``; background colour: the ``background`` argument, else read off each
+  (``c2bridge.datasets.DATASET_SPECS``; background colour: the ``background`` argument, else read off each
   target outside its mask). On a dataset without one (COCO photos, SSv2) both are ``None`` and ``iou_note`` says
   why. The dataset is the ``dataset`` argument, else the one a ``FeatureCache``'s key records; data of unknown
   origin with masks is scored;
@@ -155,7 +155,7 @@ def _iou_applies(dataset: str | None) -> tuple[bool, str | None]:
     """(score spatial IoU?, why not) for the dataset the data comes from."""
     if dataset is None:
         return True, None
-    from c2bridge.data.registry import dataset_spec
+    from c2bridge.datasets import dataset_spec
 
     spec = dataset_spec(dataset)
     return spec.iou_protocol is not None, (None if spec.iou_protocol else f"{dataset}: {spec.iou_note}")
