@@ -66,7 +66,9 @@ def test_pairing_the_shared_samples_narrows_a_difference():
     paired = difference_interval(small, ref, n_resamples=300)
     unpaired = difference_interval(small, ref, n_resamples=300, paired_samples=False)
     assert paired.estimate == pytest.approx(unpaired.estimate)
-    var = lambda iv: sum(c["variance"] for k, c in iv.to_dict()["components"].items() if k.startswith("samples"))  # noqa: E731
+    def var(iv):
+        return sum(c["variance"] for k, c in iv.to_dict()["components"].items() if k.startswith("samples"))
+
     assert var(paired) < 0.05 * var(unpaired)
     assert paired.half_width < 0.5 * unpaired.half_width
 

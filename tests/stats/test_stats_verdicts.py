@@ -35,7 +35,8 @@ def test_band_logic(interval, verdict, severity, certain, between):
 
 
 def test_texts_say_certain_or_undetermined_with_the_interval():
-    assert confident_verdict(iv(0.75, 0.70, 0.78), HIGHER).text.startswith("FAIL (hard), certain at 95%: CI [0.7, 0.78]")
+    text = confident_verdict(iv(0.75, 0.70, 0.78), HIGHER).text
+    assert text.startswith("FAIL (hard), certain at 95%: CI [0.7, 0.78]")
     t = confident_verdict(iv(0.80, 0.70, 0.87), HIGHER).text
     assert t.startswith("undetermined between acceptable and fail (hard): CI [0.7, 0.87]")
     v = confident_verdict(iv(0.80, 0.70, 0.87), HIGHER)

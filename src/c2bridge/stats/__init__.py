@@ -21,6 +21,7 @@ from c2bridge.stats.verdicts import ConfidentVerdict, Settle, confident_verdict,
 __all__ = [
     "ArmState", "Component", "ConfidentVerdict", "Costs", "Interval", "RoundPlan", "ScalingFit", "Settle",
     "SizePrediction", "arm_table", "bootstrap_interval", "confident_verdict", "difference_interval",
-    "efficiency_interval", "fit_scaling", "line_criterion", "mean_interval", "next_round", "pair_intervals", "paired_tables",
+    "efficiency_interval", "fit_scaling", "line_criterion", "mean_interval", "next_round", "pair_intervals",
+    "paired_tables",
     "plateau_ratio", "ratio_interval", "relative_gain_interval", "scaling_band", "settle", "smallest_passing_size",
 ]

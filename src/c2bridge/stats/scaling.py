@@ -236,8 +236,8 @@ def smallest_passing_size(
     max_factor: float = 10.0,
 ) -> SizePrediction:
     """The smallest N with predicted ``param_efficiency ≥ efficiency`` vs the reference budget (default the
-    reference given to ``fit_scaling``, by default the largest budget), with its bootstrap interval; "not reached within [N_min, N_max·max_factor]" when the
-    line is beyond that range (or never reached)."""
+    reference given to ``fit_scaling``, by default the largest budget), with its bootstrap interval; "not reached
+    within [N_min, N_max·max_factor]" when the line is beyond that range (or never reached)."""
     if reference not in ("fitted", "measured"):
         raise ValueError(f"reference must be 'fitted' or 'measured'; got {reference!r}")
     n_ref = float(reference_params if reference_params is not None else fit.reference_params)
