@@ -1,5 +1,6 @@
 """The study's metrics: perceptual distances (LPIPS + the named fallback), SSIM/PSNR, spatial IoU, latency and
-memory, the plan's param_efficiency and the training-curve summaries, and ``evaluate_adapter``."""
+memory, temporal coherence of clips, the plan's param_efficiency and the training-curve summaries, and
+``evaluate_adapter``."""
 from c2bridge.metrics.distance import (
     BASE_DISTANCES,
     LPIPS_BACKBONES,
@@ -33,6 +34,13 @@ from c2bridge.metrics.spatial import (
     mask_to_box,
     spatial_iou,
 )
+from c2bridge.metrics.temporal import (
+    flicker,
+    iou_stability,
+    mask_iou_per_frame,
+    temporal_coherence,
+    warp_error,
+)
 
 __all__ = [
     "Distance", "LPIPSDistance", "MultiScaleDistance", "SSIMDistance", "get_distance", "lpips_available",
@@ -40,5 +48,6 @@ __all__ = [
     "ssim", "psnr", "spatial_iou", "foreground_mask", "mask_iou", "box_iou", "mask_to_box", "background_from_target",
     "param_efficiency", "distance_for_efficiency", "loss_variance", "steps_to_plateau", "detect_plateau", "Plateau",
     "generalization_gap", "measure_latency", "peak_memory", "param_memory", "evaluate_adapter",
-    "evaluate_conditioning", "save_side_by_side", "iter_batches",
+    "evaluate_conditioning", "save_side_by_side", "iter_batches", "temporal_coherence", "flicker", "warp_error",
+    "mask_iou_per_frame", "iou_stability",
 ]
