@@ -285,7 +285,7 @@ class Check:
             env.update(gpu_name=None, peak_tflops=None,
                        peak_source="no GPU: the CPU has no tensor-core peak, so no MFU is computed")
         # the matmul ceiling this device reaches right now (a reference for the MFU: what plain GEMMs achieve)
-        n = int(self.s["matmul_size"])
+        n = int(self.s["matmul_size"]) if self.cuda else min(int(self.s["matmul_size"]), 512)
         a = torch.randn(n, n, device=self.device, dtype=self.dtype)
         b = torch.randn(n, n, device=self.device, dtype=self.dtype)
         for _ in range(3):

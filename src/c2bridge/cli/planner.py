@@ -18,6 +18,8 @@ def register(subparsers) -> None:
     p.add_argument("--preset", default="full", help="preset whose recipe and resolution to plan (default: full)")
     p.add_argument("--gpu", default="a100-80", choices=GPU_CHOICES, help="GPU to plan for (default: a100-80)")
     p.add_argument("--mfu", type=float, default=None, help="model FLOPs utilisation to assume (default 0.35)")
+    p.add_argument("--mfu-from", default=None, metavar="RESULT.json",
+                   help="take the MFU measured by the GPU check (benchmarks/gpu_check.sh writes gpu_check.json)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted recipe override for every trial, e.g. optim.batch_size=2 (repeatable)")
     p.add_argument("--json", action="store_true", help="print the full estimate as JSON")
@@ -52,12 +54,23 @@ def _plan(args: argparse.Namespace) -> int:
     for name in args.experiments:
         if name not in ids():
             raise ValueError(f"unknown experiment {name!r}; expected one of {list(ids())}")
-    result = planner.plan(preset=args.preset, experiments=args.experiments or None, gpu=args.gpu,
-                          mfu=args.mfu if args.mfu is not None else planner.DEFAULT_MFU,
+    mfu = args.mfu if args.mfu is not None else planner.DEFAULT_MFU
+    measured = None
+    if args.mfu_from is not None:
+        if args.mfu is not None:
+            raise ValueError("pass either --mfu or --mfu-from, not both")
+        from c2bridge.smoke import read_gpu_check_mfu
+
+        measured = read_gpu_check_mfu(args.mfu_from)
+        mfu = measured["mfu"]
+    result = planner.plan(preset=args.preset, experiments=args.experiments or None, gpu=args.gpu, mfu=mfu,
                           overrides=parse_overrides(args.overrides, example="optim.batch_size=2"))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
     else:
+        if measured is not None:
+            print(f"MFU {mfu:.3f} measured by the GPU check on {measured['gpu'] or 'a GPU'} ({measured['path']}"
+                  + (f"; {measured['what']}" if measured["what"] else "") + ")")
         print(planner.format_plan(result, per_trial=not args.summary))
     return 0
 
