@@ -47,7 +47,7 @@ class PerceiverAdapter(Adapter):
     """Latents refined by iterated cross-attention + self-attention. Budget: width/depth by rule, ffn_dim solved."""
 
     kind = "perceiver"
-    budget_spec = BudgetSpec(width="width", depth="depth", free="ffn_dim", free_ratio=4.0, heads=True)
+    budget_spec = BudgetSpec()  # the defaults: width and depth by rule, n_heads = width // head_dim, ffn_dim solved
 
     @register_to_config
     def __init__(
