@@ -7,8 +7,12 @@ exports the best seed of every budget to ``checkpoints/adapter_<budget>_best/``.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from c2bridge.config import resolve_budget
 from c2bridge.experiments import analysis as an
+from c2bridge.report import markdown as md
+from c2bridge.report import plots
 from c2bridge.experiments.protocol import human, recipe_summary
 from c2bridge.experiments.registry import ExperimentInfo
 from c2bridge.experiments.trials import TrialSpec
@@ -147,3 +151,95 @@ def _recommend(ctx, budgets: list[str], eff: dict) -> dict:
         return {"recommended_size": None, "recommendation": "no recommendation: no budget completed"}
     return {"recommended_size": ref,
             "recommendation": f"{ref}: no smaller budget reaches the acceptable efficiency line (pivot §8.1)"}
+
+
+# ----------------------------------------------------------------------------------------------------- report
+def headline(results: dict, exp: dict) -> str | None:
+    """The answer line of FINDINGS.md's "Answers"."""
+    s1 = exp.get("summary")
+    if not s1:
+        return None
+    v = ((exp.get("verdicts") or {}).get("param_efficiency") or {})
+    return (f"- **Scaling (E2.1):** param_efficiency {s1.get('small_budget')} vs {s1.get('reference_budget')} = "
+            f"{md.num(s1.get('param_efficiency'))} ({md.verdict_text(v) if v else 'no verdict'}); "
+            f"recommended size: {s1.get('recommendation')}.")
+
+
+def findings(results: dict, exp: dict, figs: dict) -> str:
+    """This experiment's FINDINGS.md section."""
+    s = exp.get("summary") or {}
+    eff = s.get("efficiency_by_budget") or {}
+    rows = []
+    for a in exp.get("arms") or []:
+        rows.append([a.get("budget"), md.params(a.get("params") or a.get("budget_params")),
+                     md.pm((a.get("val") or {}).get("distance")), md.pm((a.get("val") or {}).get("spatial_iou"), 3),
+                     md.num(eff.get(a.get("budget"))), md.pm((a.get("training") or {}).get("time_s"), 3),
+                     md.pm((a.get("training") or {}).get("steps_to_plateau"), 3),
+                     f"{a.get('n_completed')}/{a.get('n')}"])
+    lines = [f"## {exp.get('title', 'E2.1')}", "", md.status_line(exp), "", md.protocol_table(exp), "",
+             md.table(["budget", "params", f"val distance ({s.get('distance_name')})", "val spatial IoU",
+                    f"param_efficiency vs {s.get('reference_budget')}", "train time (s)", "steps to plateau",
+                    "completed"], rows), "",
+             f"- param_efficiency ({s.get('small_budget')} vs {s.get('reference_budget')}, from the seed means): "
+             f"**{md.num(s.get('param_efficiency'))}**; per seed pair: {md.pm(s.get('param_efficiency_per_seed'))}.",
+             f"- Training-time ratio (steps to plateau, {s.get('small_budget')} / {s.get('reference_budget')}): "
+             f"{md.num(s.get('training_time_ratio'))}; wall-time ratio {md.num(s.get('wall_time_ratio'))}.",
+             f"- **Recommended size:** {s.get('recommendation')}.", "", "Verdicts:", "",
+             md.verdict_table(exp.get("verdicts") or {}), "",
+             md.figure(figs, "scaling_curve", "E2.1 scaling curve"),
+             md.figure(figs, "learning_curves_e2_1", "E2.1 learning curves")]
+    ck = exp.get("checkpoints") or {}
+    if ck:
+        lines.append("Checkpoints (best seed per budget): " + ", ".join(f"`{c['path']}/`" for c in ck.values()))
+    lines.append(md.grids(figs, EXPERIMENT.id, exp))
+    return "\n".join(lines)
+
+
+def figures(results: dict, run_dir) -> dict[str, str]:
+    """The scaling curve (RUN_DIR/scaling_curve.png) plus the standard figures."""
+    run_dir = Path(run_dir)
+    out = {}
+    path = scaling_curve(results, run_dir / "scaling_curve.png")
+    if path is not None:
+        out["scaling_curve"] = str(path.relative_to(run_dir))
+    return {**out, **plots.experiment_figures(results, run_dir, EXPERIMENT.id)}
+
+
+def scaling_curve(results: dict, out: Path) -> Path | None:
+    """Distance (mean ± seed spread) vs trainable params, log x; spatial IoU on the right axis."""
+    exp = (results.get("experiments") or {}).get(EXPERIMENT.id) or {}
+    arms = [a for a in exp.get("arms") or [] if plots.mean_of((a.get("val") or {}).get("distance")) is not None]
+    if not arms:
+        return None
+    plt = plots.pyplot()
+    xs = [a.get("params") or a.get("budget_params") for a in arms]
+    ds = [plots.mean_of(a["val"]["distance"]) for a in arms]
+    es = [plots.std_of(a["val"]["distance"]) or 0.0 for a in arms]
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.errorbar(xs, ds, yerr=es, marker="o", capsize=4, color="C0", label=f"distance ({(results.get('distance') or {}).get('name')})")
+    for x, d, a in zip(xs, ds, arms):
+        ax.annotate(a.get("budget", ""), (x, d), textcoords="offset points", xytext=(4, 6), fontsize=8)
+    summary = exp.get("summary") or {}
+    d_ref = summary.get("distance_100m")
+    target = (((results.get("criteria") or {}).get("experiments") or {}).get(EXPERIMENT.id) or {}).get("param_efficiency", {}).get("target")
+    if d_ref is not None and target is not None:
+        ax.axhline(d_ref * (2 - target), ls="--", color="C0", alpha=0.5, lw=1,
+                   label=f"param_efficiency {target:g} line vs {summary.get('reference_budget', '100m')}")
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable adapter parameters (log)")
+    ax.set_ylabel("distance on val (lower is better)")
+    ious = [plots.mean_of((a.get("val") or {}).get("spatial_iou")) for a in arms]
+    if any(v is not None for v in ious):
+        ax2 = ax.twinx()
+        pts = [(x, v, plots.std_of(a["val"]["spatial_iou"]) or 0.0) for x, v, a in zip(xs, ious, arms) if v is not None]
+        ax2.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="s", capsize=3,
+                     color="C1", alpha=0.8, label="spatial IoU")
+        ax2.set_ylabel("spatial IoU on val (higher is better)", color="C1")
+        h1, l1 = ax.get_legend_handles_labels()
+        h2, l2 = ax2.get_legend_handles_labels()
+        ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="best")
+    else:
+        ax.legend(fontsize=8)
+    ax.set_title(f"E2.1 scaling curve ({summary.get('kind', 'query')})\n{plots.subtitle(results)}", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    return plots.save_figure(fig, out)

@@ -7,6 +7,8 @@ distance, spatial IoU, adapter latency, loss variance, peak memory; a recommenda
 from __future__ import annotations
 
 from c2bridge.experiments import analysis as an
+from c2bridge.report import markdown as md
+from c2bridge.report import plots
 from c2bridge.experiments.e2_1 import seed_spread
 from c2bridge.experiments.protocol import human, recipe_summary
 from c2bridge.experiments.registry import ExperimentInfo
@@ -126,3 +128,44 @@ def _recommend(arms: list[dict], tolerance: float = 0.0) -> dict:
         "ranking": [a["kind"] for a in ranked],
         "recommendation": text,
     }
+
+
+# ----------------------------------------------------------------------------------------------------- report
+def headline(results: dict, exp: dict) -> str | None:
+    """The answer line of FINDINGS.md's "Answers"."""
+    s2 = exp.get("summary")
+    return f"- **Architecture (E2.2):** {s2.get('recommendation')}." if s2 else None
+
+
+def findings(results: dict, exp: dict, figs: dict) -> str:
+    """This experiment's FINDINGS.md section."""
+    s = exp.get("summary") or {}
+    rows = []
+    for a in exp.get("arms") or []:
+        perf, tr = a.get("perf") or {}, a.get("training") or {}
+        rows.append([a.get("kind"), md.params(a.get("params")),
+                     md.params(a.get("active_params")) if a.get("active_params") != a.get("params") else "same",
+                     md.pm((a.get("val") or {}).get("distance")), md.pm((a.get("val") or {}).get("spatial_iou"), 3),
+                     md.pm(perf.get("latency_ms"), 3), md.pm(tr.get("loss_variance"), 3),
+                     md.pm(perf.get("forward_peak_memory_mb"), 3), md.pm(perf.get("weights_mb"), 3),
+                     f"{a.get('n_completed')}/{a.get('n')}"])
+    lines = [f"## {exp.get('title', 'E2.2')}", "", md.status_line(exp), "", md.protocol_table(exp), "",
+             md.table(["architecture", "params", "active", f"val distance ({s.get('distance_name')})", "val spatial IoU",
+                    "adapter latency (ms, batch 1)", "loss variance (2nd half)", "forward peak memory (MB)",
+                    "weights (MB)", "completed"], rows), "",
+             f"- Ranking by distance: {', '.join(s.get('ranking') or []) or '–'}; tied with the best within the seed "
+             f"spread: {', '.join(s.get('tied_with_best') or []) or '–'}.",
+             f"- **Recommendation:** {s.get('recommendation')}.", "",
+             "Peak memory is the process's resident-set growth during one adapter forward on CPU (coarse) or CUDA "
+             "allocator peak on GPU; weights are exact.", "", "Verdicts:", "",
+             md.verdict_table(exp.get("verdicts") or {}), "",
+             md.figure(figs, "ablation_e2_2", "E2.2 architectures"),
+             md.figure(figs, "learning_curves_e2_2", "E2.2 learning curves"), md.grids(figs, EXPERIMENT.id, exp)]
+    errors = [(a.get("kind"), e) for a in exp.get("arms") or [] for e in a.get("errors") or []]
+    if errors:
+        lines += ["", "Failed / diverged trials:", ""] + [f"- {k}: {e}" for k, e in errors]
+    return "\n".join(lines)
+
+
+def figures(results: dict, run_dir) -> dict[str, str]:
+    return plots.experiment_figures(results, run_dir, EXPERIMENT.id, ablation=True)

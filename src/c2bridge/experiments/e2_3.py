@@ -13,6 +13,8 @@ from __future__ import annotations
 from typing import Mapping
 
 from c2bridge.experiments import analysis as an
+from c2bridge.report import markdown as md
+from c2bridge.report import plots
 from c2bridge.experiments.e2_1 import seed_spread
 from c2bridge.experiments.protocol import recipe_summary
 from c2bridge.experiments.registry import ExperimentInfo
@@ -210,3 +212,44 @@ def run(ctx) -> dict:
         "summary": summary,
         "recommendation": text,
     }
+
+
+# ----------------------------------------------------------------------------------------------------- report
+def headline(results: dict, exp: dict) -> str | None:
+    """The answer line of FINDINGS.md's "Answers"."""
+    s3 = exp.get("summary")
+    return f"- **Training recipe (E2.3, on {s3.get('arch')}):** {s3.get('recommendation')}." if s3 else None
+
+
+def findings(results: dict, exp: dict, figs: dict) -> str:
+    """This experiment's FINDINGS.md section."""
+    s = exp.get("summary") or {}
+    rows = []
+    for a in exp.get("arms") or []:
+        tr = a.get("training") or {}
+        rows.append([a.get("grid"), a.get("arm") + (" (baseline)" if a.get("is_baseline") else ""), a.get("change"),
+                     md.pm((a.get("val") or {}).get("distance")),
+                     md.num(a.get("delta_vs_baseline")) if a.get("delta_vs_baseline") is not None else "–",
+                     md.pm((a.get("val") or {}).get("spatial_iou"), 3), md.pm(tr.get("loss_variance"), 3),
+                     md.pm(tr.get("steps_to_plateau"), 3), ", ".join(sorted(set(a.get("statuses") or [])))])
+    best = s.get("best_per_grid") or {}
+    lines = [f"## {exp.get('title', 'E2.3')}", "", md.status_line(exp), "",
+             f"Architecture: **{s.get('arch')}** (from {s.get('arch_source')}), budget {s.get('budget')}.", "",
+             md.protocol_table(exp), "",
+             md.table(["grid", "arm", "change vs base recipe", f"val distance ({s.get('distance_name')})",
+                    "Δ vs baseline", "val spatial IoU", "loss variance", "steps to plateau", "status"], rows), "",
+             "- Best arm per grid: " + (", ".join(f"{g}: {b['arm']} ({md.num(b['distance'])})" for g, b in best.items()) or "–") + ".",
+             f"- Combination of the best arms: {md.num(s.get('combined_distance'))} "
+             f"({', '.join(f'{k}={v}' for k, v in (s.get('combined_patch') or {}).items()) or 'base recipe'}).",
+             f"- **Recipe handed to E2.4:** {s.get('recommendation')}.",
+             f"- Diverged trials: {s.get('n_diverged', 0)}; all strategies unstable: {md.num(s.get('all_unstable'))}.", "",
+             "Verdicts:", "", md.verdict_table(exp.get("verdicts") or {}), "",
+             md.figure(figs, "ablation_e2_3", "E2.3 ablation"),
+             md.figure(figs, "learning_curves_e2_3", "E2.3 learning curves")]
+    if s.get("combination_conflicts"):
+        lines.append("Combination conflicts: " + "; ".join(s["combination_conflicts"]))
+    return "\n".join(lines)
+
+
+def figures(results: dict, run_dir) -> dict[str, str]:
+    return plots.experiment_figures(results, run_dir, EXPERIMENT.id, ablation=True)

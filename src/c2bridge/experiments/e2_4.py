@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Mapping
 
 from c2bridge.experiments import analysis as an
+from c2bridge.report import markdown as md
+from c2bridge.report import plots
 from c2bridge.experiments.e2_3 import describe, split_patch
 from c2bridge.experiments.protocol import recipe_summary
 from c2bridge.experiments.registry import ExperimentInfo
@@ -213,3 +215,60 @@ def run(ctx) -> dict:
         "grids": grids,
         "recommendation": text,
     }
+
+
+# ----------------------------------------------------------------------------------------------------- report
+def headline(results: dict, exp: dict) -> str | None:
+    """The answer line of FINDINGS.md's "Answers"."""
+    s4 = exp.get("summary")
+    if not s4:
+        return None
+    v = ((exp.get("verdicts") or {}).get("param_efficiency") or {})
+    return (f"- **Final adapter (E2.4):** {exp.get('recommendation')} "
+            f"({md.verdict_text(v) if v else 'no verdict'}); {s4.get('eval_split')} distance "
+            f"{md.num(s4.get('distance_10m'))}, spatial IoU {md.num(s4.get('spatial_iou'))}.")
+
+
+def findings(results: dict, exp: dict, figs: dict) -> str:
+    """This experiment's FINDINGS.md section."""
+    s = exp.get("summary") or {}
+    split = s.get("eval_split", "heldout")
+    rows = []
+    for a in exp.get("arms") or []:
+        perf = a.get("perf") or {}
+        rows.append([a.get("label"), a.get("role"), md.params(a.get("params")),
+                     md.pm((a.get(split) or {}).get("distance")), md.pm((a.get(split) or {}).get("spatial_iou"), 3),
+                     md.pm((a.get("val") or {}).get("distance")), md.pm((a.get("train") or {}).get("distance")),
+                     md.pm(perf.get("latency_ms"), 3), md.pm(perf.get("weights_mb"), 3)])
+    for b in s.get("quoted_baselines") or []:
+        rows.append([f"{b.get('name')} — quoted from the plan ({b.get('source')})", "quote, not measured",
+                     md.params(b.get("params")), f"LPIPS {md.num(b.get('lpips'))} (quote)",
+                     f"{md.num(b.get('spatial_iou'))} (quote)" if b.get("spatial_iou") is not None else "–",
+                     "–", "–", "–", "–"])
+    lines = [f"## {exp.get('title', 'E2.4')}", "", md.status_line(exp), "",
+             f"Final adapter: **{s.get('arch')}**, recipe {s.get('recipe_change')} (from {s.get('recipe_source')}); "
+             f"headline split: **{split}**.", "", md.protocol_table(exp), "",
+             md.table(["row", "role", "params", f"{split} distance ({s.get('distance_name')})", f"{split} spatial IoU",
+                    "val distance", "train-split distance", "adapter latency (ms)", "weights (MB)"], rows), "",
+             f"- param_efficiency (final recipe, {split}): **{md.num(s.get('param_efficiency'))}**; per seed pair "
+             f"{md.pm(s.get('param_efficiency_per_seed'))}.",
+             f"- Memory reduction 100M vs 10M (weights): {md.num(s.get('memory_reduction'))}x; forward peak memory "
+             f"ratio {md.num(s.get('forward_memory_reduction'))}x; 10M weights {md.num(s.get('memory_10m_gb'))} GB.",
+             f"- Training-time ratio (steps to plateau, 10M / 100M): {md.num(s.get('training_time_ratio'))}; wall-time "
+             f"ratio {md.num(s.get('wall_time_ratio'))}.",
+             f"- Generalization gap ({split} − train distance): {md.num(s.get('generalization_gap'))}.",
+             f"- Recommended configuration for Phase 3: {s.get('phase3_configuration')}.", "",
+             "Verdicts:", "", md.verdict_table(exp.get("verdicts") or {}), "",
+             md.figure(figs, "learning_curves_e2_4", "E2.4 learning curves"), md.grids(figs, EXPERIMENT.id, exp)]
+    checks = results.get("miniature_checks") or {}
+    if checks:
+        lines += ["", "Checks of the miniature itself (issue 7; not plan criteria — they say whether the mini "
+                  "world's numbers respond to what the study varies):", "", md.verdict_table(checks)]
+    ck = (exp.get("checkpoints") or {}).get("final")
+    if ck:
+        lines.append(f"\nFinal adapter checkpoint: `{ck['path']}/` (trial `{ck['trial']}`).")
+    return "\n".join(lines)
+
+
+def figures(results: dict, run_dir) -> dict[str, str]:
+    return plots.experiment_figures(results, run_dir, EXPERIMENT.id)

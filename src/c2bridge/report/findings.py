@@ -6,116 +6,23 @@ experiment (tables, verdicts, recommendation, figures); decisions; every trial.
 """
 from __future__ import annotations
 
-import math
-from typing import Any
-
-VERDICT_TEXT = {"target": "**target**", "acceptable": "acceptable", "fail": "**FAIL**", "missing": "not measured"}
-
-
-# ----------------------------------------------------------------------------------------------------- formatting
-def num(x: Any, digits: int = 4) -> str:
-    if x is None:
-        return "–"
-    if isinstance(x, bool):
-        return "yes" if x else "no"
-    if isinstance(x, int):
-        return f"{x:,}"
-    if isinstance(x, float):
-        if not math.isfinite(x):
-            return str(x)
-        if abs(x) >= 1000:
-            return f"{x:,.0f}"
-        if x != 0 and abs(x) < 10 ** -(digits - 1):
-            return f"{x:.2e}"
-        if abs(x) >= 100:
-            return f"{x:.1f}"
-        return f"{x:.{max(1, digits - 1)}f}" if abs(x) >= 1 else f"{x:.{digits}f}"
-    return str(x)
-
-
-def pm(node: Any, digits: int = 4) -> str:
-    """``mean ± std (n=k)`` of a stats node."""
-    if not isinstance(node, dict) or node.get("mean") is None:
-        return "–"
-    s = num(node["mean"], digits)
-    if node.get("std") is not None:
-        s += f" ± {num(node['std'], 2 if node['std'] < 1 else digits)}"
-    if node.get("n", 1) != 1:
-        s += f" (n={node['n']})"
-    return s
-
-
-def params(x: Any) -> str:
-    if x is None:
-        return "–"
-    x = float(x)
-    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if x >= div:
-            return f"{x / div:.3g}{unit}"
-    return f"{x:.0f}"
-
-
-def table(headers: list[str], rows: list[list[Any]]) -> str:
-    def cell(v: Any) -> str:
-        return (num(v) if not isinstance(v, str) else v).replace("|", "\\|").replace("\n", " ")
-
-    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    out += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
-    return "\n".join(out)
-
-
-def verdict_text(v: dict) -> str:
-    text = VERDICT_TEXT.get(v.get("verdict"), str(v.get("verdict")))
-    if v.get("verdict") == "fail" and v.get("severity"):
-        text += f" ({v['severity']})"
-    if v.get("comparable") is False:
-        text += " — indicative only"
-    return text
-
-
-def threshold_text(v: dict) -> str:
-    sign = ">" if v.get("direction") == "higher" else "<"
-    bad = "<" if v.get("direction") == "higher" else ">"
-    parts = []
-    if v.get("target") is not None:
-        parts.append(f"target {sign} {v['target']:g}")
-    if v.get("acceptable") is not None:
-        parts.append(f"acceptable {sign} {v['acceptable']:g}")
-    if v.get("failure") is not None:
-        parts.append(f"failure {bad} {v['failure']:g}")
-    return "; ".join(parts)
-
-
-def verdict_table(verdicts: dict) -> str:
-    if not verdicts:
-        return "_No criteria for this experiment._"
-    rows = []
-    for name, v in verdicts.items():
-        note = v.get("note") or ""
-        if v.get("alternative"):
-            alt = v["alternative"]
-            note = (note + "; " if note else "") + (f"under {alt.get('source')} bands ({threshold_text({**alt, 'direction': v['direction']})}): "
-                                                      f"{verdict_text(alt)}")
-        rows.append([f"{v.get('plan_metric', name)} (`{name}`)", num(v.get("value")), threshold_text(v),
-                     verdict_text(v), note])
-    return table(["metric", "value", "plan's bands", "verdict", "note"], rows)
-
-
-def figure(figs: dict, name: str, caption: str) -> str:
-    return f"![{caption}]({figs[name]})\n" if name in figs else ""
+from c2bridge.report.markdown import (VERDICT_TEXT, figure, num, params, pm, table,  # noqa: F401 (re-exported)
+                                      threshold_text, verdict_table, verdict_text)
 
 
 # ----------------------------------------------------------------------------------------------------- sections
 def render(results: dict, figs: dict | None = None) -> str:
+    from c2bridge.experiments.registry import experiments
+
     figs = figs or {}
     preset = results.get("preset") or {}
     dist = results.get("distance") or {}
     exps = results.get("experiments") or {}
     parts = [_header(results, preset, dist), _headline(results, exps), _claims(results, preset, dist, exps),
              _setup(results, preset, dist)]
-    for name, fn in (("e2.1", _e2_1), ("e2.2", _e2_2), ("e2.3", _e2_3), ("e2.4", _e2_4)):
+    for name, module in experiments().items():  # each registered experiment renders its own section
         if name in exps:
-            parts.append(fn(results, exps[name], figs))
+            parts.append(module.findings(results, exps[name], figs))
     parts.append(_decisions(results))
     parts.append(_trials(results))
     return "\n\n".join(p.strip() for p in parts if p and p.strip()) + "\n"
@@ -149,25 +56,13 @@ def _header(results: dict, preset: dict, dist: dict) -> str:
 
 
 def _headline(results: dict, exps: dict) -> str:
+    from c2bridge.experiments.registry import experiments
+
     lines = ["## Answers", ""]
-    s1 = (exps.get("e2.1") or {}).get("summary")
-    if s1:
-        v = ((exps["e2.1"].get("verdicts") or {}).get("param_efficiency") or {})
-        lines.append(f"- **Scaling (E2.1):** param_efficiency {s1.get('small_budget')} vs {s1.get('reference_budget')} = "
-                     f"{num(s1.get('param_efficiency'))} ({verdict_text(v) if v else 'no verdict'}); "
-                     f"recommended size: {s1.get('recommendation')}.")
-    s2 = (exps.get("e2.2") or {}).get("summary")
-    if s2:
-        lines.append(f"- **Architecture (E2.2):** {s2.get('recommendation')}.")
-    s3 = (exps.get("e2.3") or {}).get("summary")
-    if s3:
-        lines.append(f"- **Training recipe (E2.3, on {s3.get('arch')}):** {s3.get('recommendation')}.")
-    s4 = (exps.get("e2.4") or {}).get("summary")
-    if s4:
-        v = ((exps["e2.4"].get("verdicts") or {}).get("param_efficiency") or {})
-        lines.append(f"- **Final adapter (E2.4):** {exps['e2.4'].get('recommendation')} "
-                     f"({verdict_text(v) if v else 'no verdict'}); {s4.get('eval_split')} distance "
-                     f"{num(s4.get('distance_10m'))}, spatial IoU {num(s4.get('spatial_iou'))}.")
+    for name, module in experiments().items():
+        line = module.headline(results, exps[name]) if name in exps else None
+        if line:
+            lines.append(line)
     checks = results.get("miniature_checks") or {}
     if checks:
         bad = [k for k, v in checks.items() if v.get("verdict") == "fail"]
@@ -249,153 +144,6 @@ def _setup(results: dict, preset: dict, dist: dict) -> str:
             f"({c.get('n', '?')} samples)" for name, c in caches.items()) + ".")
     lines.append(f"- Environment: Python {env.get('python')}, " + ", ".join(f"{k} {v}" for k, v in pk.items() if v)
                  + f"; {env.get('platform')}.")
-    return "\n".join(lines)
-
-
-def _status_line(exp: dict) -> str:
-    return (f"Status: **{exp.get('status')}** · config `{exp.get('config_file')}` · wall {exp.get('wall_s') or 0:.0f} s "
-            "(trials reused from earlier runs cost nothing)")
-
-
-def _protocol_table(exp: dict) -> str:
-    rows = [[r["knob"], str(r.get("this")), str(r.get("full")) if r.get("full") is not None else "–"]
-            for r in exp.get("protocol") or []]
-    return table(["protocol", "this run", "full preset"], rows) if rows else ""
-
-
-def _grids(figs: dict, exp_name: str, exp: dict) -> str:
-    stem = exp_name.replace(".", "_")
-    out = figure(figs, f"reconstructions_{stem}", f"{exp_name.upper()} reconstructions")
-    grids = exp.get("grids") or {}
-    if grids:
-        out += "\nReconstruction grids (input | reconstruction): " + ", ".join(f"[{k}]({v})" for k, v in grids.items())
-    return out
-
-
-def _e2_1(results: dict, exp: dict, figs: dict) -> str:
-    s = exp.get("summary") or {}
-    eff = s.get("efficiency_by_budget") or {}
-    rows = []
-    for a in exp.get("arms") or []:
-        rows.append([a.get("budget"), params(a.get("params") or a.get("budget_params")),
-                     pm((a.get("val") or {}).get("distance")), pm((a.get("val") or {}).get("spatial_iou"), 3),
-                     num(eff.get(a.get("budget"))), pm((a.get("training") or {}).get("time_s"), 3),
-                     pm((a.get("training") or {}).get("steps_to_plateau"), 3),
-                     f"{a.get('n_completed')}/{a.get('n')}"])
-    lines = [f"## {exp.get('title', 'E2.1')}", "", _status_line(exp), "", _protocol_table(exp), "",
-             table(["budget", "params", f"val distance ({s.get('distance_name')})", "val spatial IoU",
-                    f"param_efficiency vs {s.get('reference_budget')}", "train time (s)", "steps to plateau",
-                    "completed"], rows), "",
-             f"- param_efficiency ({s.get('small_budget')} vs {s.get('reference_budget')}, from the seed means): "
-             f"**{num(s.get('param_efficiency'))}**; per seed pair: {pm(s.get('param_efficiency_per_seed'))}.",
-             f"- Training-time ratio (steps to plateau, {s.get('small_budget')} / {s.get('reference_budget')}): "
-             f"{num(s.get('training_time_ratio'))}; wall-time ratio {num(s.get('wall_time_ratio'))}.",
-             f"- **Recommended size:** {s.get('recommendation')}.", "", "Verdicts:", "",
-             verdict_table(exp.get("verdicts") or {}), "",
-             figure(figs, "scaling_curve", "E2.1 scaling curve"),
-             figure(figs, "learning_curves_e2_1", "E2.1 learning curves")]
-    ck = exp.get("checkpoints") or {}
-    if ck:
-        lines.append("Checkpoints (best seed per budget): " + ", ".join(f"`{c['path']}/`" for c in ck.values()))
-    lines.append(_grids(figs, "e2.1", exp))
-    return "\n".join(lines)
-
-
-def _e2_2(results: dict, exp: dict, figs: dict) -> str:
-    s = exp.get("summary") or {}
-    rows = []
-    for a in exp.get("arms") or []:
-        perf, tr = a.get("perf") or {}, a.get("training") or {}
-        rows.append([a.get("kind"), params(a.get("params")),
-                     params(a.get("active_params")) if a.get("active_params") != a.get("params") else "same",
-                     pm((a.get("val") or {}).get("distance")), pm((a.get("val") or {}).get("spatial_iou"), 3),
-                     pm(perf.get("latency_ms"), 3), pm(tr.get("loss_variance"), 3),
-                     pm(perf.get("forward_peak_memory_mb"), 3), pm(perf.get("weights_mb"), 3),
-                     f"{a.get('n_completed')}/{a.get('n')}"])
-    lines = [f"## {exp.get('title', 'E2.2')}", "", _status_line(exp), "", _protocol_table(exp), "",
-             table(["architecture", "params", "active", f"val distance ({s.get('distance_name')})", "val spatial IoU",
-                    "adapter latency (ms, batch 1)", "loss variance (2nd half)", "forward peak memory (MB)",
-                    "weights (MB)", "completed"], rows), "",
-             f"- Ranking by distance: {', '.join(s.get('ranking') or []) or '–'}; tied with the best within the seed "
-             f"spread: {', '.join(s.get('tied_with_best') or []) or '–'}.",
-             f"- **Recommendation:** {s.get('recommendation')}.", "",
-             "Peak memory is the process's resident-set growth during one adapter forward on CPU (coarse) or CUDA "
-             "allocator peak on GPU; weights are exact.", "", "Verdicts:", "",
-             verdict_table(exp.get("verdicts") or {}), "",
-             figure(figs, "ablation_e2_2", "E2.2 architectures"),
-             figure(figs, "learning_curves_e2_2", "E2.2 learning curves"), _grids(figs, "e2.2", exp)]
-    errors = [(a.get("kind"), e) for a in exp.get("arms") or [] for e in a.get("errors") or []]
-    if errors:
-        lines += ["", "Failed / diverged trials:", ""] + [f"- {k}: {e}" for k, e in errors]
-    return "\n".join(lines)
-
-
-def _e2_3(results: dict, exp: dict, figs: dict) -> str:
-    s = exp.get("summary") or {}
-    rows = []
-    for a in exp.get("arms") or []:
-        tr = a.get("training") or {}
-        rows.append([a.get("grid"), a.get("arm") + (" (baseline)" if a.get("is_baseline") else ""), a.get("change"),
-                     pm((a.get("val") or {}).get("distance")),
-                     num(a.get("delta_vs_baseline")) if a.get("delta_vs_baseline") is not None else "–",
-                     pm((a.get("val") or {}).get("spatial_iou"), 3), pm(tr.get("loss_variance"), 3),
-                     pm(tr.get("steps_to_plateau"), 3), ", ".join(sorted(set(a.get("statuses") or [])))])
-    best = s.get("best_per_grid") or {}
-    lines = [f"## {exp.get('title', 'E2.3')}", "", _status_line(exp), "",
-             f"Architecture: **{s.get('arch')}** (from {s.get('arch_source')}), budget {s.get('budget')}.", "",
-             _protocol_table(exp), "",
-             table(["grid", "arm", "change vs base recipe", f"val distance ({s.get('distance_name')})",
-                    "Δ vs baseline", "val spatial IoU", "loss variance", "steps to plateau", "status"], rows), "",
-             "- Best arm per grid: " + (", ".join(f"{g}: {b['arm']} ({num(b['distance'])})" for g, b in best.items()) or "–") + ".",
-             f"- Combination of the best arms: {num(s.get('combined_distance'))} "
-             f"({', '.join(f'{k}={v}' for k, v in (s.get('combined_patch') or {}).items()) or 'base recipe'}).",
-             f"- **Recipe handed to E2.4:** {s.get('recommendation')}.",
-             f"- Diverged trials: {s.get('n_diverged', 0)}; all strategies unstable: {num(s.get('all_unstable'))}.", "",
-             "Verdicts:", "", verdict_table(exp.get("verdicts") or {}), "",
-             figure(figs, "ablation_e2_3", "E2.3 ablation"),
-             figure(figs, "learning_curves_e2_3", "E2.3 learning curves")]
-    if s.get("combination_conflicts"):
-        lines.append("Combination conflicts: " + "; ".join(s["combination_conflicts"]))
-    return "\n".join(lines)
-
-
-def _e2_4(results: dict, exp: dict, figs: dict) -> str:
-    s = exp.get("summary") or {}
-    split = s.get("eval_split", "heldout")
-    rows = []
-    for a in exp.get("arms") or []:
-        perf = a.get("perf") or {}
-        rows.append([a.get("label"), a.get("role"), params(a.get("params")),
-                     pm((a.get(split) or {}).get("distance")), pm((a.get(split) or {}).get("spatial_iou"), 3),
-                     pm((a.get("val") or {}).get("distance")), pm((a.get("train") or {}).get("distance")),
-                     pm(perf.get("latency_ms"), 3), pm(perf.get("weights_mb"), 3)])
-    for b in s.get("quoted_baselines") or []:
-        rows.append([f"{b.get('name')} — quoted from the plan ({b.get('source')})", "quote, not measured",
-                     params(b.get("params")), f"LPIPS {num(b.get('lpips'))} (quote)",
-                     f"{num(b.get('spatial_iou'))} (quote)" if b.get("spatial_iou") is not None else "–",
-                     "–", "–", "–", "–"])
-    lines = [f"## {exp.get('title', 'E2.4')}", "", _status_line(exp), "",
-             f"Final adapter: **{s.get('arch')}**, recipe {s.get('recipe_change')} (from {s.get('recipe_source')}); "
-             f"headline split: **{split}**.", "", _protocol_table(exp), "",
-             table(["row", "role", "params", f"{split} distance ({s.get('distance_name')})", f"{split} spatial IoU",
-                    "val distance", "train-split distance", "adapter latency (ms)", "weights (MB)"], rows), "",
-             f"- param_efficiency (final recipe, {split}): **{num(s.get('param_efficiency'))}**; per seed pair "
-             f"{pm(s.get('param_efficiency_per_seed'))}.",
-             f"- Memory reduction 100M vs 10M (weights): {num(s.get('memory_reduction'))}x; forward peak memory "
-             f"ratio {num(s.get('forward_memory_reduction'))}x; 10M weights {num(s.get('memory_10m_gb'))} GB.",
-             f"- Training-time ratio (steps to plateau, 10M / 100M): {num(s.get('training_time_ratio'))}; wall-time "
-             f"ratio {num(s.get('wall_time_ratio'))}.",
-             f"- Generalization gap ({split} − train distance): {num(s.get('generalization_gap'))}.",
-             f"- Recommended configuration for Phase 3: {s.get('phase3_configuration')}.", "",
-             "Verdicts:", "", verdict_table(exp.get("verdicts") or {}), "",
-             figure(figs, "learning_curves_e2_4", "E2.4 learning curves"), _grids(figs, "e2.4", exp)]
-    checks = results.get("miniature_checks") or {}
-    if checks:
-        lines += ["", "Checks of the miniature itself (issue 7; not plan criteria — they say whether the mini "
-                  "world's numbers respond to what the study varies):", "", verdict_table(checks)]
-    ck = (exp.get("checkpoints") or {}).get("final")
-    if ck:
-        lines.append(f"\nFinal adapter checkpoint: `{ck['path']}/` (trial `{ck['trial']}`).")
     return "\n".join(lines)
 
 

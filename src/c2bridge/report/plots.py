@@ -1,6 +1,7 @@
-"""Figures rendered from ``results.yaml`` alone: the scaling curve (log x), learning curves, ablation bars, and a
-montage of the per-adapter reconstruction grids (those PNGs are written by the trials; the montage only lays
-them out). Every writer is atomic and returns the path it wrote, or None when there was nothing to draw."""
+"""Figures rendered from ``results.yaml`` alone: the helpers every experiment's ``figures()`` uses (learning curves,
+ablation bars, a montage of the per-adapter reconstruction grids -- those PNGs are written by the trials; the montage
+only lays them out) and ``render_all``, which asks each registered experiment for its figures. Every writer is
+atomic and returns the path it wrote, or None when there was nothing to draw."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +12,7 @@ from c2bridge._io import atomic_path
 FIG_DIR = "figures"
 
 
-def _plt():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -20,8 +21,8 @@ def _plt():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
-    plt = _plt()
+def save_figure(fig, path: Path) -> Path:
+    plt = pyplot()
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
@@ -29,59 +30,21 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _mean(node: Any) -> float | None:
+def mean_of(node: Any) -> float | None:
     return node.get("mean") if isinstance(node, dict) else None
 
 
-def _std(node: Any) -> float | None:
+def std_of(node: Any) -> float | None:
     return node.get("std") if isinstance(node, dict) else None
 
 
-def _subtitle(results: dict) -> str:
+def subtitle(results: dict) -> str:
     preset = results.get("preset") or {}
     dist = (results.get("distance") or {}).get("name", "?")
     tag = " (miniature)" if preset.get("is_miniature") else ""
     return f"preset {preset.get('name')}{tag}, distance {dist}"
 
 
-def scaling_curve(results: dict, out: Path) -> Path | None:
-    """Distance (mean ± seed spread) vs trainable params, log x; spatial IoU on the right axis."""
-    exp = (results.get("experiments") or {}).get("e2.1") or {}
-    arms = [a for a in exp.get("arms") or [] if _mean((a.get("val") or {}).get("distance")) is not None]
-    if not arms:
-        return None
-    plt = _plt()
-    xs = [a.get("params") or a.get("budget_params") for a in arms]
-    ds = [_mean(a["val"]["distance"]) for a in arms]
-    es = [_std(a["val"]["distance"]) or 0.0 for a in arms]
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    ax.errorbar(xs, ds, yerr=es, marker="o", capsize=4, color="C0", label=f"distance ({(results.get('distance') or {}).get('name')})")
-    for x, d, a in zip(xs, ds, arms):
-        ax.annotate(a.get("budget", ""), (x, d), textcoords="offset points", xytext=(4, 6), fontsize=8)
-    summary = exp.get("summary") or {}
-    d_ref = summary.get("distance_100m")
-    target = (((results.get("criteria") or {}).get("experiments") or {}).get("e2.1") or {}).get("param_efficiency", {}).get("target")
-    if d_ref is not None and target is not None:
-        ax.axhline(d_ref * (2 - target), ls="--", color="C0", alpha=0.5, lw=1,
-                   label=f"param_efficiency {target:g} line vs {summary.get('reference_budget', '100m')}")
-    ax.set_xscale("log")
-    ax.set_xlabel("trainable adapter parameters (log)")
-    ax.set_ylabel("distance on val (lower is better)")
-    ious = [_mean((a.get("val") or {}).get("spatial_iou")) for a in arms]
-    if any(v is not None for v in ious):
-        ax2 = ax.twinx()
-        pts = [(x, v, _std(a["val"]["spatial_iou"]) or 0.0) for x, v, a in zip(xs, ious, arms) if v is not None]
-        ax2.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="s", capsize=3,
-                     color="C1", alpha=0.8, label="spatial IoU")
-        ax2.set_ylabel("spatial IoU on val (higher is better)", color="C1")
-        h1, l1 = ax.get_legend_handles_labels()
-        h2, l2 = ax2.get_legend_handles_labels()
-        ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="best")
-    else:
-        ax.legend(fontsize=8)
-    ax.set_title(f"E2.1 scaling curve ({summary.get('kind', 'query')})\n{_subtitle(results)}", fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    return _save(fig, out)
 
 
 def learning_curves(results: dict, experiment: str, out: Path) -> Path | None:
@@ -95,7 +58,7 @@ def learning_curves(results: dict, experiment: str, out: Path) -> Path | None:
     panels = {k: v for k, v in panels.items() if any(_has_curve(trials.get(key)) for a in v for key in a.get("keys") or [])}
     if not panels:
         return None
-    plt = _plt()
+    plt = pyplot()
     n = len(panels)
     cols = min(n, 3)
     rows = -(-n // cols)
@@ -119,8 +82,8 @@ def learning_curves(results: dict, experiment: str, out: Path) -> Path | None:
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    fig.suptitle(f"{experiment.upper()} learning curves — {_subtitle(results)}", fontsize=10)
-    return _save(fig, out)
+    fig.suptitle(f"{experiment.upper()} learning curves — {subtitle(results)}", fontsize=10)
+    return save_figure(fig, out)
 
 
 def _smooth(values: list[float]) -> list[float]:
@@ -142,13 +105,13 @@ def _has_curve(trial: dict | None) -> bool:
 def ablation_bars(results: dict, experiment: str, out: Path) -> Path | None:
     """Mean distance ± seed spread per arm (E2.2 architectures, E2.3 grid arms)."""
     exp = (results.get("experiments") or {}).get(experiment) or {}
-    arms = [a for a in exp.get("arms") or [] if _mean((a.get("val") or {}).get("distance")) is not None]
+    arms = [a for a in exp.get("arms") or [] if mean_of((a.get("val") or {}).get("distance")) is not None]
     if not arms:
         return None
-    plt = _plt()
+    plt = pyplot()
     labels = [a.get("label") for a in arms]
-    means = [_mean(a["val"]["distance"]) for a in arms]
-    errs = [_std(a["val"]["distance"]) or 0.0 for a in arms]
+    means = [mean_of(a["val"]["distance"]) for a in arms]
+    errs = [std_of(a["val"]["distance"]) or 0.0 for a in arms]
     groups = list(dict.fromkeys(a.get("grid") or "" for a in arms))  # one colour per grid, in order
     colors = [f"C{groups.index(a.get('grid') or '') % 10}" for a in arms]
     fig, ax = plt.subplots(figsize=(max(5.0, 0.55 * len(arms) + 2), 3.8))
@@ -161,8 +124,8 @@ def ablation_bars(results: dict, experiment: str, out: Path) -> Path | None:
     pad = (hi - lo) * 0.3 or abs(hi) * 0.1 or 0.01
     ax.set_ylim(max(0.0, lo - pad), hi + pad)
     ax.grid(True, axis="y", alpha=0.3)
-    ax.set_title(f"{experiment.upper()} — {_subtitle(results)}", fontsize=10)
-    return _save(fig, out)
+    ax.set_title(f"{experiment.upper()} — {subtitle(results)}", fontsize=10)
+    return save_figure(fig, out)
 
 
 def grid_montage(run_dir: Path, grids: dict[str, str], title: str, out: Path) -> Path | None:
@@ -170,7 +133,7 @@ def grid_montage(run_dir: Path, grids: dict[str, str], title: str, out: Path) ->
     present = {label: run_dir / rel for label, rel in (grids or {}).items() if (run_dir / rel).is_file()}
     if not present:
         return None
-    plt = _plt()
+    plt = pyplot()
     import matplotlib.image as mpimg
 
     n = len(present)
@@ -180,25 +143,34 @@ def grid_montage(run_dir: Path, grids: dict[str, str], title: str, out: Path) ->
         ax.set_title(label, fontsize=7)
         ax.axis("off")
     fig.suptitle(title + "\n(each panel: input | reconstruction, one sample per row)", fontsize=9)
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
-def render_all(results: dict, run_dir: Path) -> dict[str, str]:
-    """Every figure the report embeds -> {name: path relative to run_dir}."""
+def experiment_figures(results: dict, run_dir: Path, experiment: str, ablation: bool = False) -> dict[str, str]:
+    """The figures most experiments have: learning curves, ablation bars (``ablation``), the montage of their
+    reconstruction grids -> {name: path relative to run_dir}."""
     run_dir = Path(run_dir)
+    stem = experiment.replace(".", "_")
     figs: dict[str, str] = {}
 
     def put(name: str, path: Path | None) -> None:
         if path is not None:
             figs[name] = str(path.relative_to(run_dir))
 
-    put("scaling_curve", scaling_curve(results, run_dir / "scaling_curve.png"))
-    for exp in ("e2.1", "e2.2", "e2.3", "e2.4"):
-        stem = exp.replace(".", "_")
-        put(f"learning_curves_{stem}", learning_curves(results, exp, run_dir / FIG_DIR / f"learning_curves_{stem}.png"))
-        if exp in ("e2.2", "e2.3"):
-            put(f"ablation_{stem}", ablation_bars(results, exp, run_dir / FIG_DIR / f"ablation_{stem}.png"))
-        grids = ((results.get("experiments") or {}).get(exp) or {}).get("grids") or {}
-        put(f"reconstructions_{stem}", grid_montage(run_dir, grids, f"{exp.upper()} reconstructions — {_subtitle(results)}",
-                                                    run_dir / FIG_DIR / f"reconstructions_{stem}.png"))
+    put(f"learning_curves_{stem}", learning_curves(results, experiment, run_dir / FIG_DIR / f"learning_curves_{stem}.png"))
+    if ablation:
+        put(f"ablation_{stem}", ablation_bars(results, experiment, run_dir / FIG_DIR / f"ablation_{stem}.png"))
+    grids = ((results.get("experiments") or {}).get(experiment) or {}).get("grids") or {}
+    put(f"reconstructions_{stem}", grid_montage(run_dir, grids, f"{experiment.upper()} reconstructions — {subtitle(results)}",
+                                                run_dir / FIG_DIR / f"reconstructions_{stem}.png"))
+    return figs
+
+
+def render_all(results: dict, run_dir: Path) -> dict[str, str]:
+    """Every figure the report embeds (each registered experiment draws its own) -> {name: path rel. to run_dir}."""
+    from c2bridge.experiments.registry import experiments
+
+    figs: dict[str, str] = {}
+    for module in experiments().values():
+        figs.update(module.figures(results, Path(run_dir)))
     return figs

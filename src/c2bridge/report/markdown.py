@@ -1,0 +1,135 @@
+"""Markdown pieces every report section uses: number formatting, tables, verdict tables, figure links."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+VERDICT_TEXT = {"target": "**target**", "acceptable": "acceptable", "fail": "**FAIL**", "missing": "not measured"}
+
+
+def num(x: Any, digits: int = 4) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, int):
+        return f"{x:,}"
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            return str(x)
+        if abs(x) >= 1000:
+            return f"{x:,.0f}"
+        if x != 0 and abs(x) < 10 ** -(digits - 1):
+            return f"{x:.2e}"
+        if abs(x) >= 100:
+            return f"{x:.1f}"
+        return f"{x:.{max(1, digits - 1)}f}" if abs(x) >= 1 else f"{x:.{digits}f}"
+    return str(x)
+
+
+def pm(node: Any, digits: int = 4) -> str:
+    """``mean ± std (n=k)`` of a stats node."""
+    if not isinstance(node, dict) or node.get("mean") is None:
+        return "–"
+    s = num(node["mean"], digits)
+    if node.get("std") is not None:
+        s += f" ± {num(node['std'], 2 if node['std'] < 1 else digits)}"
+    if node.get("n", 1) != 1:
+        s += f" (n={node['n']})"
+    return s
+
+
+def params(x: Any) -> str:
+    if x is None:
+        return "–"
+    x = float(x)
+    for div, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if x >= div:
+            return f"{x / div:.3g}{unit}"
+    return f"{x:.0f}"
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    def cell(v: Any) -> str:
+        return (num(v) if not isinstance(v, str) else v).replace("|", "\\|").replace("\n", " ")
+
+    out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    out += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def verdict_text(v: dict) -> str:
+    text = VERDICT_TEXT.get(v.get("verdict"), str(v.get("verdict")))
+    if v.get("verdict") == "fail" and v.get("severity"):
+        text += f" ({v['severity']})"
+    if v.get("comparable") is False:
+        text += " — indicative only"
+    return text
+
+
+def threshold_text(v: dict) -> str:
+    sign = ">" if v.get("direction") == "higher" else "<"
+    bad = "<" if v.get("direction") == "higher" else ">"
+    parts = []
+    if v.get("target") is not None:
+        parts.append(f"target {sign} {v['target']:g}")
+    if v.get("acceptable") is not None:
+        parts.append(f"acceptable {sign} {v['acceptable']:g}")
+    if v.get("failure") is not None:
+        parts.append(f"failure {bad} {v['failure']:g}")
+    return "; ".join(parts)
+
+
+def verdict_table(verdicts: dict) -> str:
+    if not verdicts:
+        return "_No criteria for this experiment._"
+    rows = []
+    for name, v in verdicts.items():
+        note = v.get("note") or ""
+        if v.get("alternative"):
+            alt = v["alternative"]
+            note = (note + "; " if note else "") + (f"under {alt.get('source')} bands ({threshold_text({**alt, 'direction': v['direction']})}): "
+                                                      f"{verdict_text(alt)}")
+        rows.append([f"{v.get('plan_metric', name)} (`{name}`)", num(v.get("value")), threshold_text(v),
+                     verdict_text(v), note])
+    return table(["metric", "value", "plan's bands", "verdict", "note"], rows)
+
+
+def figure(figs: dict, name: str, caption: str) -> str:
+    return f"![{caption}]({figs[name]})\n" if name in figs else ""
+
+
+# ----------------------------------------------------------------------------------------------------- sections
+def render(results: dict, figs: dict | None = None) -> str:
+    figs = figs or {}
+    preset = results.get("preset") or {}
+    dist = results.get("distance") or {}
+    exps = results.get("experiments") or {}
+    parts = [_header(results, preset, dist), _headline(results, exps), _claims(results, preset, dist, exps),
+             _setup(results, preset, dist)]
+    for name, fn in (("e2.1", _e2_1), ("e2.2", _e2_2), ("e2.3", _e2_3), ("e2.4", _e2_4)):
+        if name in exps:
+            parts.append(fn(results, exps[name], figs))
+    parts.append(_decisions(results))
+    parts.append(_trials(results))
+    return "\n\n".join(p.strip() for p in parts if p and p.strip()) + "\n"
+
+
+def status_line(exp: dict) -> str:
+    return (f"Status: **{exp.get('status')}** · config `{exp.get('config_file')}` · wall {exp.get('wall_s') or 0:.0f} s "
+            "(trials reused from earlier runs cost nothing)")
+
+
+def protocol_table(exp: dict) -> str:
+    rows = [[r["knob"], str(r.get("this")), str(r.get("full")) if r.get("full") is not None else "–"]
+            for r in exp.get("protocol") or []]
+    return table(["protocol", "this run", "full preset"], rows) if rows else ""
+
+
+def grids(figs: dict, exp_name: str, exp: dict) -> str:
+    stem = exp_name.replace(".", "_")
+    out = figure(figs, f"reconstructions_{stem}", f"{exp_name.upper()} reconstructions")
+    grids = exp.get("grids") or {}
+    if grids:
+        out += "\nReconstruction grids (input | reconstruction): " + ", ".join(f"[{k}]({v})" for k, v in grids.items())
+    return out
