@@ -167,8 +167,8 @@ def save_video(frames: torch.Tensor, path: str | os.PathLike, frame_rate: int = 
 
 def save_side_by_side_strip(inputs: torch.Tensor, recons: torch.Tensor, path: str | os.PathLike,
                             max_frames: int = 8, min_tile: int = 128) -> Path:
-    """PNG: inputs (top row) over reconstructions (bottom row), ``[F, 3, H, W]`` each; clips show up to
-    ``max_frames`` evenly spaced frames. Tiles are enlarged (nearest) to at least ``min_tile`` px for viewing."""
+    """PNG: input | reconstruction for an image; for a clip (``[F, 3, H, W]`` each) its inputs (top row) over its
+    reconstructions (bottom row), up to ``max_frames`` evenly spaced frames. Tiles are enlarged (nearest) to at least ``min_tile`` px for viewing."""
     import torch.nn.functional as F
     from torchvision.utils import make_grid, save_image
 
@@ -182,7 +182,7 @@ def save_side_by_side_strip(inputs: torch.Tensor, recons: torch.Tensor, path: st
     scale = max(1, -(-min_tile // max(tiles.shape[-2:])))
     if scale > 1:
         tiles = F.interpolate(tiles, scale_factor=scale, mode="nearest")
-    grid = make_grid(tiles, nrow=len(idx), padding=2, pad_value=1.0)
+    grid = make_grid(tiles, nrow=len(idx) if len(idx) > 1 else 2, padding=2, pad_value=1.0)  # an image: one row
     path = Path(path)
     with atomic_path(path) as tmp:
         save_image(grid, tmp, format="png")

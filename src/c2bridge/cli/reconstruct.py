@@ -48,8 +48,12 @@ def _run(args: argparse.Namespace) -> int:
                                 "(adapter_config.json + model.safetensors), e.g. runs/mini/checkpoints/adapter_final")
     if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps must be >= 1; got {args.steps}")
+    import warnings
+
     import torch
     from tqdm.auto import tqdm
+
+    warnings.formatwarning = lambda message, *_a, **_k: f"c2bridge reconstruct: warning: {message}\n"
 
     from c2bridge._io import atomic_write_json
     from c2bridge.package import read_provenance
