@@ -25,40 +25,22 @@ from __future__ import annotations
 import inspect
 import json
 import math
-import re
 from functools import lru_cache
 
 import torch
 
 from c2bridge.adapters.base import Adapter, compact
 from c2bridge.adapters.registry import ADAPTERS, adapter_class
+from c2bridge.config import parse_size, resolve_budget
 from c2bridge.presets import Preset, get_preset
 
 TOLERANCE = 0.02  # |count - budget| / budget allowed (the solver lands within ~0.5%, 0.01% at the real dims)
 MAX_DEPTH = 12
 DEFAULT_DIMS = dict(vlm_dim=3584, dino_dim=1024, out_dim=4096, n_tokens=77, n_patches=256)
 
-_SUFFIXES = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9}
-
-
 def parse_budget(budget) -> float | None:
-    """10e6, 10_000_000, "10M", "10m", "5k", "2.5e4" -> float; None -> None."""
-    if budget is None:
-        return None
-    if isinstance(budget, bool):
-        raise ValueError(f"budget must be a number or a string like '10M', got {budget!r}")
-    if isinstance(budget, (int, float)):
-        value = float(budget)
-    elif isinstance(budget, str):
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmbg]?)\s*", budget.lower())
-        if not match:
-            raise ValueError(f"budget {budget!r} is not a number or a string like '10M', '5k', '2.5e4'")
-        value = float(match.group(1)) * _SUFFIXES[match.group(2)]
-    else:
-        raise ValueError(f"budget must be a number or a string like '10M', got {type(budget).__name__}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"budget must be a positive number of parameters, got {budget!r}")
-    return value
+    """10e6, 10_000_000, "10M", "10m", "5k", "2.5e4" -> float (``c2bridge.config.parse_size``); None -> None."""
+    return None if budget is None else parse_size(budget)
 
 
 def io_width(dims: dict) -> int:
@@ -298,19 +280,13 @@ def build_adapter(
     return cls(**cfg)
 
 
-def resolve_preset_budget(budget, preset) -> float | None:
-    """A preset scale name ("10m" -> the preset's budgets["10m"], case-insensitive) or a literal budget."""
-    if isinstance(budget, str) and budget.strip().lower() in preset.budgets:
-        return float(preset.budgets[budget.strip().lower()])
-    return parse_budget(budget)
-
-
 def build_adapter_for_preset(kind: str, budget, preset, **overrides) -> Adapter:
     """build_adapter with dims from `c2bridge.presets` (dino_dim, n_patches, vlm_dim, cond_dim -> out_dim,
-    n_tokens). A string budget naming one of the preset's scales ("5m".."100m") means that scale's budget in
-    this preset (e.g. "10m" is 1e4 in `mini`); anything else is a literal parameter count."""
+    n_tokens). The budget goes through ``c2bridge.config.resolve_budget``: one of the preset's scale names
+    ("5m".."100m") means that scale's budget in this preset (e.g. "10m" is 1.25e4 in `mini`); any other size is a
+    literal parameter count; None: the kind's defaults."""
     preset = preset if isinstance(preset, Preset) else get_preset(preset)
     dims = dict(vlm_dim=preset.vlm_dim, dino_dim=preset.dino_dim, out_dim=preset.cond_dim,
                 n_tokens=preset.n_tokens, n_patches=preset.n_patches)
     dims.update({k: overrides.pop(k) for k in list(overrides) if k in dims})
-    return build_adapter(kind, resolve_preset_budget(budget, preset), **dims, **overrides)
+    return build_adapter(kind, None if budget is None else resolve_budget(budget, preset), **dims, **overrides)

@@ -8,8 +8,9 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
-from c2bridge.adapters.budget import TOLERANCE, build_adapter_for_preset, resolve_preset_budget
+from c2bridge.adapters.budget import TOLERANCE, build_adapter_for_preset
 from c2bridge.adapters.registry import ADAPTERS
+from c2bridge.config import resolve_budget
 from c2bridge.presets import PLAN_BUDGETS, get_preset
 
 
@@ -52,7 +53,7 @@ def adapter_table(preset="full", kinds=None, budgets=None, latency=True, vlm_tok
         if kind not in ADAPTERS:
             raise ValueError(f"unknown adapter kind {kind!r}; expected one of {sorted(ADAPTERS)}")
     names = [b.strip().lower() for b in budgets] if budgets else list(preset.budgets)
-    targets = {name: resolve_preset_budget(name, preset) for name in names}
+    targets = {name: resolve_budget(name, preset) for name in names}  # names lowercased: scale names match
     T = vlm_tokens if vlm_tokens is not None else preset.n_patches
     if T < 0:
         raise ValueError(f"--vlm-tokens must be >= 0, got {T}")
