@@ -66,8 +66,8 @@ def test_good_and_bad_inputs(tmp_path, inputs, tiny_package, capsys, monkeypatch
         assert (out / f"{stem}.recon.png").is_file() and (out / f"{stem}.side_by_side.png").is_file()
     # the reported PSNR is the reconstruction's against the input at the decoder's size (up to 8-bit rounding)
     gray = report["inputs"][str(inputs / "gray.png")]
-    recon = torch.from_numpy(np.asarray(Image.open(out / "gray.recon.png"))).permute(2, 0, 1).float()[None] / 255
-    target = torch.from_numpy(np.asarray(Image.open(inputs / "gray.png").resize((32, 32), Image.BILINEAR))).float()
+    recon = torch.from_numpy(np.array(Image.open(out / "gray.recon.png"))).permute(2, 0, 1).float()[None] / 255
+    target = torch.from_numpy(np.array(Image.open(inputs / "gray.png").resize((32, 32), Image.BILINEAR))).float()
     target = target.expand(1, 3, 32, 32) / 255
     assert float(psnr(recon, target)[0]) == pytest.approx(gray["psnr"], abs=1.0)
     frames, rate = read_video(out / "clip.recon.mp4")
