@@ -61,7 +61,7 @@ def test_yaml_base_chain_and_merge(tmp_path):
 
 
 def test_typed_coercion_collects_every_bad_key():
-    from c2bridge.train.config import TrainConfig
+    from c2bridge.recipe import TrainConfig
 
     cfg, errors = TrainConfig(), []
     C.apply_to_dataclass(cfg, {"optim": {"lr": "1e-3", "batch_size": "x"}, "nope": 1}, errors)
@@ -73,7 +73,8 @@ def test_typed_coercion_collects_every_bad_key():
 
 
 def test_config_path_and_names_import_without_torch():
-    code = ("import sys, c2bridge.config, c2bridge.names, c2bridge.train.config, c2bridge.planner\n"
+    code = ("import sys, c2bridge.config, c2bridge.names, c2bridge.recipe, c2bridge.planner\n"
+            "from c2bridge.experiments import registry; registry.experiments()\n"
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
@@ -85,7 +86,7 @@ def test_every_name_list_matches_its_implementation():
     from c2bridge.data import augment
     from c2bridge.decoder import objective
     from c2bridge.train import schedules
-    from c2bridge.train.config import load_config
+    from c2bridge.recipe import load_config
 
     assert sorted(ADAPTERS) == sorted(names.ADAPTER_KINDS)
     assert augment.AUGMENTATIONS == names.AUGMENTATIONS

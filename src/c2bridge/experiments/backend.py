@@ -18,9 +18,9 @@ CURVE_POINTS = 120  # learning-curve points kept per trial in results.yaml
 
 
 def _device():
-    import torch
+    from c2bridge.device import pick_device
 
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return pick_device("auto")
 
 
 def get_bridge(preset: str):
@@ -178,23 +178,12 @@ def _write_package(adapter_dir: Path, config: dict, params: dict | None, metrics
 
 
 def _reference_trial(config: dict, workspace: Path, run_dir: Path) -> dict:
-    import torch
-
     bridge = get_bridge(config["preset"])
     ref = config["reference"]
-    if ref == "untrained":
-        from c2bridge.adapters import build_adapter
-        from c2bridge.presets import get_preset
-        from c2bridge.train.config import load_config, resolve_budget
+    if ref == "untrained":  # the init train() would start from (same builder, same seed; global RNG untouched)
+        from c2bridge.train import build_adapter_from_config
 
-        tc = load_config(config["train"])
-        preset = get_preset(tc.preset)
-        torch.manual_seed(tc.seed)  # the init train() would start from
-        adapter = build_adapter(
-            tc.adapter.kind, budget=resolve_budget(tc.adapter.budget, preset), vlm_dim=preset.vlm_dim,
-            dino_dim=preset.dino_dim, out_dim=preset.cond_dim, n_tokens=preset.n_tokens, n_patches=preset.n_patches,
-            dropout=tc.adapter.dropout, **tc.adapter.overrides,
-        ).to(_device())
+        adapter = build_adapter_from_config(config["train"], device=_device())
         record = {"status": "completed", "params": {"trainable": int(adapter.num_params),
                                                      "active": int(getattr(adapter, "active_params", adapter.num_params))}}
         record.update(_evaluate(config, workspace, run_dir, adapter=adapter))

@@ -56,7 +56,7 @@ class StudyContext:
         ``recipe`` <- adapter/seed/data <- ``patch``, dotted TrainConfig keys), so a change anywhere in the recipe
         changes the trial key; cache paths are relative to RUN_DIR.
         """
-        from c2bridge.train.config import config_to_dict, load_config
+        from c2bridge.recipe import config_to_dict, load_config
 
         train_ref = self.cache(train_cache or self.cfg.get("train_cache", "train"))
         val_ref = self.cache(self.cfg.get("val_cache", "val"))

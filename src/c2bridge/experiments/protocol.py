@@ -7,7 +7,7 @@ from typing import Any
 
 def recipe_summary(cfg: dict, preset: str) -> dict:
     """Human-sized description of the resolved training recipe of an experiment config."""
-    from c2bridge.train.config import load_config, schedule_warmup_steps
+    from c2bridge.recipe import load_config, schedule_warmup_steps
 
     try:
         tc = load_config({**(cfg.get("recipe") or {}), "preset": preset})

@@ -174,7 +174,7 @@ def check_overrides(overrides: Iterable[str] | Mapping[str, Any], preset: str,
     """One ValueError naming every override that no experiment config has (``e2_1.seedz=[0]``) and every
     ``recipe.*`` key or value the training config rejects -- before anything runs or is written."""
     from c2bridge.config import load_yaml_config, set_dataclass_key
-    from c2bridge.train.config import TrainConfig
+    from c2bridge.recipe import TrainConfig
 
     common, per = experiment_overrides(overrides)
     keys: dict[str, set[str]] = {}
