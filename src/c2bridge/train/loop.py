@@ -27,6 +27,7 @@ import math
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -186,7 +187,14 @@ class AdapterTrainingRecipe:
             "initial_val": None,  # validation before the first step (eval.at_start)
         }
         self.step = self.start_step = 0
-        self.restored_from = ckpt_io.latest_checkpoint(self.ckpt_root) if self.resume else None
+        self.restored_from, self.skipped_checkpoints = None, []
+        if self.resume:  # the newest checkpoint whose checksums match; damaged newer ones are named and passed over
+            self.restored_from, self.skipped_checkpoints = ckpt_io.latest_intact_checkpoint(self.ckpt_root,
+                                                                                           device=self.device)
+            for line in self.skipped_checkpoints:
+                print(f"c2bridge train: {line}; resuming from "
+                      f"{self.restored_from.name if self.restored_from is not None else 'step 0'} instead",
+                      file=sys.stderr, flush=True)
         if self.restored_from is not None:
             self.load_checkpoint(self.restored_from)
         truncate_metrics(self.out_dir, keep_through_step=self.start_step)
@@ -410,6 +418,7 @@ class AdapterTrainingRecipe:
             "step": self.step,
             "total_steps": self.total_steps,
             "resumed_from_step": self.start_step if self.restored_from is not None else None,
+            "skipped_checkpoints": self.skipped_checkpoints,  # damaged checkpoints a resume passed over
             "final": {"train_loss": self.last_train.get("loss"), **(state["last_val"] or {})},
             "initial": state["initial_val"],
             "best": {"metric": cfg.eval.best_metric, "value": state["best_value"], "step": state["best_step"]},
