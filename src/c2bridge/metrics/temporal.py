@@ -6,8 +6,8 @@ better except the IoU mean. All are 0 (IoU mean 1) for a perfect reconstruction.
 - ``flicker``: the temporal-difference error, mean over frame pairs and pixels of
   ``|Δ_t recon − Δ_t target|`` with ``Δ_t x = x[t+1] − x[t]`` (mean over RGB, [0, 1] units). It compares the
   reconstruction's frame-to-frame change with the target's own: a still target reconstructed with jitter, a
-  moving target reconstructed frozen, and shuffled frames all score high; a constant error (a colour offset, a
-  fixed blur) scores 0, because it is not a temporal error (the frame distance sees it).
+  moving target reconstructed frozen, and shuffled frames all score high; an error that is the same in every
+  frame (a colour offset, a fixed stain) scores 0, because it is not a temporal error (the frame distance sees it).
 - ``warp_error``: the same along the target's motion (a warping error after Lai et al., 2018): frame ``t+1`` is
   warped back onto frame ``t`` with the target's optical flow, and ``|(r_t − W r_{t+1}) − (x_t − W x_{t+1})|`` is
   averaged over the pixels where that flow explains the target (``|x_t − W x_{t+1}| <= occlusion_threshold``:
