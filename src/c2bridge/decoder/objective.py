@@ -31,6 +31,13 @@ from typing import Any, Callable
 
 import torch
 
+from c2bridge.metrics.distance import (
+    LPIPS_DISTANCES,
+    MultiScaleDistance,
+    check_lpips_backbone,
+    get_distance,
+    lpips_available,
+)
 from c2bridge.names import (FLOW_TERM, NAMED_LOSSES, PERCEPTUAL, PIXEL_TERMS, SIGMA_DISTRIBUTIONS,  # noqa: F401
                             X0_WEIGHTINGS)
 from c2bridge.names import LOSS_TERMS as TERMS
@@ -116,8 +123,6 @@ class LossSpec:
         """The spec actually trained with: ``perceptual`` replaced by ``perceptual_fallback`` when its LPIPS
         backbone file is missing (no fallback -> the clear FileNotFoundError). Log ``resolve().to_dict()`` so a
         report can say which distance was used."""
-        from c2bridge.metrics.distance import check_lpips_backbone, lpips_available, LPIPS_DISTANCES
-
         if not self.uses_perceptual or lpips_available(self.perceptual):
             return self
         if self.perceptual_fallback is not None:
@@ -183,8 +188,6 @@ def x0_weights(spec: LossSpec, sigmas: torch.Tensor) -> torch.Tensor:
 def pixel_losses(pred: torch.Tensor, target: torch.Tensor, spec: LossSpec) -> dict[str, torch.Tensor]:
     """Per-sample pixel terms with nonzero weight -> {term: [B]}. ``pred`` is the decoded x0_hat (unclamped; the
     perceptual distances clamp, L2 does not, so out-of-range pixels are still pulled back), ``target`` in [0, 1]."""
-    from c2bridge.metrics.distance import MultiScaleDistance, get_distance
-
     if pred.shape != target.shape:
         raise ValueError(f"decoded x0_hat {tuple(pred.shape)} and target pixels {tuple(target.shape)} differ; "
                          "targets must be at the decoder's resolution and frame count")
