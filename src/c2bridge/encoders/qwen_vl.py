@@ -14,10 +14,21 @@ Inputs are built by a real ``Qwen2_5_VLProcessor`` in every preset. For ``full``
 ``mini_processor()`` builds one in memory: the same Qwen2-VL image/video processors (patch 4, merge 2, temporal 2)
 with a tiny word-level tokenizer over a fixed vocabulary (``MINI_VOCAB``: Qwen's special tokens, the chat roles and
 ~90 prompt/caption words; anything else maps to ``<unk>``) and a Qwen-style chat template.
+
+Pixels reach the vision tower the way Qwen2.5-VL's processor takes them: each image (each clip frame) is resized by
+the processor's own ``smart_resize`` (transformers' ``qwen2_vl.image_processing_qwen2_vl.smart_resize``, the rule
+``qwen-vl-utils`` applies too): both sides multiples of ``patch_size * merge_size`` (28 for the real model, 8 for
+the mini processor), the aspect ratio kept as closely as that rounding allows, and the pixel count within
+``[min_pixels, max_pixels]`` (``video_min_pixels``/``video_max_pixels`` per clip frame). The resize is bicubic with
+antialiasing (the processor's resample), in float, batched; the processor then only patchifies
+(``do_resize=False``). Every one of these settings is in ``encoder_key()`` and so in the cache key.
+``image_size=S`` / ``video_size=S`` in the constructors are shorthand for ``max_pixels=S*S`` /
+``video_max_pixels=S*S`` (the budget of an S x S square: a square input of at least that size becomes exactly
+S x S, as before).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -103,8 +114,10 @@ def _mrope_section(head_dim: int) -> list[int]:
 
 @dataclass(frozen=True)
 class QwenPreprocess:
-    image_size: int  # images are resized to this square before the processor (multiple of patch * merge)
-    video_size: int  # clip frames are resized to this square (videos cost grid_t times more tokens)
+    max_pixels: int  # an image is resized (aspect ratio kept) to at most this many pixels: smart_resize
+    video_max_pixels: int  # the same per clip frame (videos cost grid_t times more tokens)
+    min_pixels: int | None = None  # ... and to at least this many (None: the processor's own minimum)
+    video_min_pixels: int | None = None
     prompt: str = DEFAULT_PROMPT  # user text after the image, through the chat template
     video_prompt: str = DEFAULT_VIDEO_PROMPT  # user text after a video
     layer: int = -1  # index into hidden_states (-1: last layer, after the final norm)
@@ -127,12 +140,20 @@ class QwenVLEncoder(FrozenEncoder):
             raise ValueError(f"layer {preprocess.layer} out of range for {n_states} hidden states "
                              f"(0 = embeddings, -1 = last layer)")
         factor = processor.image_processor.patch_size * processor.image_processor.merge_size
-        for name in ("image_size", "video_size"):
-            if getattr(preprocess, name) % factor:
-                raise ValueError(f"Qwen {name}={getattr(preprocess, name)} must be a multiple of patch*merge={factor}")
+        preprocess = replace(  # unset minimums: the processor's own (capped at the budget)
+            preprocess,
+            min_pixels=preprocess.min_pixels or min(_min_pixels(processor.image_processor, factor),
+                                                    preprocess.max_pixels),
+            video_min_pixels=preprocess.video_min_pixels or min(
+                _min_pixels(getattr(processor, "video_processor", None), factor), preprocess.video_max_pixels))
+        for lo, hi in (("min_pixels", "max_pixels"), ("video_min_pixels", "video_max_pixels")):
+            if not factor * factor <= getattr(preprocess, lo) <= getattr(preprocess, hi):
+                raise ValueError(f"Qwen needs (patch*merge)^2={factor * factor} <= {lo} <= {hi}; got "
+                                 f"{lo}={getattr(preprocess, lo)}, {hi}={getattr(preprocess, hi)}")
         template = processor.chat_template if isinstance(processor.chat_template, str) else str(
             processor.chat_template)
-        self.preprocess = QwenPreprocess(**{**asdict(preprocess), "chat_template_hash": stable_hash(template or "")})
+        self.preprocess = replace(preprocess, chat_template_hash=stable_hash(template or ""))
+        self.factor = factor
         super().__init__(model, model_id, revision, device)
         self.processor = processor
         self._text = {}
@@ -146,7 +167,7 @@ class QwenVLEncoder(FrozenEncoder):
 
         processor = mini_processor()
         model = seeded_model(Qwen2_5_VLForConditionalGeneration, tiny_qwen_config(vlm_dim, processor), seed)
-        pre = QwenPreprocess(image_size=image_size, video_size=video_size or image_size, **options)
+        pre = _preprocess(image_size, video_size or image_size, options)
         return cls(model, processor, pre, model_id=model_id, revision=f"seed{seed}", device=device)
 
     @classmethod
@@ -159,7 +180,7 @@ class QwenVLEncoder(FrozenEncoder):
         model, resolved = pretrained_model(Qwen2_5_VLForConditionalGeneration.from_pretrained, model_id, revision,
                                            dtype=dtype)
         processor = load_pretrained(AutoProcessor.from_pretrained, model_id, revision)
-        pre = QwenPreprocess(image_size=image_size, video_size=video_size, **options)
+        pre = _preprocess(image_size, video_size, options)
         return cls(model, processor, pre, model_id=model_id, revision=resolved, device=device)
 
     # ------------------------------------------------------------------ properties
@@ -181,23 +202,32 @@ class QwenVLEncoder(FrozenEncoder):
                 [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True)
         return self._text[video]
 
+    def input_size(self, height: int, width: int, video: bool = False) -> tuple[int, int]:
+        """The ``(height, width)`` an image (or clip frame) of that size is resized to: the processor's
+        ``smart_resize`` with this encoder's patch*merge factor and pixel bounds."""
+        from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+        pre = self.preprocess
+        lo, hi = (pre.video_min_pixels, pre.video_max_pixels) if video else (pre.min_pixels, pre.max_pixels)
+        return smart_resize(int(height), int(width), factor=self.factor, min_pixels=lo, max_pixels=hi)
+
     def build_inputs(self, pixels) -> dict:
         """Processor inputs for images ``[B,3,H,W]`` or clips ``[B,3,F,H,W]`` in [0, 1]."""
         video = pixels.ndim == 5
         if pixels.ndim not in (4, 5) or pixels.shape[1] != 3:
             raise ValueError(f"QwenVLEncoder expects images [B,3,H,W] or clips [B,3,F,H,W], got {tuple(pixels.shape)}")
-        size = self.preprocess.video_size if video else self.preprocess.image_size
+        height, width = self.input_size(*pixels.shape[-2:], video=video)
         x = pixels.detach().float().cpu()
         if video:  # [B, 3, F, H, W] -> [B*F, 3, H, W] for resizing
             B, _, n_frames = x.shape[:3]
             x = x.permute(0, 2, 1, 3, 4).reshape(B * n_frames, 3, *x.shape[-2:])
-        if tuple(x.shape[-2:]) != (size, size):
-            x = F.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
+        if tuple(x.shape[-2:]) != (height, width):
+            x = F.interpolate(x, size=(height, width), mode="bicubic", antialias=True, align_corners=False)
         x = x.clamp(0, 1)
         text = [self.chat_text(video)] * len(pixels)
         common = dict(text=text, return_tensors="pt", padding=True, do_rescale=False, do_resize=False)
         if video:
-            clips = list(x.reshape(B, n_frames, 3, size, size))  # each [F, 3, S, S]
+            clips = list(x.reshape(B, n_frames, 3, height, width))  # each [F, 3, h, w]
             extra = {}
             if hasattr(type(self.processor.video_processor), "cap_pixels_per_frame"):
                 extra["cap_pixels_per_frame"] = True  # no effect without resizing; silences the 5.x warning
@@ -226,6 +256,21 @@ class QwenVLEncoder(FrozenEncoder):
         else:
             keep = inputs["attention_mask"].bool()
         return pack_left(hidden, keep)
+
+
+def _min_pixels(proc, factor: int) -> int:
+    """A Qwen2-VL image/video processor's own lower pixel bound (``size["shortest_edge"]``), else one merged patch."""
+    size = getattr(proc, "size", None)
+    value = size.get("shortest_edge") if isinstance(size, dict) else getattr(size, "shortest_edge", None)
+    return int(value or getattr(proc, "min_pixels", None) or factor * factor)
+
+
+def _preprocess(image_size: int, video_size: int, options: dict) -> QwenPreprocess:
+    """``image_size``/``video_size`` are the side of the square pixel budget unless max pixels are given."""
+    options = dict(options)
+    options.setdefault("max_pixels", int(image_size) ** 2)
+    options.setdefault("video_max_pixels", int(video_size) ** 2)
+    return QwenPreprocess(**options)
 
 
 def pack_left(hidden, keep):
