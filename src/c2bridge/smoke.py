@@ -128,7 +128,10 @@ def build_real_width_encoders(layers: int = 1, seed: int = SMOKE_SEED, device=No
         dino, qwen = dino.to(dtype), qwen.to(dtype)
     dino_enc = DinoV2Encoder(dino, DinoPreprocess(image_size=full.encoder_image_size),
                              model_id=f"random-real-width-dinov2-large-{layers}l", revision=f"seed{seed}")
-    vlm_enc = QwenVLEncoder(qwen, processor, QwenPreprocess(image_size=448, video_size=224),
+    # the full preset's Qwen token counts (448 px images, 224 px frames) at any smoke resolution
+    vlm_pre = QwenPreprocess(min_pixels=448 * 448, max_pixels=448 * 448, video_min_pixels=224 * 224,
+                             video_max_pixels=224 * 224)
+    vlm_enc = QwenVLEncoder(qwen, processor, vlm_pre,
                             model_id=f"random-real-width-qwen2.5-vl-7b-{layers}l", revision=f"seed{seed}")
     return Encoders(dino_enc, vlm_enc)
 
@@ -161,11 +164,13 @@ def build_real_width_bridge(layers: int = 1, image_size: int = 512, seed: int = 
 
 
 def extract_stage(preset, encoders, bridge, out, samples: int, seed: int = SMOKE_SEED):
-    """The shapes dataset's first ``samples`` train items through both encoders and the VAE (latents cached), at
-    ``preset``'s resolution and frame count -> the ``FeatureCache`` in ``out``."""
+    """The shapes world's first ``samples`` train items through both encoders and the VAE (latents cached), at
+    ``preset``'s resolution: images, or clips of its frame count (``shapes_clips``) -> the ``FeatureCache`` in
+    ``out``."""
     from c2bridge.encoders.extraction import extract
 
-    return extract(preset, "shapes", "train", out, limit=samples, seed=seed, encoders=encoders,
+    dataset = "shapes" if preset.num_frames == 1 else "shapes_clips"  # shapes are images on every preset
+    return extract(preset, dataset, "train", out, limit=samples, seed=seed, encoders=encoders,
                    latents_fn=bridge.encode_latents, latents_key={"vae": f"random-{bridge.preset}-ltx-vae"},
                    batch_size=samples, progress=False)
 

@@ -165,3 +165,43 @@ def test_coco_image_without_annotations_is_a_listed_skip(tmp_path):
     assert ("coco-000000000003" in reasons) == (3 in train_ids)
     assert all("no annotations" in r for sid, r in reasons.items() if sid == "coco-000000000003")
     assert len(cache) == len(train_ids - {3, 7})
+
+
+# ------------------------------------------------------------------------ one answer for every consumer
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_planner_describes_the_items_training_reads(preset):
+    """The planner's per-cache frame counts are the datasets' own (shapes stay 1-frame images on `full`)."""
+    from c2bridge.config import config_dir, load_yaml_config
+    from c2bridge.planner import load_sources
+
+    caches = load_sources(preset)["data"].get("caches", {})
+    assert caches, "the study's configs name caches"
+    common = load_yaml_config(config_dir("experiments") / f"common.{preset}.yaml")  # each cache's dataset
+    for name, described in caches.items():
+        dataset = common["caches"][name]["dataset"] if name in common.get("caches", {}) else None
+        if dataset is not None:
+            assert described["frames"] == dataset_item_shape(preset, dataset)[0], (name, dataset, described)
+    if preset == "full":
+        assert caches["train"]["frames"] == 1 and caches["ssv2_heldout"]["frames"] == 25
+
+
+@pytest.mark.parametrize("frames", [1, 9])
+def test_smoke_extracts_items_of_its_own_frame_count(frames, tmp_path, monkeypatch):
+    """The smoke run's extraction reads a dataset whose items have the frame count it samples and trains on."""
+    import c2bridge.encoders.extraction as extraction
+    from c2bridge import smoke
+
+    seen = {}
+    monkeypatch.setattr(extraction, "extract", lambda preset, dataset, *a, **k: seen.update(preset=preset,
+                                                                                              dataset=dataset))
+    preset = get_preset("full").replace(image_size=64, num_frames=frames)
+
+    class Bridge:
+        preset = "full"
+
+        def encode_latents(self, pixels):
+            return pixels
+
+    smoke.extract_stage(preset, None, Bridge(), tmp_path, samples=1)
+    assert dataset_item_shape(seen["preset"], seen["dataset"]) == (frames, 64, 64)
