@@ -134,13 +134,22 @@ def _run_trial(trial: dict) -> dict:
 
         adapter = load_adapter(workspace / config["adapter"]).to(_device())
         return {"status": "completed", **_evaluate(config, workspace, run_dir, adapter=adapter)}
-    from c2bridge.train import train
-
     train_cfg = copy.deepcopy(config["train"])
     for k in ("train_cache", "val_cache"):
         if train_cfg["data"].get(k):
             train_cfg["data"][k] = str(workspace / train_cfg["data"][k])
     out = run_dir / "train"
+    # tracker run names (W&B / TensorBoard): the runner's labels; outside the trial config, so not in its key
+    train_cfg.setdefault("log", {})["labels"] = {**(trial.get("labels") or {}), "root": str(workspace)}
+    from c2bridge.train.logging import TrialTracker
+
+    with TrialTracker(out, train_cfg["log"], config=config) as tracker:
+        return _train_and_evaluate(config, train_cfg, workspace, run_dir, out, tracker)
+
+
+def _train_and_evaluate(config: dict, train_cfg: dict, workspace: Path, run_dir: Path, out: Path, tracker) -> dict:
+    from c2bridge.train import train
+
     result = train(train_cfg, out, resume=out.is_dir() and any(out.iterdir()))
     record: dict[str, Any] = {
         "status": result["status"],
@@ -160,6 +169,8 @@ def _run_trial(trial: dict) -> dict:
     adapter = load_adapter(adapter_dir).to(_device())
     evaluated = _evaluate(config, workspace, run_dir, adapter=adapter)
     _write_package(adapter_dir, config, record.get("params"), evaluated["metrics"])
+    grids = {split: workspace / png for split, png in evaluated["artifacts"]["grids"].items()}
+    tracker.log_evaluation(evaluated["metrics"], images=grids, step=result.get("step"), extra=evaluated.get("perf"))
     record.update({k: v for k, v in evaluated.items() if k != "artifacts"})
     record["artifacts"] = {"adapter": _rel(adapter_dir, workspace), **evaluated["artifacts"]}
     return record
