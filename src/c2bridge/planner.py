@@ -19,6 +19,7 @@ from typing import Any, Iterable, Mapping
 
 from c2bridge.config import config_dir as config_root
 from c2bridge.config import deep_merge, nested, read_mapping, resolve_budget
+from c2bridge.datasets import dataset_item_shape
 from c2bridge.full_dims import full_dims
 from c2bridge.names import ADAPTER_KINDS, AUGMENTATIONS, PIXEL_TERMS, SCHEDULES, loss_terms
 
@@ -430,7 +431,7 @@ def trial_overrides(specs: list, cfg: Mapping, preset) -> list[dict]:
         spec = caches.get(name) if name else None
         if not isinstance(spec, Mapping) or not spec.get("limit"):
             return None
-        frames = preset.num_frames if spec.get("dataset") == "ssv2" else 1
+        frames = dataset_item_shape(preset, spec.get("dataset", name))[0]
         return {spec.get("dataset", name): {"n": int(spec["limit"]), "frames": frames}}
 
     ev = cfg.get("eval") or {}
@@ -509,7 +510,7 @@ def load_sources(preset: str = "full", config_dir: str | Path | None = None) -> 
         experiments[name] = trial_overrides(module.trials(cfg, p, {}), cfg, p)
         for cache_name, spec in (cfg.get("caches") or {}).items():
             if isinstance(spec, Mapping) and spec.get("limit"):
-                frames = p.num_frames if spec.get("dataset") == "ssv2" else 1
+                frames = dataset_item_shape(p, spec.get("dataset", cache_name))[0]
                 caches[cache_name] = {"n": int(spec["limit"]) * int(spec.get("views", 1)), "frames": frames}
     data = copy.deepcopy(PLAN_DATA)
     if caches:  # what the study actually extracts (each named cache once)

@@ -186,6 +186,8 @@ class Study:
         pending: dict[str, dict] = {}
         for label, config in specs:
             trial = make_trial(config, self.run_dir)
+            # for trackers (W&B / TensorBoard run names); not part of the config, so not of the key
+            trial["labels"] = {"study": self.run_dir.name, "experiment": experiment, "arm": label}
             by_label[label] = trial
             if trial["key"] in pending:
                 continue

@@ -35,6 +35,9 @@ class ResultsStore:
         return results
 
     def save(self) -> None:
+        from c2bridge.report.plan_schema import plan_block
+
+        self.results.update(plan_block(self.results))  # the research plan's entry for this claim, kept current
         res.write_results(self.run_dir, self.results)
         self.last_save = time.monotonic()
 
