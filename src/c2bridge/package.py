@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,8 @@ def weights_digest(modules) -> str:
 
 def decoder_fingerprint(bridge) -> dict:
     """What a decoder's outputs depend on: model id, hub revision (when loaded from the hub), a digest of the
-    transformer + VAE configs and, outside the full preset, of their weights."""
+    transformer + VAE configs and of their weights (full: of the weight files, via the hub's blob names or
+    ``c2bridge.encoders.hub.weights_revision``; tiny/mini: of the tensors in memory)."""
     tcfg, vcfg = bridge.transformer.config, bridge.vae.config
     source = str(tcfg.get("_name_or_path") or "")
     preset = getattr(bridge, "preset", None)
@@ -78,15 +80,45 @@ def decoder_fingerprint(bridge) -> dict:
     else:
         model_id = {"mini": "c2bridge-mini (c2bridge/assets/mini)",
                     "tiny": "random tiny LTX config (diffusers test sizes)"}.get(preset, source or "unknown")
-    revision = _hub_revision(source)
-    fp = {
+    revision = _hub_revision(source) or tcfg.get("_commit_hash")
+    if preset == "full":  # the files loaded (hub blob names or a one-off hash of a local dir), not 2B params in memory
+        weights = _files_digest(source, ("transformer", "vae"))
+    else:
+        weights = weights_digest([bridge.transformer, bridge.vae])
+    return {
         "model_id": model_id,
         "revision": revision,
         "class": f"{type(bridge.transformer).__name__}+{type(bridge.vae).__name__}",
         "config": _config_digest({"transformer": _config_digest(tcfg), "vae": _config_digest(vcfg)}),
-        "weights_sha256": None if preset == "full" else weights_digest([bridge.transformer, bridge.vae]),
+        "weights_sha256": weights,
     }
-    return fp
+
+
+def _files_digest(source: str, subfolders: tuple[str, ...]) -> str | None:
+    """``c2bridge.encoders.hub.weights_revision`` of each subfolder of a diffusers model dir (local, or its hub
+    snapshot in the local cache), joined; None when the files cannot be found."""
+    from c2bridge.encoders.hub import weights_revision
+
+    if not source:
+        return None
+    parts = []
+    for sub in subfolders:
+        directory = Path(source).expanduser() / sub
+        if not directory.is_dir():
+            try:
+                from huggingface_hub import try_to_load_from_cache
+
+                found = try_to_load_from_cache(source, f"{sub}/config.json")
+            except Exception:  # not a repo id: nothing cached to point at
+                return None
+            if not isinstance(found, (str, os.PathLike)):
+                return None
+            directory = Path(found).parent
+        try:
+            parts.append(f"{sub}={weights_revision(directory)}")
+        except FileNotFoundError:
+            return None
+    return ";".join(parts)
 
 
 def _hub_revision(source: str) -> str | None:

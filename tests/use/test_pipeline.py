@@ -137,3 +137,30 @@ def test_package_is_a_model_card_for_the_hub(tiny_package):
     assert prov["preset"] == "tiny" and prov["decoder"]["weights_sha256"]
     assert prov["metrics"]["val"]["ssim"] == 0.59
     load_adapter(tiny_package)  # still a plain save_pretrained directory
+
+
+def test_full_decoder_is_identified_by_its_weight_files(tmp_path, tiny_models):
+    """The full preset's fingerprint hashes the loaded files (not the tensors): replaced weights read as another
+    decoder. Shown with the tiny classes saved in LTX-Video's diffusers layout."""
+    from diffusers import AutoencoderKLLTXVideo, LTXVideoTransformer3DModel
+
+    from c2bridge.decoder import LTXBridge
+    from c2bridge.package import decoder_fingerprint
+
+    bridge, _ = tiny_models
+    bridge.transformer.save_pretrained(tmp_path / "transformer")
+    bridge.vae.save_pretrained(tmp_path / "vae")
+
+    def load():
+        t = LTXVideoTransformer3DModel.from_pretrained(str(tmp_path), subfolder="transformer")
+        v = AutoencoderKLLTXVideo.from_pretrained(str(tmp_path), subfolder="vae")
+        return decoder_fingerprint(LTXBridge(t, v, bridge.scheduler, preset="full"))
+
+    first = load()
+    assert first["weights_sha256"].startswith("transformer=sha256:") and ";vae=sha256:" in first["weights_sha256"]
+    assert load() == first
+    weights = tmp_path / "vae" / "diffusion_pytorch_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    assert load()["weights_sha256"] != first["weights_sha256"]
