@@ -22,6 +22,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Union
 
+from c2bridge._io import read_yaml
+from c2bridge.presets import get_preset
+
 # ------------------------------------------------------------------------------------------------- where configs live
 
 
@@ -140,8 +143,6 @@ def split_scoped(overrides: Mapping[str, Any], scopes: Iterable[str]) -> tuple[d
 
 def read_mapping(path: str | Path) -> dict:
     """A YAML file whose top level is a mapping (an empty file is ``{}``)."""
-    from c2bridge._io import read_yaml
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {str(path)!r} not found")
@@ -346,8 +347,6 @@ def resolve_budget(budget: Any, preset: Any) -> float:
     literal count (``"30m"``, ``"25M"``, ``3e7``; see ``parse_size``). ``preset`` is a Preset or its name.
     """
     if isinstance(preset, str):
-        from c2bridge.presets import get_preset
-
         preset = get_preset(preset)
     if isinstance(budget, str) and budget.strip() in preset.budgets:
         return float(preset.budgets[budget.strip()])

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from c2bridge.presets import Preset, get_preset
+
 ITEM_KINDS = ("image", "clip")
 
 
@@ -50,8 +52,6 @@ def dataset_spec(name: str) -> DatasetSpec:
 
 
 def _preset(preset):
-    from c2bridge.presets import Preset, get_preset
-
     return preset if isinstance(preset, Preset) else get_preset(preset)
 
 

@@ -15,6 +15,8 @@ import hashlib
 from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
+import torch
+
 from c2bridge.names import AUGMENTATIONS  # noqa: F401  (the list lives with the other config names)
 
 
@@ -117,7 +119,6 @@ def random_crop(item: dict, rng, scale: tuple[float, float] = (0.8, 1.0)) -> dic
     """A square crop keeping ``scale`` of the area, resized back to the input size; mask and boxes follow."""
     import math
 
-    import torch
     from torchvision import tv_tensors
     from torchvision.transforms.v2 import functional as TF
 
@@ -151,8 +152,6 @@ def random_crop(item: dict, rng, scale: tuple[float, float] = (0.8, 1.0)) -> dic
 
 def _crop_boxes(boxes, top: int, left: int, crop_h: int, crop_w: int, H: int, W: int, drop: bool = True):
     """xyxy pixel boxes ``[K, 4]`` -> the crop's frame rescaled to [H, W]; boxes left with no area are dropped."""
-    import torch
-
     if boxes.numel() == 0:
         return boxes.reshape(0, 4).float()
     b = boxes.float().clone()
@@ -166,8 +165,6 @@ def _crop_boxes(boxes, top: int, left: int, crop_h: int, crop_w: int, H: int, W:
 
 def mixup(item: dict, partner: dict, lam: float) -> dict:
     """``lam * item + (1 - lam) * partner``; mask = union, boxes = both; caption from the dominant item."""
-    import torch
-
     key, frames = _pixels(item)
     pkey, pframes = _pixels(partner)
     if pkey != key or pframes.shape != frames.shape:
@@ -198,7 +195,6 @@ def center_square(width: int, height: int) -> tuple[int, int, int]:
 def pil_to_square_tensor(img, size: int):
     """PIL image -> centre square crop -> ``[3, size, size]`` float [0, 1] (bicubic)."""
     import numpy as np
-    import torch
     from PIL import Image
 
     left, top, side = center_square(*img.size)
@@ -209,7 +205,6 @@ def pil_to_square_tensor(img, size: int):
 def square_mask(mask, size: int):
     """``[h, w]`` bool/uint8 numpy mask -> centre square crop -> ``[size, size]`` bool tensor (nearest)."""
     import numpy as np
-    import torch
     from PIL import Image
 
     h, w = mask.shape
@@ -220,8 +215,6 @@ def square_mask(mask, size: int):
 
 def square_boxes(boxes_xyxy, width: int, height: int, size: int):
     """xyxy boxes in original pixels -> the centre-square crop resized to ``size``; empty boxes dropped."""
-    import torch
-
     left, top, side = center_square(width, height)
     b = torch.as_tensor(boxes_xyxy, dtype=torch.float32).reshape(-1, 4)
     return _crop_boxes(b, top, left, side, side, size, size) if len(b) else torch.zeros(0, 4)

@@ -27,6 +27,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from c2bridge._io import stable_hash
+from c2bridge.data.augment import pil_to_square_tensor, square_boxes, square_mask
 from c2bridge.data.common import UnreadableSample, check_split
 
 SPLIT_SEED = 20170  # fixed: the held-out set must not depend on any run's seed
@@ -99,8 +101,6 @@ class CocoDataset:
 
     def dataset_key(self) -> dict:
         """What the cache key records: the selection and a fingerprint of the annotation file."""
-        from c2bridge._io import stable_hash
-
         return {"name": self.name, "split": self.split, "image_size": self.image_size, "n": len(self.image_ids),
                 "split_seed": SPLIT_SEED, "ids": stable_hash(self.image_ids, 16),
                 "annotations_bytes": self.instances_path.stat().st_size, "captions": bool(self.captions)}
@@ -124,8 +124,6 @@ class CocoDataset:
     def __getitem__(self, index: int) -> dict:
         import numpy as np
         from PIL import Image
-
-        from c2bridge.data.augment import pil_to_square_tensor, square_boxes, square_mask
 
         image_id = self.image_ids[index]
         info = self.coco.imgs[image_id]

@@ -21,9 +21,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from c2bridge.data.coco import CocoDataset
 from c2bridge.data.common import check_split
+from c2bridge.data.shapes import ShapesDataset
+from c2bridge.data.ssv2 import SSv2Dataset
 from c2bridge.datasets import clip_frames, dataset_spec
-from c2bridge.presets import Preset, get_preset
 
 SHAPES_SPLIT_SIZES = {"train": 10_000, "val": 1_000, "heldout": 1_000}  # plan section 4.4
 
@@ -73,6 +75,8 @@ class _ShapesKeyed:
 
 def build_dataset(name: str, split: str, preset, root=None, limit: int | None = None, seed: int = 0):
     """A map-style dataset (``len``, ``[i]`` -> item dict, ``dataset_key()``) for ``name``/``split``."""
+    from c2bridge.presets import Preset, get_preset  # presets name their worlds' loaders: imported on use
+
     spec = dataset_spec(name)
     preset = preset if isinstance(preset, Preset) else get_preset(preset)
     check_split(split)
@@ -80,17 +84,11 @@ def build_dataset(name: str, split: str, preset, root=None, limit: int | None = 
         raise ValueError(f"limit must be a positive number of samples, got {limit}")
     frames = clip_frames(preset, name)
     if name in ("shapes", "shapes_clips"):
-        from c2bridge.data.shapes import ShapesDataset
-
         n = SHAPES_SPLIT_SIZES[split] if limit is None else min(int(limit), SHAPES_SPLIT_SIZES[split])
         inner = ShapesDataset(split, n, image_size=preset.image_size, seed=seed, num_frames=frames)
         return _ShapesKeyed(inner, name, split, n, preset.image_size, seed, frames)
     if name == "coco":
-        from c2bridge.data.coco import CocoDataset
-
         return CocoDataset(_resolve_root(name, root), split, preset.image_size, limit=limit)
     if name == "ssv2":
-        from c2bridge.data.ssv2 import SSv2Dataset
-
         return SSv2Dataset(_resolve_root(name, root), split, preset.image_size, frames, limit=limit)
     raise AssertionError(f"dataset {spec.name!r} is declared in DATASET_SPECS but build_dataset cannot build it")

@@ -25,6 +25,10 @@ import json
 import os
 from pathlib import Path
 
+import torch
+
+from c2bridge._io import stable_hash
+from c2bridge.data.augment import pil_to_square_tensor
 from c2bridge.data.common import UnreadableSample, check_split
 
 SPLIT_SEED = 20182
@@ -79,9 +83,6 @@ def sample_frame_indices(n_frames: int, num_frames: int) -> list[int]:
 def decode_clip(path: str | os.PathLike, num_frames: int, image_size: int):
     """Decode every frame with PyAV, keep ``num_frames`` uniformly sampled -> ``[3, F, S, S]`` float [0, 1]."""
     import av
-    import torch
-
-    from c2bridge.data.augment import pil_to_square_tensor
 
     with av.open(str(path)) as container:
         decoded = list(container.decode(video=0))
@@ -129,8 +130,6 @@ class SSv2Dataset:
         self.entries = entries[: int(limit)] if limit is not None else entries
 
     def dataset_key(self) -> dict:
-        from c2bridge._io import stable_hash
-
         return {"name": self.name, "split": self.split, "image_size": self.image_size,
                 "num_frames": self.num_frames, "n": len(self.entries), "split_seed": SPLIT_SEED,
                 "ids": stable_hash([str(e["id"]) for e in self.entries], 16), "frame_sampling": "segment_centres"}
