@@ -6,13 +6,19 @@
 - ``tiny``: the same classes at test-sized random configs (the diffusers/transformers test-suite sizes).
   Plumbing only: its numbers mean nothing.
 
-A preset fixes the *interfaces* between stages (feature widths, token counts, resolution, budgets);
-recipes (lr, steps, losses) live in ``configs/``.
+A preset fixes the *interfaces* between stages (feature widths, token counts, resolution, budgets) as dataclass
+fields (what ``results.yaml`` records), and says what else differs between the worlds as class attributes and
+methods of its class (``FullPreset``, ``MiniPreset``, ``TinyPreset``): where the decoder and the encoders come from
+(``load_decoder``, ``build_encoders``: factories named ``"module:function"``, imported when called), what the
+decoder's numbers depend on (``decoder_identity``), sampling steps, and what reports must say about the world
+(``plumbing_only``, ``report_note``, ``budget_scale_note``). Recipes (lr, steps, losses) live in ``configs/``.
 """
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
@@ -31,14 +37,133 @@ class Preset:
     is_miniature: bool = False  # reports must say so
     description: str = ""
 
+    # ---- what differs beyond the interfaces (class attributes: not part of the preset's record)
+    decoder_factory: ClassVar[str] = ""  # "module:function"(preset, seed=, path=, dtype=) -> DecoderParts
+    encoders_factory: ClassVar[str] = ""  # "module:function"(preset, device, **options) -> Encoders
+    sample_steps: ClassVar[int] = 50  # LTXPipeline steps when a sample call names none
+    plumbing_only: ClassVar[bool] = False  # random models: the numbers mean nothing
+    report_notes: ClassVar[dict[str, str]] = {}  # "header" / "claims" / "gate2" -> text ({name}, {distance}, ...)
+
     def replace(self, **kw) -> "Preset":
         return dataclasses.replace(self, **kw)
+
+    def load_decoder(self, *, seed: int = 0, path: Any = None, dtype: Any = None):
+        """This world's frozen decoder parts: ``(transformer, vae, scheduler, captions or None)``."""
+        return _factory(self.decoder_factory)(self, seed=seed, path=path, dtype=dtype)
+
+    def build_encoders(self, device, **options):
+        """This world's two frozen encoders, ``Encoders(dino, vlm)`` (use ``c2bridge.encoders.build_encoders``)."""
+        return _factory(self.encoders_factory)(self, device, **options)
+
+    def decoder_identity(self) -> dict:
+        """What the decoder's numbers depend on (part of every trial's key)."""
+        from importlib import metadata
+
+        return {"preset": self.name, "diffusers": metadata.version("diffusers"), **self._decoder_source()}
+
+    def _decoder_source(self) -> dict:
+        raise NotImplementedError
+
+    def report_note(self, which: str, **values: Any) -> str | None:
+        """The text reports show about this world in place ``which`` (header, claims, gate2), or None."""
+        text = self.report_notes.get(which)
+        return None if text is None else text.format(name=self.name, image_size=self.image_size, **values)
+
+    def budget_scale_note(self) -> str | None:
+        """How this world's budget names map onto the plan's scales, when it rescales them (else None)."""
+        return None
+
+
+class FullPreset(Preset):
+    decoder_id: ClassVar[str] = "Lightricks/LTX-Video"
+    decoder_factory = "c2bridge.decoder.ltx:load_hub_decoder"
+    encoders_factory = "c2bridge.encoders:hub_encoders"
+    sample_steps = 50  # LTXPipeline's default for the real model
+    report_notes = {
+        "claims": "This run uses the full models: the plan's thresholds apply where the distance is the plan's "
+                  "(`{distance}`). Gate 2 also needs Q3 (out of scope here).",
+    }
+
+    def _decoder_source(self) -> dict:
+        return {"model_id": self.decoder_id}
+
+
+class MiniPreset(Preset):
+    decoder_factory = "c2bridge.decoder.ltx:load_mini_decoder"
+    encoders_factory = "c2bridge.encoders:mini_encoders"
+    sample_steps = 20
+    report_notes = {
+        "header": "> **This is the miniature.** The `{name}` preset runs the study with the real model classes at "
+                  "small configs (an LTX-Video-class decoder and a DINOv2 trained by c2bridge on synthetic shapes, a "
+                  "seeded-random tiny Qwen2.5-VL) on a CPU. Its numbers show that the pipeline works and which way "
+                  "the effects go; they are not measurements of DINOv2-ViT-L, Qwen2.5-VL-7B or LTX-Video, and the "
+                  "plan's absolute thresholds do not apply to them.",
+        "claims": "It **can** claim, within this miniature: the shape of the scaling curve and whether the small "
+                  "budget keeps most of the large one's quality (param_efficiency is a ratio of two measurements "
+                  "with the same distance), the ranking of the architectures and training strategies under an "
+                  "identical protocol, training stability, and that every stage of the pipeline (features → adapter "
+                  "→ frozen decoder → sampled metrics → verdicts → report) works end to end.\n\n"
+                  "It **cannot** claim: any absolute number for the real models; LPIPS values comparable to the "
+                  "plan's thresholds (this run's distance is `{distance}` at {image_size} px); GPU latency or memory "
+                  "(measured here on a CPU at miniature widths); temporal coherence (single frames); Gate 2 (which "
+                  "also needs Q3). The plan's quoted baselines (P2, C1) are quotes, not measurements.",
+        "gate2": "computed on the {name} preset: it shows the decision procedure and the direction of the effects; "
+                 "it is not a Gate 2 decision about the real models",
+    }
+
+    def _decoder_source(self) -> dict:
+        import hashlib
+
+        from c2bridge.mini.assets import default_assets_dir
+
+        root = default_assets_dir()
+        h = hashlib.sha256()
+        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors"))
+        for p in files:
+            h.update(str(p.relative_to(root)).encode())
+            h.update(p.read_bytes())
+        return {"model_id": "c2bridge-mini (c2bridge/assets/mini)", "weights_sha256": h.hexdigest()[:16],
+                "files": len(files)}
+
+    def budget_scale_note(self) -> str | None:
+        ratios = {round(PLAN_BUDGETS[k] / v) for k, v in self.budgets.items() if k in PLAN_BUDGETS}
+        if len(ratios) != 1:
+            return None
+        return (f"the plan's scales / {ratios.pop():,} (a miniature's mapping of the plan's budgets; "
+                "docs/mini_world.md says how it was chosen)")
+
+
+class TinyPreset(Preset):
+    decoder_factory = "c2bridge.decoder.ltx:random_tiny_decoder"
+    encoders_factory = "c2bridge.encoders:random_tiny_encoders"
+    sample_steps = 4
+    plumbing_only = True
+    report_notes = {
+        "header": "> **Plumbing run on the `{name}` preset: random test-sized models. Every number below is "
+                  "meaningless; this file only shows that the pipeline runs end to end.**",
+        "claims": "Nothing about adapters: the `{name}` preset's models are random. It shows that every stage runs "
+                  "(features → adapter → frozen decoder → sampled metrics → verdicts → report) and that the "
+                  "bookkeeping (trial keys, re-runs, failures) works.",
+        "gate2": "computed on the {name} preset (random models): it only exercises the decision procedure",
+    }
+
+    def _decoder_source(self) -> dict:
+        return {"model_id": "random tiny LTX config (diffusers test sizes)", "seed": 0}
+
+
+def _factory(ref: str):
+    """``"package.module:function"`` -> the function (imported on first use: presets import nothing heavy)."""
+    if ":" not in ref:
+        raise ValueError(f"preset factory {ref!r}; expected 'package.module:function' (a FullPreset, MiniPreset or "
+                         f"TinyPreset names its decoder and encoder factories)")
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 PLAN_BUDGETS = {"5m": 5e6, "10m": 10e6, "20m": 20e6, "50m": 50e6, "100m": 100e6}
 
 PRESETS: dict[str, Preset] = {
-    "full": Preset(
+    "full": FullPreset(
         name="full",
         dino_dim=1024,
         n_patches=256,
@@ -52,7 +177,7 @@ PRESETS: dict[str, Preset] = {
         dtype="bfloat16",
         description="Real models: DINOv2-ViT-L/14, Qwen2.5-VL-7B-Instruct, LTX-Video (GPU, bf16).",
     ),
-    "mini": Preset(
+    "mini": MiniPreset(
         name="mini",
         dino_dim=64,
         n_patches=64,
@@ -67,7 +192,7 @@ PRESETS: dict[str, Preset] = {
         is_miniature=True,
         description="Miniature: the same classes at small configs, trained by c2bridge, synthetic shapes, CPU.",
     ),
-    "tiny": Preset(
+    "tiny": TinyPreset(
         name="tiny",
         dino_dim=32,
         n_patches=16,

@@ -25,13 +25,11 @@ from torch import nn
 
 from c2bridge.decoder.objective import (FLOW_TERM, LossSpec, flow_target, noisy_latents, pixel_losses, sample_sigmas,
                                         x0_weights)
+from c2bridge.presets import FullPreset, get_preset
 
-FULL_MODEL_ID = "Lightricks/LTX-Video"
+FULL_MODEL_ID = FullPreset.decoder_id  # "Lightricks/LTX-Video"
 FULL_FETCH_COMMAND = "hf download {id} --include 'transformer/*' 'vae/*' 'scheduler/*'"
 FRAME_RATE = 25  # LTXPipeline's default frame_rate: sets the temporal rope_interpolation_scale
-
-# Sampling steps when `sample(steps=None)`: LTXPipeline's default for the real model, fewer for small worlds.
-DEFAULT_SAMPLE_STEPS = {"full": 50, "mini": 20, "tiny": 4}
 
 
 def rope_interpolation_scale(vae: nn.Module, frame_rate: int = FRAME_RATE) -> tuple[float, float, float]:
@@ -103,6 +101,24 @@ def _unpack_mini(components: Any) -> tuple[Any, Any, Any, Any]:
     return transformer, vae, scheduler, get("captions")
 
 
+# ---- the presets' decoder factories (``Preset.decoder_factory``): preset -> (transformer, vae, scheduler, captions)
+
+
+def random_tiny_decoder(preset, *, seed: int = 0, path=None, dtype=None) -> tuple:
+    """``tiny``: the diffusers test-suite config with random weights (``seed``)."""
+    return (*_tiny_components(preset.cond_dim, seed), None)
+
+
+def load_mini_decoder(preset, *, seed: int = 0, path=None, dtype=None) -> tuple:
+    """``mini``: the shipped miniature decoder and its caption embedder (``c2bridge mini build``)."""
+    return _unpack_mini(_load_mini())
+
+
+def load_hub_decoder(preset, *, seed: int = 0, path=None, dtype=None) -> tuple:
+    """``full``: LTX-Video from ``path`` (a hub id or local dir; default ``Lightricks/LTX-Video``)."""
+    return (*_load_full(path or FULL_MODEL_ID, dtype), None)
+
+
 class LTXBridge:
     """Frozen LTX-Video decoder: encode targets, the adapter's training loss, and sampling via LTXPipeline."""
 
@@ -160,23 +176,14 @@ class LTXBridge:
         device: torch.device | str | None = None,
         **kwargs: Any,
     ) -> "LTXBridge":
-        """``tiny`` (random test config, ``seed``), ``mini`` (shipped miniature), ``full`` (``path``: hub id or
-        local dir, default ``Lightricks/LTX-Video``). ``dtype`` defaults to the preset's; kwargs go to __init__."""
-        from c2bridge.presets import get_preset
-
+        """The preset's decoder (``Preset.load_decoder``): ``tiny`` (random test config, ``seed``), ``mini`` (shipped
+        miniature), ``full`` (``path``: hub id or local dir, default ``Lightricks/LTX-Video``). ``dtype`` defaults to
+        the preset's; kwargs go to __init__."""
         preset = get_preset(name)
         dtype = dtype or getattr(torch, preset.dtype)
-        captions = None
-        if name == "tiny":
-            transformer, vae, scheduler = _tiny_components(preset.cond_dim, seed)
-        elif name == "mini":
-            transformer, vae, scheduler, captions = _unpack_mini(_load_mini())
-        elif name == "full":
-            transformer, vae, scheduler = _load_full(path or FULL_MODEL_ID, dtype)
-        else:  # pragma: no cover - get_preset already refuses unknown names
-            raise ValueError(f"no decoder for preset {name!r}")
-        defaults = dict(n_tokens=preset.n_tokens, image_size=preset.image_size,
-                        default_steps=DEFAULT_SAMPLE_STEPS.get(name, 50), preset=name)
+        transformer, vae, scheduler, captions = preset.load_decoder(seed=seed, path=path, dtype=dtype)
+        defaults = dict(n_tokens=preset.n_tokens, image_size=preset.image_size, default_steps=preset.sample_steps,
+                        preset=name)
         bridge = cls(transformer, vae, scheduler, captions, **{**defaults, **kwargs})
         if bridge.cond_dim != preset.cond_dim:
             raise ValueError(f"{name} decoder has caption_channels {bridge.cond_dim}, but preset {name!r} says "

@@ -36,37 +36,62 @@ def default_device():
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def build_encoders(preset, device=None, *, dino_model: str | None = None, vlm_model: str | None = None,
-                   dino_revision: str | None = None, vlm_revision: str | None = None, **qwen_options) -> Encoders:
-    """Both frozen encoders for ``preset`` (a name or a ``Preset``)."""
+def build_encoders(preset, device=None, **options) -> Encoders:
+    """Both frozen encoders for ``preset`` (a name or a ``Preset``), from the preset's factory
+    (``Preset.encoders_factory``: ``hub_encoders``, ``mini_encoders`` or ``random_tiny_encoders`` below)."""
     import torch
 
-    from c2bridge.encoders.dinov2 import FULL_DINO_ID, DinoV2Encoder
-    from c2bridge.encoders.qwen_vl import FULL_VLM_ID, QwenVLEncoder
     from c2bridge.presets import Preset, get_preset
 
     preset = preset if isinstance(preset, Preset) else get_preset(preset)
     device = torch.device(device) if device is not None else default_device()
-    if preset.name == "full":
-        dtype = torch.bfloat16 if device.type == "cuda" and preset.dtype == "bfloat16" else torch.float32
-        dino = DinoV2Encoder.from_pretrained(dino_model or os.environ.get("C2BRIDGE_DINO_MODEL") or FULL_DINO_ID,
-                                             revision=dino_revision, device=device, dtype=dtype,
-                                             image_size=preset.encoder_image_size)
-        vlm = QwenVLEncoder.from_pretrained(vlm_model or os.environ.get("C2BRIDGE_VLM_MODEL") or FULL_VLM_ID,
-                                            revision=vlm_revision, device=device, dtype=dtype, **qwen_options)
-    elif preset.name == "mini":
-        dino = load_mini_dino(preset, device)
-        qwen_options.setdefault("image_size", preset.image_size)
-        vlm = QwenVLEncoder.random(preset.vlm_dim, seed=RANDOM_QWEN_SEED, device=device,
-                                   model_id="c2bridge-mini-random-qwen2.5-vl", **qwen_options)
-    elif preset.name == "tiny":
-        dino = DinoV2Encoder.random(preset.dino_dim, preset.n_patches, preset.encoder_image_size,
-                                    seed=TINY_DINO_SEED, device=device)
-        qwen_options.setdefault("image_size", TINY_QWEN_IMAGE_SIZE)
-        vlm = QwenVLEncoder.random(preset.vlm_dim, seed=RANDOM_QWEN_SEED, device=device, **qwen_options)
-    else:
-        raise ValueError(f"no encoders for preset {preset.name!r}; expected full, mini or tiny")
+    dino, vlm = preset.build_encoders(device, **options)
     _check_dims(preset, dino, vlm)
+    return Encoders(dino, vlm)
+
+
+# ---- the presets' encoder factories (``Preset.encoders_factory``): (preset, device, **options) -> Encoders
+
+
+def hub_encoders(preset, device, *, dino_model: str | None = None, vlm_model: str | None = None,
+                 dino_revision: str | None = None, vlm_revision: str | None = None, **qwen_options) -> Encoders:
+    """``full``: the real DINOv2 and Qwen2.5-VL via ``from_pretrained`` (bf16 on GPU when the preset says so)."""
+    import torch
+
+    from c2bridge.encoders.dinov2 import FULL_DINO_ID, DinoV2Encoder
+    from c2bridge.encoders.qwen_vl import FULL_VLM_ID, QwenVLEncoder
+
+    dtype = torch.bfloat16 if device.type == "cuda" and preset.dtype == "bfloat16" else torch.float32
+    dino = DinoV2Encoder.from_pretrained(dino_model or os.environ.get("C2BRIDGE_DINO_MODEL") or FULL_DINO_ID,
+                                         revision=dino_revision, device=device, dtype=dtype,
+                                         image_size=preset.encoder_image_size)
+    vlm = QwenVLEncoder.from_pretrained(vlm_model or os.environ.get("C2BRIDGE_VLM_MODEL") or FULL_VLM_ID,
+                                        revision=vlm_revision, device=device, dtype=dtype, **qwen_options)
+    return Encoders(dino, vlm)
+
+
+def mini_encoders(preset, device, *, dino_model=None, vlm_model=None, dino_revision=None, vlm_revision=None,
+                  **qwen_options) -> Encoders:
+    """``mini``: the shipped pre-trained DINOv2 + a seeded-random tiny Qwen2.5-VL (hub ids/revisions unused)."""
+    from c2bridge.encoders.qwen_vl import QwenVLEncoder
+
+    dino = load_mini_dino(preset, device)
+    qwen_options.setdefault("image_size", preset.image_size)
+    vlm = QwenVLEncoder.random(preset.vlm_dim, seed=RANDOM_QWEN_SEED, device=device,
+                               model_id="c2bridge-mini-random-qwen2.5-vl", **qwen_options)
+    return Encoders(dino, vlm)
+
+
+def random_tiny_encoders(preset, device, *, dino_model=None, vlm_model=None, dino_revision=None, vlm_revision=None,
+                         **qwen_options) -> Encoders:
+    """``tiny``: both encoders at test-sized configs with seeded random init (hub ids/revisions unused)."""
+    from c2bridge.encoders.dinov2 import DinoV2Encoder
+    from c2bridge.encoders.qwen_vl import QwenVLEncoder
+
+    dino = DinoV2Encoder.random(preset.dino_dim, preset.n_patches, preset.encoder_image_size,
+                                seed=TINY_DINO_SEED, device=device)
+    qwen_options.setdefault("image_size", TINY_QWEN_IMAGE_SIZE)
+    vlm = QwenVLEncoder.random(preset.vlm_dim, seed=RANDOM_QWEN_SEED, device=device, **qwen_options)
     return Encoders(dino, vlm)
 
 
@@ -127,4 +152,5 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'c2bridge.encoders' has no attribute {name!r}")
 
 
-__all__ = ["Encoders", "build_encoders", "load_mini_dino", *_LAZY]
+__all__ = ["Encoders", "build_encoders", "hub_encoders", "mini_encoders", "random_tiny_encoders", "load_mini_dino",
+           *_LAZY]
