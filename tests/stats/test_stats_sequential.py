@@ -5,7 +5,7 @@ from stats_sim import study
 
 from c2bridge.stats import Component, Interval, efficiency_interval
 from c2bridge.stats.sequential import (
-    CAP_REACHED, CLEARED, NOT_DECIDING, UNSETTLEABLE, ArmState, next_round,
+    CAP_REACHED, CLEARED, MISSING, NOT_DECIDING, UNSETTLEABLE, ArmState, next_round,
 )
 from c2bridge.stats.verdicts import confident_verdict
 
@@ -26,6 +26,9 @@ def test_stops_when_cleared_or_not_deciding():
     assert plan.stop and plan.reason == CLEARED
     assert next_round(certain, {}, ARMS, max_seeds=10, max_eval_samples=256).reason == NOT_DECIDING
     assert next_round(certain, {"other": ["10m"]}, ARMS, max_seeds=10, max_eval_samples=256).reason == NOT_DECIDING
+    nothing = Interval(None, float("nan"), float("nan"), 0.95, "n/a", 0, 0, 1)
+    missing = {"e2.1.param_efficiency": confident_verdict(nothing, HIGHER)}
+    assert next_round(missing, DECIDING, ARMS, max_seeds=10, max_eval_samples=256).reason == MISSING
 
 
 def test_adds_the_same_new_seeds_to_every_deciding_arm_with_bounded_growth():

@@ -18,8 +18,8 @@ component: slightly conservative.) Then::
 
 With 2-5 seeds this matters: a plain percentile bootstrap over 3 seeds covers the true value 70-80% of the time
 at a nominal 95% when the seed spread dominates; the t quantile with the seeds' few degrees of freedom restores
-the coverage (tests/stats checks it on simulated studies). The components also say how the interval shrinks with more seeds or samples
-(:meth:`Interval.half_width_at`), which the verdicts and the sequential design use.
+the coverage (tests/stats checks it on simulated studies). The components also say how the interval shrinks
+with more seeds or samples (:meth:`Interval.half_width_at`), which the verdicts and the sequential design use.
 
 ``method="percentile"``: one joint resampling of every factor at once (rows and columns drawn independently,
 Owen's "pigeonhole" bootstrap for crossed designs; scipy has no two-factor resampling, so this is numpy), and the

@@ -15,7 +15,8 @@ Per undetermined deciding verdict, from its :class:`~c2bridge.stats.verdicts.Set
 
 Stop reasons: ``cleared the line`` (every deciding verdict is certain), ``cap reached`` (the remaining ones are at
 their caps), ``cannot settle within cap`` (projected not to settle even at the caps; set ``exhaust_caps`` to run
-to the caps anyway), ``not deciding`` (no deciding verdict given), ``max rounds``.
+to the caps anyway), ``not deciding`` (no deciding verdict given), ``max rounds``, ``no value to decide on``
+(a deciding verdict is missing: its arms failed).
 """
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ from typing import Any, Mapping, Sequence
 
 from c2bridge.stats.verdicts import ConfidentVerdict
 
-CLEARED, CAP_REACHED, UNSETTLEABLE, NOT_DECIDING, MAX_ROUNDS = (
-    "cleared the line", "cap reached", "cannot settle within cap", "not deciding", "max rounds")
+CLEARED, CAP_REACHED, UNSETTLEABLE, NOT_DECIDING, MAX_ROUNDS, MISSING = (
+    "cleared the line", "cap reached", "cannot settle within cap", "not deciding", "max rounds",
+    "no value to decide on")
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,8 @@ def next_round(
             raise ValueError(f"verdict {n!r} is decided by arm(s) {missing} that are not in arms {sorted(arms)}")
     pending = [n for n in names if not verdicts[n].certain and verdicts[n].verdict != "missing"]
     if not pending:
-        return RoundPlan(True, CLEARED, notes={n: verdicts[n].text for n in names})
+        missing = any(verdicts[n].verdict == "missing" for n in names)
+        return RoundPlan(True, MISSING if missing else CLEARED, notes={n: verdicts[n].text for n in names})
     if max_rounds is not None and rounds_done >= max_rounds:
         return RoundPlan(True, MAX_ROUNDS, notes={n: verdicts[n].text for n in pending})
 
@@ -145,5 +148,5 @@ def next_round(
     return RoundPlan(False, None, add_seeds, eval_samples, notes)
 
 
-__all__ = ["ArmState", "CAP_REACHED", "CLEARED", "Costs", "MAX_ROUNDS", "NOT_DECIDING", "RoundPlan", "UNSETTLEABLE",
-           "next_round"]
+__all__ = ["ArmState", "CAP_REACHED", "CLEARED", "Costs", "MAX_ROUNDS", "MISSING", "NOT_DECIDING", "RoundPlan",
+           "UNSETTLEABLE", "next_round"]
