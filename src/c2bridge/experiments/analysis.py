@@ -1,4 +1,5 @@
-"""Turning trial records into the numbers experiments report: per-arm mean ± spread, best picks, efficiency.
+"""Turning trial records (``trials.TrialRecord``) into the numbers experiments report: per-arm mean ± spread, best
+picks, efficiency.
 
 A trial record (what ``backend.run_trial`` returns, stored under ``results.yaml: trials.<key>``)::
 
@@ -13,12 +14,31 @@ A trial record (what ``backend.run_trial`` returns, stored under ``results.yaml:
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any, Iterable
+from typing import Any, ClassVar, Iterable, Mapping
 
+from c2bridge.experiments.trials import TrialRecord
 from c2bridge.report.results import stats
 
 OK = ("completed",)
+
+
+class Summary:
+    """Base of the experiments' summary dataclasses: ``to_dict()`` is results.yaml's ``summary`` mapping (fields in
+    ``OPTIONAL`` are left out while None, as they only exist in some runs); ``from_dict`` reads one back (an earlier
+    run's, or an upstream experiment's), ignoring keys this version does not know."""
+
+    OPTIONAL: ClassVar[tuple[str, ...]] = ()
+
+    def to_dict(self) -> dict:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {k: v for k, v in out.items() if not (v is None and k in self.OPTIONAL)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping | None):
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in (data or {}).items() if k in known})
 SPLIT_METRICS = ("distance", "spatial_iou", "ssim", "psnr")
 TRAIN_METRICS = ("time_s", "steps_to_plateau", "time_to_plateau_s", "loss_variance", "peak_memory_mb", "best_val_loss")
 PERF_METRICS = ("latency_ms", "forward_peak_memory_mb", "weights_mb")
@@ -28,38 +48,36 @@ def finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def split_metric(record: dict, name: str, split: str = "val") -> float | None:
-    v = (((record or {}).get("metrics") or {}).get(split) or {}).get(name)
-    return float(v) if finite(v) else None
+def split_metric(record: "TrialRecord | dict", name: str, split: str = "val") -> float | None:
+    return TrialRecord.from_dict(record).metric(name, split)
 
 
-def section_metric(record: dict, section: str, name: str) -> float | None:
-    v = ((record or {}).get(section) or {}).get(name)
-    return float(v) if finite(v) else None
+def section_metric(record: "TrialRecord | dict", section: str, name: str) -> float | None:
+    return TrialRecord.from_dict(record).value(section, name)
 
 
-def group(records: Iterable[dict], splits: Iterable[str] = ("val",)) -> dict:
+def group(records: Iterable["TrialRecord | dict"], splits: Iterable[str] = ("val",)) -> dict:
     """Mean ± spread over the seeds of one arm (completed trials only), plus statuses and keys."""
-    records = list(records)
-    done = [r for r in records if r.get("status") in OK]
+    records = [TrialRecord.from_dict(r) for r in records]
+    done = [r for r in records if r.status in OK]
     out: dict[str, Any] = {
         "n": len(records),
         "n_completed": len(done),
-        "statuses": [r.get("status") for r in records],
-        "keys": [r.get("key") for r in records],
+        "statuses": [r.status for r in records],
+        "keys": [r.key for r in records],
     }
-    params = [section_metric(r, "params", "trainable") for r in records]
+    params = [r.value("params", "trainable") for r in records]
     params = [p for p in params if p is not None]
     out["params"] = int(params[0]) if params else None
-    active = [section_metric(r, "params", "active") for r in records]
+    active = [r.value("params", "active") for r in records]
     active = [a for a in active if a is not None]
     out["active_params"] = int(active[0]) if active else None
     for split in splits:
-        out[split] = {m: stats(split_metric(r, m, split) for r in done) for m in SPLIT_METRICS}
+        out[split] = {m: stats(r.metric(m, split) for r in done) for m in SPLIT_METRICS}
     # "training", not "train": a split may be called train (the generalization gap evaluates on it)
-    out["training"] = {m: stats(section_metric(r, "train", m) for r in done) for m in TRAIN_METRICS}
-    out["perf"] = {m: stats(section_metric(r, "perf", m) for r in done) for m in PERF_METRICS}
-    errors = [r.get("error") or r.get("reason") for r in records if r.get("status") != "completed"]
+    out["training"] = {m: stats(r.value("train", m) for r in done) for m in TRAIN_METRICS}
+    out["perf"] = {m: stats(r.value("perf", m) for r in done) for m in PERF_METRICS}
+    errors = [r.error or r.reason for r in records if r.status != "completed"]
     out["errors"] = [str(e).splitlines()[0][:300] for e in errors if e]
     return out
 
@@ -78,11 +96,11 @@ def spread(g: dict, *path: str) -> float | None:
     return (node or {}).get("std") if isinstance(node, dict) else None
 
 
-def best_record(records: Iterable[dict], split: str = "val") -> dict | None:
+def best_record(records: Iterable["TrialRecord | dict"], split: str = "val") -> TrialRecord | None:
     """The completed record with the lowest distance on ``split`` (ties: first)."""
     best, best_d = None, None
-    for r in records:
-        d = split_metric(r, "distance", split) if r.get("status") in OK else None
+    for r in map(TrialRecord.from_dict, records):
+        d = r.metric("distance", split) if r.status in OK else None
         if d is not None and (best_d is None or d < best_d):
             best, best_d = r, d
     return best
@@ -103,17 +121,15 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return float(a) / float(b)
 
 
-def paired_efficiencies(small: list[dict], ref: list[dict], split: str = "val") -> dict:
+def paired_efficiencies(small: list["TrialRecord | dict"], ref: list["TrialRecord | dict"], split: str = "val") -> dict:
     """Per-seed param_efficiency (seed i small vs seed i reference): its spread says how noisy the mean is."""
     by_seed = {}
-    for r in ref:
-        seed = ((r.get("config") or {}).get("train") or {}).get("seed")
-        by_seed[seed] = split_metric(r, "distance", split) if r.get("status") in OK else None
+    for r in map(TrialRecord.from_dict, ref):
+        by_seed[r.seed] = r.metric("distance", split) if r.status in OK else None
     values = []
-    for r in small:
-        seed = ((r.get("config") or {}).get("train") or {}).get("seed")
-        if r.get("status") in OK and seed in by_seed:
-            values.append(efficiency(split_metric(r, "distance", split), by_seed[seed]))
+    for r in map(TrialRecord.from_dict, small):
+        if r.status in OK and r.seed in by_seed:
+            values.append(efficiency(r.metric("distance", split), by_seed[r.seed]))
     return stats(values)
 
 

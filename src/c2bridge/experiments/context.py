@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterable
 
 from c2bridge.config import deep_merge, resolve_budget, set_dotted
-from c2bridge.experiments.trials import TrialSpec
+from c2bridge.experiments.trials import TrialRecord, TrialSpec
 from c2bridge.names import REFERENCES
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -98,22 +98,22 @@ class StudyContext:
             config["budget_params"] = self.budget(budget or "10m")
         return config
 
-    def evaluate_config(self, record: dict, splits: dict) -> dict | None:
+    def evaluate_config(self, record: "TrialRecord | dict", splits: dict) -> dict | None:
         """An evaluation-only trial of a finished training trial's adapter on more splits (e.g. E2.4's held-out
         and train-split evaluations), so the training trial stays shared with the experiments that skip them."""
-        adapter = (record.get("artifacts") or {}).get("adapter")
-        if record.get("status") != "completed" or not adapter:
+        record = TrialRecord.from_dict(record)
+        if not record.completed or not record.adapter:
             return None
         return {
             "kind": "evaluate",
             "preset": self.preset.name,
             "models": self.study.models_fingerprint,
-            "of": record["key"],
-            "adapter": adapter,
+            "of": record.key,
+            "adapter": record.adapter,
             "eval": self.eval_spec(splits),
         }
 
-    def resolve(self, spec: TrialSpec, records: dict[str, dict] | None = None) -> dict | None:
+    def resolve(self, spec: TrialSpec, records: "dict[str, TrialRecord] | None" = None) -> dict | None:
         """A TrialSpec -> the trial config its key hashes (None: an ``evaluate`` of a trial that did not finish)."""
         if spec.kind == "train":
             return self.train_config(spec.adapter or self.cfg.get("kind", "query"), spec.budget or "10m", spec.seed,
@@ -127,19 +127,22 @@ class StudyContext:
         return self.evaluate_config(record, dict(spec.splits or {}))
 
     # --- running ------------------------------------------------------------------------------------------
-    def run_trials(self, specs: Iterable[TrialSpec]) -> dict[str, dict]:
-        """Run (or find done) every spec; returns label -> trial record (status, metrics, ..., key).
+    def run_trials(self, specs: Iterable[TrialSpec]) -> dict[str, TrialRecord]:
+        """Run (or find done) every spec; returns label -> its TrialRecord.
 
         Training and reference trials go first; ``evaluate`` trials then run on the adapters those trained (one
         whose trial did not finish is left out of the result)."""
         specs = list(specs)
         first = [s for s in specs if s.kind != "evaluate"]
-        records = self.study.run_trials(self.name, [(s.label, self.resolve(s)) for s in first]) if first else {}
+        records = self._run([(s.label, self.resolve(s)) for s in first]) if first else {}
         later = [s for s in specs if s.kind == "evaluate"]
         if later:
             resolved = [(s.label, self.resolve(s, records)) for s in later]
-            records.update(self.study.run_trials(self.name, [(lbl, c) for lbl, c in resolved if c is not None]))
+            records.update(self._run([(lbl, c) for lbl, c in resolved if c is not None]))
         return records
+
+    def _run(self, configs: list[tuple[str, dict]]) -> dict[str, TrialRecord]:
+        return {label: TrialRecord.from_dict(rec) for label, rec in self.study.run_trials(self.name, configs).items()}
 
     def upstream(self) -> dict[str, dict]:
         """Every summarized experiment's summary (what ``trials(cfg, preset, upstream)`` reads)."""

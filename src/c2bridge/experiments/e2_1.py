@@ -7,18 +7,46 @@ exports the best seed of every budget to ``checkpoints/adapter_<budget>_best/``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from c2bridge.config import resolve_budget
 from c2bridge.experiments import analysis as an
-from c2bridge.report import markdown as md
-from c2bridge.report import plots
 from c2bridge.experiments.protocol import human, recipe_summary
 from c2bridge.experiments.registry import ExperimentInfo
 from c2bridge.experiments.trials import TrialSpec
+from c2bridge.report import markdown as md
+from c2bridge.report import plots
 
 EXPERIMENT = ExperimentInfo(id="e2.1", order=1, title="E2.1: Baseline adapter scaling study")
 TITLE = EXPERIMENT.title
+
+
+@dataclass
+class E21Summary(an.Summary):
+    """E2.1's summary (results.yaml: experiments.e2.1.summary)."""
+
+    distance_name: str | None = None
+    kind: str = "query"
+    small_budget: str = "10m"
+    reference_budget: str = "100m"
+    param_efficiency: float | None = None  # small vs reference, from the seed means (the plan's formula)
+    param_efficiency_per_seed: dict = field(default_factory=dict)  # stats over seed pairs
+    distance_10m: float | None = None  # the small budget's mean val distance
+    distance_10m_std: float | None = None
+    distance_100m: float | None = None  # the reference budget's
+    spatial_iou_10m: float | None = None
+    training_time_ratio: float | None = None  # steps to plateau, small / reference
+    wall_time_ratio: float | None = None
+    time_to_plateau_ratio: float | None = None
+    efficiency_by_budget: dict = field(default_factory=dict)  # budget -> param_efficiency vs the reference
+    distance_std_by_budget: dict = field(default_factory=dict)  # budget -> seed spread (read by E2.2 / E2.3)
+    recommended_size: str | None = None
+    recommendation: str = ""
+    scaling_separation: float | None = None  # |D(smallest) - D(largest)| / the larger seed spread
+    miniature_checks: dict | None = None  # miniature presets only
+
+    OPTIONAL = ("miniature_checks",)
 
 
 def protocol(cfg: dict, preset) -> dict:
@@ -55,7 +83,7 @@ def trials(cfg: dict, preset, upstream=None) -> list[TrialSpec]:
 def seed_spread(upstream, budget: str) -> float | None:
     """E2.1's seed spread (sd of the val distance over its seeds) at ``budget``: what a difference between two
     single-seed arms at that budget must exceed to count (None when E2.1 did not train that budget)."""
-    return ((upstream.get(EXPERIMENT.id) or {}).get("distance_std_by_budget") or {}).get(budget)
+    return E21Summary.from_dict(upstream.get(EXPERIMENT.id)).distance_std_by_budget.get(budget)
 
 
 def run(ctx) -> dict:
@@ -107,17 +135,17 @@ def run(ctx) -> dict:
                                       "the seed spread, so the curve is nearly flat here)")
     if ctx.preset.is_miniature:
         summary["miniature_checks"] = {"scaling_separation": separation}
+    summary = E21Summary(**summary).to_dict()
 
     checkpoints, grids = {}, {}
     for b in budgets:
         best = an.best_record(by_budget[b][1])
         if best is None:
             continue
-        art = best.get("artifacts") or {}
-        path = ctx.export_dir(art.get("adapter"), f"checkpoints/adapter_{b}_best")
+        path = ctx.export_dir(best.adapter, f"checkpoints/adapter_{b}_best")
         if path:
-            checkpoints[b] = {"path": path, "trial": best["key"], "val_distance": an.split_metric(best, "distance")}
-        grid = ctx.export_file((art.get("grids") or {}).get("val"), f"figures/grids/e2_1_{kind}_{b}.png")
+            checkpoints[b] = {"path": path, "trial": best.key, "val_distance": best.metric("distance")}
+        grid = ctx.export_file(best.grid("val"), f"figures/grids/e2_1_{kind}_{b}.png")
         if grid:
             grids[f"{kind} {b}"] = grid
     return {

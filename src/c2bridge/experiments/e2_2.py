@@ -6,17 +6,39 @@ distance, spatial IoU, adapter latency, loss variance, peak memory; a recommenda
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from c2bridge.experiments import analysis as an
-from c2bridge.report import markdown as md
-from c2bridge.report import plots
 from c2bridge.experiments.e2_1 import seed_spread
 from c2bridge.experiments.protocol import human, recipe_summary
 from c2bridge.experiments.registry import ExperimentInfo
 from c2bridge.experiments.trials import TrialSpec
 from c2bridge.names import ADAPTER_KINDS
+from c2bridge.report import markdown as md
+from c2bridge.report import plots
 
 EXPERIMENT = ExperimentInfo(id="e2.2", order=2, title="E2.2: Architecture comparison")
 TITLE = EXPERIMENT.title
+
+
+@dataclass
+class E22Summary(an.Summary):
+    """E2.2's summary (results.yaml: experiments.e2.2.summary)."""
+
+    distance_name: str | None = None
+    budget: str = "10m"
+    kinds: list = field(default_factory=list)
+    seed_spread_e2_1: float | None = None  # E2.1's seed spread at this budget: also bounds a tie
+    best_kind: str | None = None  # lowest mean distance
+    best_distance_10m: float | None = None
+    best_arch_identified: bool = False
+    clear_winner: bool = False  # best by more than the seed spread
+    tied_with_best: list = field(default_factory=list)
+    recommended_kind: str | None = None  # among the tied, the lowest adapter latency (read by E2.3 / E2.4)
+    ranking: list | None = None
+    recommendation: str = ""
+
+    OPTIONAL = ("ranking",)
 
 
 def protocol(cfg: dict, preset) -> dict:
@@ -62,12 +84,13 @@ def run(ctx) -> dict:
     e21_spread = seed_spread(ctx.upstream(), budget)
     summary["seed_spread_e2_1"] = e21_spread
     summary.update(_recommend(arms, tolerance=max(float(cfg.get("tie_tolerance", 0.0)), e21_spread or 0.0)))
+    summary = E22Summary(**summary).to_dict()
 
     grids = {}
     for k in kinds:
         best = an.best_record(recs_by_kind[k])
         if best is not None:
-            grid = ctx.export_file(((best.get("artifacts") or {}).get("grids") or {}).get("val"),
+            grid = ctx.export_file(best.grid("val"),
                                    f"figures/grids/e2_2_{k}.png")
             if grid:
                 grids[k] = grid

@@ -10,19 +10,45 @@ trained only when two or more grids found one). Ablation table + learning curves
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from c2bridge.experiments import analysis as an
-from c2bridge.report import markdown as md
-from c2bridge.report import plots
 from c2bridge.experiments.e2_1 import seed_spread
+from c2bridge.experiments.e2_2 import E22Summary
 from c2bridge.experiments.protocol import recipe_summary
 from c2bridge.experiments.registry import ExperimentInfo
 from c2bridge.experiments.trials import TrialSpec
+from c2bridge.report import markdown as md
+from c2bridge.report import plots
 
 EXPERIMENT = ExperimentInfo(id="e2.3", order=3, title="E2.3: Training strategy optimization", requires=("e2.2",))
 TITLE = EXPERIMENT.title
 CACHE_KEY = "train_cache"  # in an arm's patch: the name of the train cache (augmentation arms)
+
+
+@dataclass
+class E23Summary(an.Summary):
+    """E2.3's summary (results.yaml: experiments.e2.3.summary)."""
+
+    distance_name: str | None = None
+    arch: str | None = None
+    arch_source: str = ""
+    budget: str = "10m"
+    baseline_distance: float | None = None
+    combined_distance: float | None = None
+    combined_patch: dict = field(default_factory=dict)
+    combination_conflicts: list = field(default_factory=list)
+    best_per_grid: dict = field(default_factory=dict)  # grid -> {arm, patch, distance}
+    recipe_gain: float | None = None  # relative distance gain of the chosen recipe over the baseline
+    recipe_found: bool = False
+    all_unstable: bool = False
+    n_diverged: int = 0
+    best_recipe: dict | None = None  # {label, patch, change, distance}: read by E2.4
+    seed_spread_e2_1: float | None = None
+    gain_exceeds_seed_spread: bool | None = None
+    kept_baseline: bool = False
+    recommendation: str = ""
 
 
 def protocol(cfg: dict, preset) -> dict:
@@ -53,9 +79,9 @@ def architecture(cfg: dict, upstream: Mapping[str, dict]) -> tuple[str, str, str
     """(kind, where it came from, the assumption made when E2.2's summary is not there yet)."""
     if cfg.get("arch"):
         return cfg["arch"], "config", None
-    e22 = upstream.get("e2.2")
-    if e22 is not None and e22.get("recommended_kind"):
-        return e22["recommended_kind"], "E2.2", None
+    e22 = E22Summary.from_dict(upstream["e2.2"]) if "e2.2" in upstream else None
+    if e22 is not None and e22.recommended_kind:
+        return e22.recommended_kind, "E2.2", None
     fallback = cfg.get("fallback_arch", "query")
     if e22 is not None:
         return fallback, "fallback (E2.2 recommended nothing)", None
@@ -206,6 +232,7 @@ def run(ctx) -> dict:
             text += f"; baseline {base_d:.4f} ({summary['recipe_gain']:+.1%} gain"
             text += f", more than the E2.1 seed spread {noise:.4f})" if significant else ")"
     summary["recommendation"] = text
+    summary = E23Summary(**summary).to_dict()
     return {
         "status": an.experiment_status(all_rows),
         "arms": all_rows,

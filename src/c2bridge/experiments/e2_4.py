@@ -9,19 +9,61 @@ conditioning. Exports the best seed to ``checkpoints/adapter_final/``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from c2bridge.experiments import analysis as an
-from c2bridge.report import markdown as md
-from c2bridge.report import plots
-from c2bridge.experiments.e2_3 import describe, split_patch
+from c2bridge.experiments.e2_2 import E22Summary
+from c2bridge.experiments.e2_3 import E23Summary, describe, split_patch
 from c2bridge.experiments.protocol import recipe_summary
 from c2bridge.experiments.registry import ExperimentInfo
 from c2bridge.experiments.trials import TrialSpec
+from c2bridge.report import markdown as md
+from c2bridge.report import plots
 
 EXPERIMENT = ExperimentInfo(id="e2.4", order=4, title="E2.4: Final efficiency validation",
                             requires=("e2.1", "e2.2", "e2.3"), gate="param_efficiency")
 TITLE = EXPERIMENT.title
+
+
+@dataclass
+class E24Summary(an.Summary):
+    """E2.4's summary (results.yaml: experiments.e2.4.summary); ``*_10m`` / ``*_100m`` are the final (small) and
+    reference budgets, whatever they are called in the config."""
+
+    distance_name: str | None = None
+    arch: str = "query"
+    recipe: dict = field(default_factory=dict)  # the recipe patch (dotted TrainConfig keys + train_cache)
+    recipe_change: str = ""
+    recipe_source: str = ""
+    eval_split: str = "heldout"
+    params_10m: int | None = None
+    params_100m: int | None = None
+    param_efficiency: float | None = None  # on eval_split: the Gate 2 criterion
+    param_efficiency_per_seed: dict = field(default_factory=dict)
+    distance_10m: float | None = None
+    distance_10m_std: float | None = None
+    distance_100m: float | None = None
+    val_distance_10m: float | None = None
+    spatial_iou: float | None = None
+    spatial_iou_std: float | None = None
+    latency_ms: float | None = None
+    latency_ms_100m: float | None = None
+    memory_10m_gb: float | None = None
+    memory_reduction: float | None = None  # weights, reference / final
+    forward_memory_reduction: float | None = None
+    training_time_ratio: float | None = None
+    wall_time_ratio: float | None = None
+    train_time_s_10m: float | None = None
+    generalization_gap: float | None = None  # eval_split distance - train-split distance
+    references: dict = field(default_factory=dict)  # reference -> {distance, spatial_iou, status}
+    quoted_baselines: list = field(default_factory=list)  # the plan's quotes, never measured
+    miniature_checks: dict | None = None  # miniature presets only
+    phase3_configuration: dict = field(default_factory=dict)
+
+    OPTIONAL = ("miniature_checks",)
+
+
 REFERENCE_LABELS = {"caption": "decoder's own caption conditioning (reference, not a cap)",
                     "zero": "zero conditioning", "untrained": "untrained {kind} {budget} adapter"}
 
@@ -43,17 +85,18 @@ def design(cfg: dict, upstream: Mapping[str, dict]) -> dict:
     """The final configuration: architecture (config, else E2.2's recommendation, else ``fallback_arch``) and
     recipe (config ``recipe_patch``, else E2.3's best recipe, else the base recipe), with what was assumed for
     upstream summaries that are not there yet."""
-    e22, e23 = upstream.get("e2.2"), upstream.get("e2.3")
+    e22 = E22Summary.from_dict(upstream["e2.2"]) if "e2.2" in upstream else None
+    e23 = E23Summary.from_dict(upstream["e2.3"]) if "e2.3" in upstream else None
     assumed = []
-    kind = cfg.get("arch") or (e22 or {}).get("recommended_kind")
+    kind = cfg.get("arch") or (e22.recommended_kind if e22 else None)
     if not kind:
         kind = cfg.get("fallback_arch", "query")
         if e22 is None:
             assumed.append(f"E2.2 has not run: assumes fallback_arch {kind}")
     if cfg.get("recipe_patch") is not None:
         recipe, recipe_source = dict(cfg["recipe_patch"]), "config"
-    elif ((e23 or {}).get("best_recipe") or {}).get("patch") is not None:
-        recipe, recipe_source = dict(e23["best_recipe"]["patch"]), f"E2.3 ({e23['best_recipe']['label']})"
+    elif e23 is not None and (e23.best_recipe or {}).get("patch") is not None:
+        recipe, recipe_source = dict(e23.best_recipe["patch"]), f"E2.3 ({e23.best_recipe['label']})"
     else:
         recipe, recipe_source = {}, "base recipe (E2.3 found none)"
         if e23 is None:
@@ -113,15 +156,7 @@ def run(ctx) -> dict:
             ev = records.get(f"eval:{lbl}")
             if ev is None:
                 continue
-            rec = dict(records[lbl])
-            if ev.get("status") == "completed":
-                rec["metrics"] = {**(rec.get("metrics") or {}), **(ev.get("metrics") or {})}
-                art = dict(rec.get("artifacts") or {})
-                art["grids"] = {**(art.get("grids") or {}), **((ev.get("artifacts") or {}).get("grids") or {})}
-                rec["artifacts"] = art
-            else:
-                rec["eval_error"] = ev.get("error")
-            records[lbl] = rec
+            records[lbl] = records[lbl].with_evaluation(ev)
 
     final_recs = [records[f"final-{kind}-{small}-s{s}"] for s in seeds]
     ref_recs = [records[f"reference-{kind}-{ref}-s{s}"] for s in ref_seeds]
@@ -186,24 +221,22 @@ def run(ctx) -> dict:
     best = an.best_record(final_recs, split)
     checkpoints, grids = {}, {}
     if best is not None:
-        art = best.get("artifacts") or {}
-        path = ctx.export_dir(art.get("adapter"), "checkpoints/adapter_final")
+        path = ctx.export_dir(best.adapter, "checkpoints/adapter_final")
         if path:
-            checkpoints["final"] = {"path": path, "trial": best["key"],
-                                    f"{split}_distance": an.split_metric(best, "distance", split)}
+            checkpoints["final"] = {"path": path, "trial": best.key, f"{split}_distance": best.metric("distance", split)}
         for sp in (split, "val"):
-            grid = ctx.export_file((art.get("grids") or {}).get(sp), f"figures/grids/e2_4_final_{sp}.png")
+            grid = ctx.export_file(best.grid(sp), f"figures/grids/e2_4_final_{sp}.png")
             if grid:
                 grids[f"final {kind} {small} ({sp})"] = grid
     for row, r in zip(ref_rows, references):
-        art = records[f"ref:{r}"].get("artifacts") or {}
-        grid = ctx.export_file((art.get("grids") or {}).get(split), f"figures/grids/e2_4_ref_{r}_{split}.png")
+        grid = ctx.export_file(records[f"ref:{r}"].grid(split), f"figures/grids/e2_4_ref_{r}_{split}.png")
         if grid:
             grids[row["label"]] = grid
     summary["phase3_configuration"] = {
         "kind": kind, "budget": small, "params": g_final.get("params"), "recipe": describe(recipe),
         "checkpoint": (checkpoints.get("final") or {}).get("path"),
     }
+    summary = E24Summary(**summary).to_dict()
     eff = summary["param_efficiency"]
     text = (f"{kind} at {small} ({g_final.get('params') or ctx.budget(small):,.0f} params) with {describe(recipe)}: "
             + (f"param_efficiency {eff:.3f} vs {ref} on {split}" if eff is not None else "param_efficiency not measured"))

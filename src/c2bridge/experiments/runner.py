@@ -27,7 +27,7 @@ from c2bridge.experiments import registry
 from c2bridge.experiments.context import StudyContext
 from c2bridge.experiments.registry import experiment_overrides, load_experiment_config, normalize_names
 from c2bridge.experiments.store import ResultsStore
-from c2bridge.experiments.trials import (StudyInterrupted, TrialSpec, make_trial, needs_run, normalize_result,
+from c2bridge.experiments.trials import (StudyInterrupted, TrialRecord, TrialSpec, make_trial, needs_run, normalize_result,
                                          read_record, write_record)
 
 __all__ = ["Study", "StudyContext", "Backend", "DryRunRow", "load_experiment_config", "normalize_names",
@@ -328,7 +328,7 @@ class Study:
         trial = make_trial(config, self.run_dir)
         record = read_record(trial) or self.results["trials"].get(trial["key"])
         done = record is not None and not needs_run(record, self.retry_failed)
-        return trial["key"], done, ({**record, "key": trial["key"]} if record else None)
+        return trial["key"], done, (TrialRecord.from_dict({**record, "key": trial["key"]}) if record else None)
 
 
 def _has_unknown_cache(config: dict) -> bool:

@@ -66,6 +66,86 @@ class TrialSpec:
         return self.stage > 1 or self.assumption is not None
 
 
+SECTIONS = ("config", "params", "train", "metrics", "perf", "curve", "artifacts")  # mappings (None on disk -> {})
+
+
+@dataclass
+class TrialRecord:
+    """A trial's record as the experiments read it (``results.yaml: trials.<key>`` plus its key), typed: every
+    section is a mapping (never None), metric lookups return a finite float or None. ``extra`` keeps every other
+    field (labels, run_dir, wall_s, ...) so ``to_dict`` gives back the on-disk shape."""
+
+    key: str | None = None
+    status: str = "failed"
+    config: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)  # trainable, active, budget
+    train: dict = field(default_factory=dict)  # time_s, steps, steps_to_plateau, loss_variance, ...
+    metrics: dict = field(default_factory=dict)  # split -> {distance, spatial_iou, ssim, psnr, n, ...}
+    perf: dict = field(default_factory=dict)  # latency_ms, forward_peak_memory_mb, weights_mb
+    curve: dict = field(default_factory=dict)
+    artifacts: dict = field(default_factory=dict)  # adapter: dir, grids: {split: png} (relative to RUN_DIR)
+    error: str | None = None
+    reason: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: "Mapping[str, Any] | TrialRecord | None") -> "TrialRecord":
+        if isinstance(data, TrialRecord):
+            return data
+        data = dict(data or {})
+        sections = {name: dict(data.pop(name, None) or {}) for name in SECTIONS}
+        return cls(key=data.pop("key", None), status=str(data.pop("status", "failed")), error=data.pop("error", None),
+                   reason=data.pop("reason", None), extra=data, **sections)
+
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {"key": self.key, "status": self.status, **self.extra}
+        out.update({name: getattr(self, name) for name in SECTIONS if getattr(self, name)})
+        out.update({k: v for k, v in (("error", self.error), ("reason", self.reason)) if v is not None})
+        return out
+
+    @property
+    def completed(self) -> bool:
+        return self.status == "completed"
+
+    @property
+    def seed(self) -> int | None:
+        return (self.config.get("train") or {}).get("seed")
+
+    @property
+    def adapter(self) -> str | None:
+        """The trained adapter's directory (relative to RUN_DIR), if the trial has one."""
+        return self.artifacts.get("adapter")
+
+    def grid(self, split: str) -> str | None:
+        """The reconstruction grid of ``split`` (relative to RUN_DIR), if the trial wrote one."""
+        return (self.artifacts.get("grids") or {}).get(split)
+
+    def metric(self, name: str, split: str = "val") -> float | None:
+        return _finite((self.metrics.get(split) or {}).get(name))
+
+    def value(self, section: str, name: str) -> float | None:
+        """A number from ``params`` / ``train`` / ``perf`` (None when missing or not finite)."""
+        return _finite(getattr(self, section).get(name))
+
+    def with_evaluation(self, evaluation: "TrialRecord") -> "TrialRecord":
+        """This training trial plus an evaluation-only trial of its adapter: the splits and grids added, or the
+        evaluation's error kept (``eval_error``) when it did not complete."""
+        import dataclasses
+
+        if not evaluation.completed:
+            return dataclasses.replace(self, extra={**self.extra, "eval_error": evaluation.error})
+        grids = {**(self.artifacts.get("grids") or {}), **(evaluation.artifacts.get("grids") or {})}
+        return dataclasses.replace(self, metrics={**self.metrics, **evaluation.metrics},
+                                   artifacts={**self.artifacts, "grids": grids})
+
+
+def _finite(x: Any) -> float | None:
+    import math
+
+    ok = isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    return float(x) if ok else None
+
+
 def trial_key(config: dict) -> str:
     """Hash of the resolved config (key order does not matter)."""
     return stable_hash(config, length=KEY_LENGTH)
