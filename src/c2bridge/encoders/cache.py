@@ -27,6 +27,11 @@ import json
 import os
 from pathlib import Path
 
+import torch
+from torch.utils.data import DataLoader
+
+from c2bridge._io import read_json, save_safetensors, sha256_file, stable_hash
+
 CACHE_FORMAT = "c2bridge-feature-cache-v1"
 MANIFEST = "manifest.json"
 META_KEY = "c2bridge"  # the single safetensors metadata entry (one key: safetensors writes a HashMap unordered)
@@ -42,8 +47,6 @@ def shard_name(index: int) -> str:
 def pack_samples(samples: list[dict]) -> dict:
     """Per-sample dicts (``vlm [T_i, D]``, ``dino``, ``target`` uint8, opt. ``mask``/``latent``/``caption_ids``)
     -> the flat shard tensors."""
-    import torch
-
     if not samples:
         raise ValueError("a shard needs at least one sample")
     optional = [k for k in ("mask", "latent", "caption_ids") if samples[0].get(k) is not None]
@@ -70,15 +73,11 @@ def pack_samples(samples: list[dict]) -> dict:
 
 
 def _offsets(lengths: list[int]):
-    import torch
-
     return torch.tensor([0] + lengths, dtype=torch.int64).cumsum(0)
 
 
 def check_finite(samples: list[dict]) -> None:
     """Refuse non-finite features, naming the sample (a NaN in the cache would poison every run after it)."""
-    import torch
-
     for s in samples:
         for k in ("vlm", "dino", "latent"):
             t = s.get(k)
@@ -90,8 +89,6 @@ def check_finite(samples: list[dict]) -> None:
 
 def write_shard(path: str | os.PathLike, samples: list[dict], key: str) -> dict:
     """Write one shard atomically -> its manifest entry (file, n_samples, sha256, bytes)."""
-    from c2bridge._io import save_safetensors, sha256_file
-
     check_finite(samples)
     tensors = pack_samples(samples)
     meta = {"format": CACHE_FORMAT, "key": key, "sample_ids": [s["sample_id"] for s in samples],
@@ -132,7 +129,6 @@ class ShardView:
         import mmap
         import struct
 
-        import torch
         from safetensors import safe_open
 
         self.path = path
@@ -207,8 +203,6 @@ class FeatureCache:
 
     def __init__(self, directory: str | os.PathLike, key: str | None = None, allow_partial: bool = False,
                  verify: bool = True):
-        from c2bridge._io import read_json
-
         self.dir = Path(directory)
         self.verify_checksums = bool(verify)
         manifest_path = self.dir / MANIFEST
@@ -272,8 +266,6 @@ class FeatureCache:
     def encoder_key(self) -> str:
         """Hash of the encoders the features come from (both encoders' ``encoder_key()``). Unlike ``key`` it does
         not depend on the dataset, split or augmentation: the train and val caches of one encoder setup share it."""
-        from c2bridge._io import stable_hash
-
         return stable_hash(self.manifest.get("spec", {}).get("encoders"))
 
     @property
@@ -344,8 +336,6 @@ class FeatureCache:
         """Every sample in memory, collated: ``vlm [N, Tmax, D]`` + ``vlm_mask``, ``dino [N, P, D]``,
         ``target [N, 3, H, W]`` (float [0, 1], or uint8 with ``target_uint8=True``), opt. ``mask``, ``latent``,
         ``caption_ids`` (+ ``caption_mask`` when lengths differ); ``sample_ids`` (list)."""
-        import torch
-
         parts: dict[str, list] = {}
         sample_ids: list[str] = []
         for k in range(len(self.shards)):
@@ -371,9 +361,6 @@ class FeatureCache:
     def loader(self, batch_size: int, shuffle: bool = True, seed: int = 0, num_workers: int = 0,
                drop_last: bool = False):
         """A ``torch.utils.data.DataLoader`` over the cache, batches collated by ``collate_features``."""
-        import torch
-        from torch.utils.data import DataLoader
-
         gen = torch.Generator().manual_seed(seed)
         return DataLoader(self, batch_size=batch_size, shuffle=shuffle, generator=gen, num_workers=num_workers,
                           drop_last=drop_last, collate_fn=collate_features)
@@ -455,8 +442,6 @@ def _split_by_offsets(flat_parts: list, offset_parts: list) -> list:
 
 def pad_sequences(rows: list):
     """``[T_i, D]`` rows -> ``(padded [B, Tmax, D] zeros, mask [B, Tmax] bool)``."""
-    import torch
-
     lengths = [len(r) for r in rows]
     T = max(lengths)
     first = rows[0]
@@ -469,8 +454,6 @@ def pad_sequences(rows: list):
 
 
 def _stack_captions(out: dict, rows: list) -> None:
-    import torch
-
     if len({len(r) for r in rows}) == 1:
         out["caption_ids"] = torch.stack(rows)
     else:
@@ -481,8 +464,6 @@ def collate_features(items: list[dict]) -> dict:
     """Cache items -> a batch: ``vlm [B, Tmax, vlm_dim]`` zero-padded + ``vlm_mask [B, Tmax]`` bool, stacked
     ``dino``, ``target``, and ``mask``/``latent``/``caption_ids`` when present (``caption_ids`` padded with 0 +
     ``caption_mask`` if lengths differ); ``sample_id`` as a list."""
-    import torch
-
     if not items:
         raise ValueError("collate_features needs at least one item")
     batch: dict = {}
@@ -505,8 +486,6 @@ def verify_cache(directory: str | os.PathLike) -> dict:
     -> ``{"ok", "problems" (damage: list of str), "notes" (harmless: stray files, incomplete), "complete",
     "shards", "samples"}``."""
     from safetensors import safe_open
-
-    from c2bridge._io import read_json, sha256_file
 
     directory = Path(directory)
     report = {"ok": False, "problems": [], "notes": [], "complete": False, "shards": 0, "samples": 0}

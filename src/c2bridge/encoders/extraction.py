@@ -12,7 +12,16 @@ import os
 from pathlib import Path
 from typing import Callable
 
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from c2bridge._io import atomic_write_json, read_json, stable_hash
+from c2bridge.data import UnreadableSample, check_split
+from c2bridge.data.augment import Augmenter
+from c2bridge.data.registry import build_dataset
 from c2bridge.encoders.cache import CACHE_FORMAT, MANIFEST, FeatureCache, shard_name, write_shard
+from c2bridge.presets import Preset, get_preset
 
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_SHARD_SIZE = 256
@@ -47,11 +56,6 @@ def extract(preset, dataset, split: str, out: str | os.PathLike, limit: int | No
     ``latents_key`` (a dict identifying that function, e.g. the VAE id and normalization) is required.
     ``encoders``: prebuilt ``Encoders`` (default: ``build_encoders(preset, device, **encoder_options)``).
     """
-    from c2bridge._io import atomic_write_json, stable_hash
-    from c2bridge.data import check_split
-    from c2bridge.data.augment import Augmenter
-    from c2bridge.presets import Preset, get_preset
-
     preset = preset if isinstance(preset, Preset) else get_preset(preset)
     check_split(split)
     views, batch_size, shard_size = int(views), int(batch_size), int(shard_size)
@@ -106,8 +110,6 @@ def extract(preset, dataset, split: str, out: str | os.PathLike, limit: int | No
 
 
 def _check_key(out: Path, key: str) -> dict:
-    from c2bridge._io import read_json
-
     try:
         manifest = read_json(out / MANIFEST)
     except (OSError, ValueError) as exc:
@@ -126,10 +128,6 @@ def expected_key(preset, dataset, split: str, limit: int | None = None, seed: in
                  **encoder_options) -> str:
     """The key ``extract`` with these arguments produces, without extracting (for ``FeatureCache(dir, key=...)``).
     Builds the encoders unless given (their ``encoder_key`` is part of it)."""
-    from c2bridge._io import stable_hash
-    from c2bridge.data.augment import Augmenter
-    from c2bridge.presets import Preset, get_preset
-
     preset = preset if isinstance(preset, Preset) else get_preset(preset)
     ds = _dataset(dataset, split, preset, root, limit, seed)
     if encoders is None:
@@ -144,8 +142,6 @@ def expected_key(preset, dataset, split: str, limit: int | None = None, seed: in
 # ---------------------------------------------------------------------------------------------------------------
 
 def _dataset(dataset, split: str, preset, root, limit, seed):
-    from c2bridge.data.registry import build_dataset
-
     if isinstance(dataset, str):
         ds = build_dataset(dataset, split, preset, root=root, limit=limit, seed=seed)
     else:
@@ -190,8 +186,6 @@ class _SafeItems:
         return self.stop - self.start
 
     def _partner(self, j: int, index: int) -> dict:
-        from c2bridge.data import UnreadableSample
-
         n = len(self.ds)
         for attempt in range(n):  # an unreadable partner: take the next one (deterministic), never the item itself
             idx = (j + attempt) % n
@@ -204,8 +198,6 @@ class _SafeItems:
         raise ValueError("MixUp found no readable partner item")
 
     def __getitem__(self, offset: int):
-        from c2bridge.data import UnreadableSample
-
         index = self.start + offset
         try:
             item = self.ds[index]
@@ -222,10 +214,7 @@ class _SafeItems:
 
 def _run(manifest: dict, out: Path, ds, encoders, augmenter, preset, latents_fn, progress: bool,
          num_workers: int) -> None:
-    from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
-
-    from c2bridge._io import atomic_write_json
 
     shard_size, batch_size, views = manifest["shard_size"], manifest["batch_size"], manifest["views"]
     n_items, n_shards = manifest["n_items"], manifest["n_shards"]
@@ -285,8 +274,6 @@ def _check_layout(manifest: dict, samples: list[dict]) -> None:
 
 
 def _to_uint8(pixels):
-    import torch
-
     return (pixels.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
 
 
@@ -296,8 +283,6 @@ def _identity(x):
 
 def _resize_target(item: dict, size: int) -> tuple:
     """Item pixels/mask at the decoder resolution (datasets already deliver it; resize only if not)."""
-    import torch.nn.functional as F
-
     pix = item["clip"] if "clip" in item else item["image"]
     mask = item.get("mask")
     if tuple(pix.shape[-2:]) == (size, size):
@@ -315,8 +300,6 @@ def _resize_target(item: dict, size: int) -> tuple:
 
 def _encode(batch: list[dict], encoders, preset, latents_fn) -> list[dict]:
     """One batch of (augmented) items -> per-sample feature dicts (CPU tensors)."""
-    import torch
-
     kinds = {"clip" if "clip" in it else "image" for it in batch}
     if len(kinds) != 1:
         raise ValueError("a dataset must yield only images or only clips")

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable
 
+from c2bridge._io import sha256_file
+
 
 def hub_offline() -> bool:
     """``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` read at call time (huggingface_hub reads them at import)."""
@@ -48,8 +50,6 @@ def file_sha256(path: str | os.PathLike) -> str:
     """sha256 of a weights file. A Hugging Face hub snapshot links each large (LFS) file to ``blobs/<sha256>``,
     a name the hub verified at download, so those cost nothing; anything else is hashed (about 0.8 GB/s on one
     core), once per process per (file, size, mtime)."""
-    from c2bridge._io import sha256_file
-
     real = Path(path).resolve()
     if real.parent.name == "blobs" and len(real.name) == 64 and all(c in "0123456789abcdef" for c in real.name):
         return real.name

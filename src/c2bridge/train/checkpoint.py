@@ -31,6 +31,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from c2bridge._io import atomic_write_json, read_json, save_safetensors, sha256_file
 
 STEP_PREFIX = "step_"
@@ -136,8 +138,6 @@ def checkpoint_problems(directory: str | os.PathLike) -> list[str]:
 
 
 def _encode(obj: Any, tensors: dict) -> Any:
-    import torch
-
     if isinstance(obj, torch.Tensor):
         name = f"t{len(tensors):05d}"
         tensors[name] = obj.detach().to("cpu").clone().contiguous()  # own storage: safetensors refuses shared
@@ -181,8 +181,6 @@ def load_optimizer_state(directory: Path, device: Any = "cpu") -> dict:
 
     if (directory / OPTIMIZER_STATE).is_file():
         return _decode(read_json(directory / OPTIMIZER_STATE), load_file(str(directory / OPTIMIZER_TENSORS)), device)
-    import torch
-
     return torch.load(directory / LEGACY_OPTIMIZER, map_location=device, weights_only=True)  # older checkpoints
 
 
