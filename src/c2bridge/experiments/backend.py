@@ -7,7 +7,6 @@ sampled evaluation (``c2bridge.metrics.evaluate_adapter`` / ``evaluate_condition
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 from pathlib import Path
 from typing import Any
@@ -40,28 +39,10 @@ def get_encoders(preset: str):
 
 
 def decoder_identity(preset: str) -> dict:
-    """What the decoder's numbers depend on: for mini, the digest of the shipped weights."""
-    from importlib import metadata
+    """What the decoder's numbers depend on (the preset says: for mini, the digest of the shipped weights)."""
+    from c2bridge.presets import get_preset
 
-    ident: dict[str, Any] = {"preset": preset, "diffusers": metadata.version("diffusers")}
-    if preset == "mini":
-        from c2bridge.mini import default_assets_dir
-
-        root = Path(default_assets_dir())
-        h = hashlib.sha256()
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors"))
-        for p in files:
-            h.update(str(p.relative_to(root)).encode())
-            h.update(p.read_bytes())
-        ident.update(model_id="c2bridge-mini (c2bridge/assets/mini)", weights_sha256=h.hexdigest()[:16],
-                     files=len(files))
-    elif preset == "tiny":
-        ident.update(model_id="random tiny LTX config (diffusers test sizes)", seed=0)
-    else:
-        from c2bridge.decoder import FULL_MODEL_ID
-
-        ident.update(model_id=FULL_MODEL_ID)
-    return ident
+    return get_preset(preset).decoder_identity()
 
 
 class TorchBackend:

@@ -215,13 +215,11 @@ def gate2(summaries: dict, verdicts: dict, decisions_: dict, criteria: dict, pre
         + ", ".join(r["name"] for r in g.get("also_requires", []))
         + " (out of scope for c2bridge)",
     }
-    if preset.get("name") == "tiny":
-        out["miniature"] = "computed on the tiny preset (random models): it only exercises the decision procedure"
-    elif preset.get("is_miniature"):
-        out["miniature"] = (
-            f"computed on the {preset.get('name')} preset: it shows the decision procedure and the direction of the "
-            "effects; it is not a Gate 2 decision about the real models"
-        )
+    from c2bridge.presets import get_preset
+
+    note = get_preset(preset.get("name")).report_note("gate2")  # a miniature's Gate 2 is not a decision
+    if note:
+        out["miniature"] = note
     return out
 
 

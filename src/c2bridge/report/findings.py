@@ -6,6 +6,7 @@ experiment (tables, verdicts, recommendation, figures); decisions; every trial.
 """
 from __future__ import annotations
 
+from c2bridge.presets import get_preset
 from c2bridge.report.markdown import (VERDICT_TEXT, figure, num, params, pm, table,  # noqa: F401 (re-exported)
                                       threshold_text, verdict_table, verdict_text)
 
@@ -31,15 +32,9 @@ def render(results: dict, figs: dict | None = None) -> str:
 def _header(results: dict, preset: dict, dist: dict) -> str:
     study = results.get("study") or {}
     lines = [f"# C2 adapter bridging — findings ({preset.get('name')} preset)", ""]
-    if preset.get("name") == "tiny":
-        lines.append("> **Plumbing run on the `tiny` preset: random test-sized models. Every number below is "
-                     "meaningless; this file only shows that the pipeline runs end to end.**")
-    elif preset.get("is_miniature"):
-        lines.append(f"> **This is the miniature.** The `{preset.get('name')}` preset runs the study with the real "
-                     "model classes at small configs (an LTX-Video-class decoder and a DINOv2 trained by c2bridge on "
-                     "synthetic shapes, a seeded-random tiny Qwen2.5-VL) on a CPU. Its numbers show that the "
-                     "pipeline works and which way the effects go; they are not measurements of DINOv2-ViT-L, "
-                     "Qwen2.5-VL-7B or LTX-Video, and the plan's absolute thresholds do not apply to them.")
+    note = get_preset(preset.get("name")).report_note("header")  # what this world is, when not the real one
+    if note:
+        lines.append(note)
     lines.append("")
     lines.append(f"Distance used for every \"LPIPS\" of the plan: **{dist.get('name', '?')}** — {dist.get('reason', '')}.")
     lines.append("")
@@ -81,26 +76,7 @@ def _headline(results: dict, exps: dict) -> str:
 
 def _claims(results: dict, preset: dict, dist: dict, exps: dict) -> str:
     lines = ["## What this run can and cannot claim", ""]
-    if preset.get("name") == "tiny":
-        lines += ["Nothing about adapters: the `tiny` preset's models are random. It shows that every stage runs "
-                  "(features → adapter → frozen decoder → sampled metrics → verdicts → report) and that the "
-                  "bookkeeping (trial keys, re-runs, failures) works."]
-    elif preset.get("is_miniature"):
-        lines += [
-            "It **can** claim, within this miniature: the shape of the scaling curve and whether the small budget "
-            "keeps most of the large one's quality (param_efficiency is a ratio of two measurements with the same "
-            "distance), the ranking of the architectures and training strategies under an identical protocol, "
-            "training stability, and that every stage of the pipeline (features → adapter → frozen decoder → "
-            "sampled metrics → verdicts → report) works end to end.",
-            "",
-            "It **cannot** claim: any absolute number for the real models; LPIPS values comparable to the plan's "
-            f"thresholds (this run's distance is `{dist.get('name')}` at {preset.get('image_size')} px); GPU latency "
-            "or memory (measured here on a CPU at miniature widths); temporal coherence (single frames); "
-            "Gate 2 (which also needs Q3). The plan's quoted baselines (P2, C1) are quotes, not measurements.",
-        ]
-    else:
-        lines += ["This run uses the full models: the plan's thresholds apply where the distance is the plan's "
-                  f"(`{dist.get('name')}`). Gate 2 also needs Q3 (out of scope here)."]
+    lines += [get_preset(preset.get("name")).report_note("claims", distance=dist.get("name"))]
     merged: dict[tuple, list[str]] = {}  # (knob, this, full) -> experiments: shared recipe rows appear once
     for name, exp in exps.items():
         for r in exp.get("protocol") or []:
