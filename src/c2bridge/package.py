@@ -132,9 +132,14 @@ def _hub_revision(source: str) -> str | None:
 
 
 def model_identity(preset: str, bridge, encoders) -> dict:
-    """The frozen models an adapter runs against: ``{"preset", "decoder", "dino", "vlm"}``."""
-    return {"preset": preset, "decoder": decoder_fingerprint(bridge),
-            "dino": encoders.dino.encoder_key(), "vlm": encoders.vlm.encoder_key()}
+    """The frozen models an adapter runs against: ``{"preset", "decoder", "dino", "vlm"}``. ``encoders``: the
+    ``Encoders`` pair, or their keys ``{"dino": encoder_key(), "vlm": encoder_key()}`` (a feature cache's
+    ``manifest["spec"]["encoders"]`` when only the cache is at hand)."""
+    if isinstance(encoders, dict):
+        dino, vlm = encoders.get("dino"), encoders.get("vlm")
+    else:
+        dino, vlm = encoders.dino.encoder_key(), encoders.vlm.encoder_key()
+    return {"preset": preset, "decoder": decoder_fingerprint(bridge), "dino": dino, "vlm": vlm}
 
 
 def make_provenance(identity: dict, training: dict | None = None, **extra: Any) -> dict:
