@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 
@@ -89,6 +90,7 @@ class FullPreset(Preset):
 
 
 class MiniPreset(Preset):
+    assets_dir: ClassVar[Path] = Path(__file__).resolve().parent / "assets" / "mini"  # ``c2bridge mini build``
     decoder_factory = "c2bridge.decoder.ltx:load_mini_decoder"
     encoders_factory = "c2bridge.encoders:mini_encoders"
     sample_steps = 20
@@ -114,9 +116,7 @@ class MiniPreset(Preset):
     def _decoder_source(self) -> dict:
         import hashlib
 
-        from c2bridge.mini.assets import default_assets_dir
-
-        root = default_assets_dir()
+        root = self.assets_dir
         h = hashlib.sha256()
         files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors"))
         for p in files:

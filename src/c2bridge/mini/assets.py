@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from c2bridge.presets import MiniPreset
+
 
 def default_assets_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "assets" / "mini"
+    return MiniPreset.assets_dir
 
 
 REQUIRED = {
