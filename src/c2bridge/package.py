@@ -323,7 +323,8 @@ def model_card(config: dict, provenance: dict, title: str | None = None) -> str:
                       "cached features."]
         if intervals:
             iv = next(iter(next(iter(intervals.values())).values()), {})
-            lines.append(f"Intervals: {iv.get('level', '')} {iv.get('method', '')}".rstrip() + ".")
+            level = f"{iv['level']:.0%} " if isinstance(iv.get("level"), (int, float)) else ""
+            lines.append(f"Intervals [low, high]: {level}confidence intervals of the means ({iv.get('method', '')}).")
         else:
             lines.append("Intervals: not computed for this adapter.")
     else:

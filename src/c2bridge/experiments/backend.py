@@ -166,7 +166,26 @@ def _write_package(adapter_dir: Path, config: dict, params: dict | None, metrics
     training = {"kind": tc["adapter"]["kind"], "budget": tc["adapter"].get("budget"), "seed": tc.get("seed"),
                 "steps": tc["optim"].get("max_steps"), "lr": tc["optim"].get("lr"), "loss": tc["loss"].get("name")}
     package.write_adapter_package(adapter_dir, provenance=package.make_provenance(identity, training=training,
-                                                                                  params=params), metrics=metrics)
+                                                                                  params=params),
+                                  metrics=metrics, intervals=_sample_intervals(metrics))
+
+
+def _sample_intervals(metrics: dict) -> dict | None:
+    """95% bootstrap intervals of each split's metric means over its evaluation samples (c2bridge.stats), when
+    the metrics carry ``per_sample`` values; None otherwise."""
+    import numpy as np
+
+    from c2bridge.stats import mean_interval
+
+    out: dict = {}
+    for split, m in (metrics or {}).items():
+        for name, values in ((m or {}).get("per_sample") or {}).items():
+            vals = [float(v) for v in values or () if _finite(v)]
+            if len(vals) >= 2:
+                iv = mean_interval(np.asarray([vals]))
+                out.setdefault(split, {})[name] = {"low": iv.low, "high": iv.high, "level": iv.level,
+                                                   "method": f"{iv.method}, {len(vals)} samples"}
+    return out or None
 
 
 def _reference_trial(config: dict, workspace: Path, run_dir: Path) -> dict:
