@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from c2bridge._io import atomic_write_json, atomic_write_yaml, read_json, read_yaml, to_plain
+from c2bridge.device import pick_device
 from c2bridge.train import checkpoint as ckpt_io
 from c2bridge.train.config import TrainConfig, config_hash, load_config, resolve_budget
 from c2bridge.train.schedules import check_schedule, lr_at, set_lr
@@ -108,7 +109,7 @@ class AdapterTrainingRecipe:
             if previous.is_file() and read_json(previous).get("status") == "completed":
                 return read_json(previous)
         self.preset = get_preset(cfg.preset)
-        self.device = _pick_device(cfg.device)
+        self.device = pick_device(cfg.device)
         self.amp_dtype = _amp_dtype(cfg.amp, self.device)
         check_integrations(cfg.log)
         _check_sampled_distance(cfg)
@@ -513,14 +514,6 @@ class _StopOnSigterm:
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)
             self._previous = None
-
-
-def _pick_device(name: str):
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' but no CUDA device is available; expected device=cpu or auto")
-    return torch.device(name)
 
 
 def _amp_dtype(amp: str, device):
