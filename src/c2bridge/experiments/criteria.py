@@ -7,7 +7,6 @@ pivoting"). Comparisons are strict, like the plan's tables. ``None``/NaN -> "mis
 from __future__ import annotations
 
 import math
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,9 @@ _THRESHOLDS = ("target", "acceptable", "failure")
 
 
 def default_criteria_path() -> Path:
-    return Path(str(resources.files("c2bridge") / "configs" / "experiments" / "criteria.yaml"))
+    from c2bridge.config import experiments_dir
+
+    return experiments_dir() / "criteria.yaml"
 
 
 def load_criteria(path: str | Path | None = None) -> dict:

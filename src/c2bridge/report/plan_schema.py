@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +46,9 @@ INTERVAL_KEYS = ("{name}_interval", "{name}_ci")  # summary keys that may hold {
 
 
 def schema_path() -> Path:
-    return Path(str(resources.files("c2bridge") / "configs" / "plan_schema.json"))
+    from c2bridge.config import config_dir
+
+    return config_dir("plan_schema.json")
 
 
 def load_schema() -> dict:
