@@ -264,10 +264,16 @@ class Study:
                 "trials_run": self.n_run, "trials_reused": self.n_reused,
             }
             self.save()
+        figures: list = []
         if self.render:
             from c2bridge.report import render
 
-            render(self.run_dir)
+            figures = [self.run_dir / f for f in render(self.run_dir)["figures"].values() if isinstance(f, str)]
+        if todo:  # the study-level W&B / TensorBoard run, when the recipe turns tracking on
+            from c2bridge.train.logging import log_study_summary
+
+            log = (self.experiment_config(todo[-1]).get("recipe") or {}).get("log") or {}
+            log_study_summary(self.run_dir, self.results, log, figures=figures)
         return self.results
 
     def _protocol(self, name: str, module, cfg: dict) -> list[dict]:
