@@ -70,3 +70,24 @@ def test_missing_value_field_is_refused():
     del block[CLAIM]["success_criteria"]["param_efficiency"]["value"]
     with pytest.raises(ValueError, match="'value' is a required property"):
         validate_plan_block(block)
+
+
+def test_a_study_writes_the_block_into_results_yaml(tmp_path):
+    """What a validation system reads: results.yaml as the study writes it (fake trials, all four experiments)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    from exp_fakes import FakeBackend
+
+    from c2bridge.experiments.runner import Study
+    from c2bridge.report.results import load_results
+
+    study = Study(tmp_path / "run", preset="tiny", backend=FakeBackend(), log=lambda s: None, render=False)
+    study.run(["all"])
+    on_disk = load_results(tmp_path / "run")
+    block = {CLAIM: on_disk[CLAIM]}
+    validate_plan_block(block)
+    crit = block[CLAIM]["success_criteria"]["param_efficiency"]
+    assert crit["value"] == pytest.approx(on_disk["experiments"]["e2.4"]["summary"]["param_efficiency"])
+    assert block[CLAIM]["status"] == "completed" and crit["verdict"] in ("target", "acceptable", "fail")
