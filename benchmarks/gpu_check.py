@@ -53,8 +53,9 @@ STEP_CONFIGS = {  # stage -> (budget name, loss)
     "step_10m_flow": ("10m", "flow"), "step_10m_pixel": ("10m", "pixel"),
     "step_100m_flow": ("100m", "flow"), "step_100m_pixel": ("100m", "pixel"),
 }
-# loss -> (LossSpec terms, the planner's loss name for the same stages: "l2" = VAE decode, no perceptual net)
-LOSSES = {"flow": ({"flow": 1.0}, "flow"), "pixel": ({"flow": 1.0, "l2": 0.1}, "l2")}
+# loss -> the recipe's loss section (named loss + extra term weights), read by both LossSpec.named and the planner;
+# "pixel" adds 0.1·L2 on the decoded one-step estimate (the VAE decode and its backward; no perceptual network)
+LOSSES = {"flow": {"name": "flow"}, "pixel": {"name": "flow", "weights": {"l2": 0.1}}}
 MFU_STAGE = "step_10m_pixel"  # the plan's recipe: a 10M adapter, pixel losses, batch 8 -> the planner's MFU
 
 PROFILES = {
@@ -235,7 +236,7 @@ class Check:
             return None
         recipe = {"adapter": {"kind": "query", "budget": float(adapter_params)},
                   "optim": {"batch_size": batch, "grad_accum": 1, "epochs": 1, "max_steps": 1},
-                  "loss": {"name": LOSSES[loss][1]}, "eval": {"every_steps": 0, "n_samples": 0}}
+                  "loss": dict(LOSSES[loss]), "eval": {"every_steps": 0, "n_samples": 0}}
         est = planner.estimate_trial(
             "gpu_check", {}, preset=self.s["preset"], gpu=self.state.get("planner_gpu") or "a100-80",
             recipe=recipe, data={"train": {"check": {"n": batch, "frames": frames}}, "val": {}},
@@ -295,7 +296,7 @@ class Check:
         for _ in range(reps):
             a @ b
         self.sync()
-        env["matmul_tflops"] = round(2 * n**3 * reps / (time.perf_counter() - t) / 1e12, 3)
+        env["matmul_tflops"] = _sig(2 * n**3 * reps / (time.perf_counter() - t) / 1e12)
         env["matmul_size"] = n
         del a, b
         self.state["peak_tflops"] = peak
@@ -363,7 +364,7 @@ class Check:
         from c2bridge.decoder import LossSpec
         from c2bridge.smoke import train_step
 
-        spec = LossSpec(terms=LOSSES[loss][0])
+        spec = LossSpec.named(LOSSES[loss]["name"], weights=LOSSES[loss].get("weights"))
         self.sync()
         t = time.perf_counter()
         reports = [train_step(adapter, self.state["bridge"], batch, spec, optimizer, generator=self.state["generator"],
@@ -417,7 +418,7 @@ class Check:
         """Warm up, then time optimizer steps (at least 2, at most ``iters``, within ``budget_s``)."""
         adapter, optimizer = self.fresh(budget)
         record: dict = {"name": name.removeprefix("step_"), "adapter": budget, "adapter_params": adapter.num_params,
-                        "loss": loss, "loss_terms": LOSSES[loss][0], "batch": int(batch["vlm"].shape[0]),
+                        "loss": loss, "loss_section": LOSSES[loss], "batch": int(batch["vlm"].shape[0]),
                         "frames": frames, "dtype": self.s["dtype"], "device": self.s["device"]}
         with self.memory(record):
             if warmup:
@@ -440,7 +441,7 @@ class Check:
             record["mfu_reason"] = "resolution differs from the preset's: no planner figures"
         else:
             achieved = planned["tflop"] / step_s
-            record.update(planned_tflop=round(planned["tflop"], 6), achieved_tflops=round(achieved, 4),
+            record.update(planned_tflop=_sig(planned["tflop"]), achieved_tflops=_sig(achieved),
                           planned_peak_gib=round(planned["peak_gib"], 3), planned_memory_gib=planned["memory_gib"])
             if self.cuda and peak:
                 record.update(mfu=round(achieved / peak, 4), mfu_reason=None)
@@ -581,7 +582,7 @@ class Check:
         summary["mfu"] = {name: r["mfu"] for name, r in steps.items()}
         summary["step_ms"] = {name: r["step_ms"] for name, r in steps.items()}
         if self.cuda:
-            summary["peak_gib_vs_planned"] = {name: [r["peak_reserved_gib"], r["planned_allocator_gib"]]
+            summary["peak_gib_vs_planned"] = {name: [r["peak_reserved_gib"], r.get("planned_allocator_gib")]
                                               for name, r in steps.items()}
         lat = [r for r in self.result["latency"] if r["mode"] == ("bf16_autocast" if self.amp is not None else "fp32")]
         summary["latency_ms"] = {r["adapter"]: r["median_ms"] for r in lat}
@@ -593,6 +594,11 @@ class Check:
 
 
 # --------------------------------------------------------------------------------------------------- report
+
+
+def _sig(value: float, digits: int = 5) -> float:
+    """``value`` to ``digits`` significant digits (FLOP counts span 1e-5 to 1e2 TFLOP between CPU and GPU)."""
+    return float(f"{value:.{digits}g}")
 
 
 def _fmt(value, spec: str) -> str:
