@@ -73,7 +73,9 @@ def test_good_and_bad_inputs(tmp_path, inputs, tiny_package, capsys, monkeypatch
     frames, rate = read_video(out / "clip.recon.mp4")
     assert frames.shape == (3, 32, 32, 3) and rate == 25
     assert read_video(out / "clip.side_by_side.mp4")[0].shape == (3, 32, 64, 3)
-    assert report["inputs"][str(inputs / "clip.mp4")]["frames"] == 3
+    clip_record = report["inputs"][str(inputs / "clip.mp4")]
+    assert clip_record["frames"] == 3 and clip_record["flicker"] >= 0 and clip_record["warp_error"] >= 0
+    assert "flicker" not in gray  # temporal metrics only for clips
     side = Image.open(out / "rgba.side_by_side.png")
     assert side.size[0] > side.size[1]  # input | reconstruction
 

@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "decode) with the frozen DINOv2 + Qwen2.5-VL, map the features through the adapter, and sample the "
         "reconstruction with LTXPipeline. Writes OUT/<name>.recon.png (videos: .recon.mp4 at the decoder's frame "
         "rate), OUT/<name>.side_by_side.png (input | reconstruction) and OUT/metrics.json (distance, SSIM, PSNR "
-        "against the input at the decoder's resolution). A bad input is one error line; the others still run. "
+        "against the input at the decoder's resolution; for videos also flicker and warp error). A bad input is one error line; the others still run. "
         "Exit status: 0 all done, 2 bad input (any input failed, or a bad --adapter).",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files")
@@ -105,6 +105,11 @@ def reconstruct_one(pipe, source: Path, out: Path, name: str, distance, args) ->
     with torch.no_grad():
         metrics = {distance.name: float(distance(clip_r, clip_t)[0]), "ssim": float(ssim(clip_r, clip_t)[0]),
                    "psnr": float(psnr(clip_r, clip_t)[0])}
+        temporal = {}
+        if recon.shape[0] >= 2:  # clips: does the reconstruction change over time the way the input does
+            from c2bridge.metrics.temporal import flicker, warp_error
+
+            temporal = {"flicker": float(flicker(clip_r, clip_t)[0]), "warp_error": float(warp_error(clip_r, clip_t)[0])}
     out.mkdir(parents=True, exist_ok=True)
     if video:
         recon_path = out / f"{name}.recon.mp4"
@@ -116,7 +121,7 @@ def reconstruct_one(pipe, source: Path, out: Path, name: str, distance, args) ->
     side = save_side_by_side_strip(target, recon, out / f"{name}.side_by_side.png")
     return {"status": "completed", "kind": "video" if video else "image", "frames": int(recon.shape[0]),
             "distance": metrics[distance.name], "distance_name": distance.name, "ssim": metrics["ssim"],
-            "psnr": metrics["psnr"], "reconstruction": str(recon_path), "side_by_side": str(side)}
+            "psnr": metrics["psnr"], **temporal, "reconstruction": str(recon_path), "side_by_side": str(side)}
 
 
 def _distance(name: str):
