@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 from c2bridge.adapters.budget import TOLERANCE, build_adapter_for_preset
 from c2bridge.adapters.registry import ADAPTERS
 from c2bridge.config import resolve_budget
-from c2bridge.presets import PLAN_BUDGETS, get_preset
+from c2bridge.presets import get_preset
 
 
 def dims_summary(adapter) -> dict:
@@ -104,12 +104,9 @@ def format_table(rows: list[dict]) -> str:
     head = (f"preset {first['preset']}: scale -> target params: "
             + ", ".join(dict.fromkeys(f"{r['budget']}->{r['target']:,.0f}" for r in rows))
             + f"   (FLOPs/latency: batch 1, T={first['vlm_tokens']} VLM tokens)")
-    if first["preset"] == "mini":
-        budgets = get_preset(first["preset"]).budgets
-        ratios = {round(PLAN_BUDGETS[k] / v) for k, v in budgets.items() if k in PLAN_BUDGETS}
-        if len(ratios) == 1:
-            head += (f"\n  the plan's scales / {ratios.pop():,} (a miniature's mapping of the plan's budgets; "
-                     "docs/mini_world.md says how it was chosen)")
+    note = get_preset(first["preset"]).budget_scale_note()
+    if note:
+        head += "\n  " + note
     cols = ["kind", "budget", "target", "params", "active", "err%", "dims", "GFLOP/sample", "latency ms"]
     body = []
     for r in rows:
