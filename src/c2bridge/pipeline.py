@@ -168,7 +168,8 @@ def save_video(frames: torch.Tensor, path: str | os.PathLike, frame_rate: int = 
 def save_side_by_side_strip(inputs: torch.Tensor, recons: torch.Tensor, path: str | os.PathLike,
                             max_frames: int = 8, min_tile: int = 128) -> Path:
     """PNG: input | reconstruction for an image; for a clip (``[F, 3, H, W]`` each) its inputs (top row) over its
-    reconstructions (bottom row), up to ``max_frames`` evenly spaced frames. Tiles are enlarged (nearest) to at least ``min_tile`` px for viewing."""
+    reconstructions (bottom row), up to ``max_frames`` evenly spaced frames. Tiles are enlarged (nearest) to at
+    least ``min_tile`` px for viewing."""
     import torch.nn.functional as F
     from torchvision.utils import make_grid, save_image
 
@@ -322,14 +323,17 @@ class C2BridgePipeline:
         adapter_dir = Path(adapter_dir)
         if not adapter_dir.is_dir():
             raise FileNotFoundError(f"adapter dir {adapter_dir} does not exist; expected a directory with "
-                                    "adapter_config.json + model.safetensors (e.g. runs/mini/checkpoints/adapter_final)")
+                                    "adapter_config.json + model.safetensors "
+                                    "(e.g. runs/mini/checkpoints/adapter_final)")
         provenance = package.read_provenance(adapter_dir)
         recorded = (provenance or {}).get("preset")
         preset = preset or recorded or "mini"
         if recorded and recorded != preset:  # before loading any model: one line, nothing built
             raise ValueError(f"adapter {adapter_dir} was trained on the {recorded!r} preset's models, not {preset!r}; "
                              f"use --preset {recorded}")
-        dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        from c2bridge.device import pick_device
+
+        dev = pick_device(device)  # "auto"/None: CUDA when there is one
         adapter = load_adapter(adapter_dir)
         if bridge is None:
             from c2bridge.decoder import LTXBridge

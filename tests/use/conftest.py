@@ -32,7 +32,8 @@ def tiny_package(tmp_path_factory, tiny_models):
             p.add_(0.05 * torch.randn_like(p))
     directory = tmp_path_factory.mktemp("pkg") / "adapter"
     provenance = package.make_provenance(package.model_identity("tiny", bridge, encoders),
-                                         training={"kind": "query", "steps": 0}, params={"trainable": adapter.num_params})
+                                         training={"kind": "query", "steps": 0},
+                                         params={"trainable": adapter.num_params})
     metrics = {"val": {"distance": 0.41, "distance_name": "one_minus_ssim", "ssim": 0.59, "psnr": 14.2, "n": 16}}
     intervals = {"val": {"distance": {"low": 0.38, "high": 0.44, "level": 0.95, "method": "bootstrap"}}}
     package.write_adapter_package(directory, adapter, provenance, metrics=metrics, intervals=intervals)

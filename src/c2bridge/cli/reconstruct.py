@@ -19,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "decode) with the frozen DINOv2 + Qwen2.5-VL, map the features through the adapter, and sample the "
         "reconstruction with LTXPipeline. Writes OUT/<name>.recon.png (videos: .recon.mp4 at the decoder's frame "
         "rate), OUT/<name>.side_by_side.png (input | reconstruction) and OUT/metrics.json (distance, SSIM, PSNR "
-        "against the input at the decoder's resolution; for videos also flicker and warp error). A bad input is one error line; the others still run. "
+        "against the input at the decoder's resolution; for videos also flicker and warp error). A bad input is "
+        "one error line; the others still run. "
         "Exit status: 0 all done, 2 bad input (any input failed, or a bad --adapter).",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files")
@@ -109,7 +110,8 @@ def reconstruct_one(pipe, source: Path, out: Path, name: str, distance, args) ->
         if recon.shape[0] >= 2:  # clips: does the reconstruction change over time the way the input does
             from c2bridge.metrics.temporal import flicker, warp_error
 
-            temporal = {"flicker": float(flicker(clip_r, clip_t)[0]), "warp_error": float(warp_error(clip_r, clip_t)[0])}
+            temporal = {"flicker": float(flicker(clip_r, clip_t)[0]),
+                        "warp_error": float(warp_error(clip_r, clip_t)[0])}
     out.mkdir(parents=True, exist_ok=True)
     if video:
         recon_path = out / f"{name}.recon.mp4"

@@ -281,7 +281,8 @@ def log_study_summary(study_dir: str | os.PathLike, results: dict, log: LogSecti
         try:
             payload: dict[str, Any] = dict(scalars)
             payload["verdicts"] = wandb.Table(columns=["experiment", "metric", "value", "verdict", "severity"],
-                                              data=[[e, m, v if _number(v) else None, d, s] for e, m, v, d, s in verdicts])
+                                              data=[[e, m, v if _number(v) else None, d, s]
+                                                    for e, m, v, d, s in verdicts])
             payload.update({f"figures/{p.stem}": wandb.Image(str(p)) for p in figures})
             run.log(payload, step=0)
             run.summary.update({**scalars, "gate2/c2": gate.get("c2"), "gate2/overall": gate.get("overall")})
