@@ -156,7 +156,14 @@ def build_real_width_bridge(layers: int = 1, image_size: int = 512, seed: int = 
                                                 base_image_seq_len=1024, max_image_seq_len=4096, shift_terminal=0.1)
     bridge = LTXBridge(transformer, vae, scheduler, n_tokens=get_preset("full").n_tokens, image_size=image_size,
                        default_steps=2, autocast_dtype=autocast_dtype, preset="full")
-    return bridge.to(dtype=dtype)
+    from diffusers.utils import logging as diffusers_logging
+
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # its "modules to keep in float32: []" warning on a cast: none here
+    try:
+        return bridge.to(dtype=dtype)
+    finally:
+        diffusers_logging.set_verbosity(level)
 
 
 # ------------------------------------------------------------------------------------------------ the stages
