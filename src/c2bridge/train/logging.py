@@ -284,7 +284,7 @@ def log_study_summary(study_dir: str | os.PathLike, results: dict, log: LogSecti
                                               data=[[e, m, v if _number(v) else None, d, s]
                                                     for e, m, v, d, s in verdicts])
             payload.update({f"figures/{p.stem}": wandb.Image(str(p)) for p in figures})
-            run.log(payload, step=0)
+            run.log(payload)  # no fixed step: a re-run of the study appends to its resumed summary run
             run.summary.update({**scalars, "gate2/c2": gate.get("c2"), "gate2/overall": gate.get("overall")})
         finally:
             run.finish()
