@@ -312,7 +312,7 @@ class Check:
                      "tiny preset widths (plumbing only: no figure here describes a GPU)"),
         }
         self.log(f"device {self.device} ({env.get('gpu_name') or 'CPU'}), {self.s['dtype']}, torch {torch.__version__}, "
-                 f"matmul {env['matmul_tflops']:.1f} TFLOP/s, peak {peak or '-'} TFLOP/s")
+                 f"matmul {env['matmul_tflops']:.3g} TFLOP/s, peak {peak or '-'} TFLOP/s")
         return {k: env[k] for k in ("torch", "diffusers", "transformers", "gpu_name", "matmul_tflops")}
 
     def build(self) -> dict:
