@@ -101,6 +101,23 @@ class Interval:
         d["components"] = {c.factor: {"n": c.n, "variance": c.variance} for c in self.components}
         return d
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Interval":
+        """Back from :meth:`to_dict` (results.yaml): ``None`` ends read as NaN (low) / +inf (high, an open upper
+        end such as a censored lower bound)."""
+        comps = tuple(Component(name, "samples" if name.startswith("samples") else "seeds", int(c["n"]),
+                                None if c.get("variance") is None else float(c["variance"]))
+                      for name, c in (data.get("components") or {}).items())
+        low, high = data.get("low"), data.get("high")
+        return cls(
+            estimate=None if data.get("estimate") is None else float(data["estimate"]),
+            low=math.nan if low is None else float(low), high=math.inf if high is None else float(high),
+            level=float(data.get("level", 0.95)), method=str(data.get("method", "")),
+            n_resamples=int(data.get("n_resamples") or 0), n_seeds=int(data.get("n_seeds") or 0),
+            n_samples=int(data.get("n_samples") or 1), se=data.get("se"), df=data.get("df"), components=comps,
+            note=data.get("note"), scale=str(data.get("scale", "linear")),
+        )
+
     def __str__(self) -> str:
         est = "n/a" if self.estimate is None else f"{self.estimate:.3f}"
         return f"{est} [{self.low:.3f}, {self.high:.3f}] ({self.level:.0%}, {self.method})"

@@ -2,7 +2,8 @@
 straddles, and how many more seeds / evaluation samples would settle it.
 
 A criterion is what ``criteria.yaml`` holds (``target`` / ``acceptable`` / ``failure`` and ``direction``); the
-band of a single number is ``c2bridge.experiments.criteria.verdict`` (strict comparisons, soft/hard fails), used
+band of a single number is :func:`c2bridge.stats.bands.verdict` (the study's rule, strict comparisons, soft/hard
+fails; ``c2bridge.experiments.criteria`` re-exports it), used
 here on both ends of the interval. The verdict is *certain* when both ends fall in the same verdict
 (target / acceptable / fail); a fail whose interval crosses the failure line is a certain fail of uncertain
 severity. Otherwise it is *undetermined* between the bands of its two ends.
@@ -20,6 +21,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from c2bridge.stats.bands import verdict
 from c2bridge.stats.bootstrap import Interval
 
 CATEGORIES = ("target", "acceptable", "fail")
@@ -79,8 +81,6 @@ class ConfidentVerdict:
 
 
 def _band(value: float, criterion: dict) -> tuple[str, str | None]:
-    from c2bridge.experiments.criteria import verdict
-
     v = verdict(value, criterion)
     return v["verdict"], v["severity"]
 
