@@ -87,6 +87,22 @@ def test_checkpoint_files_are_reproducible_with_normal_permissions(tmp_path):
     assert a.stat().st_mode & 0o777 == 0o777 & ~_umask()
 
 
+def test_adapter_weights_are_byte_reproducible_with_normal_permissions(tmp_path):
+    """save_pretrained of the same adapter twice: identical bytes (safetensors keeps metadata in a hash map, so
+    without sorting its order changes from save to save), mode 0666 & ~umask."""
+    from c2bridge.adapters import build_adapter
+
+    names = "abcdef"  # several saves: an unsorted hash-map order would differ between some of them
+    for name in names:
+        torch.manual_seed(0)
+        build_adapter("query", "5m", vlm_dim=32, dino_dim=32, out_dim=32, n_tokens=4, n_patches=16) \
+            .save_pretrained(tmp_path / name)
+    a = tmp_path / "a" / "model.safetensors"
+    assert all((tmp_path / n / "model.safetensors").read_bytes() == a.read_bytes() for n in names)
+    assert a.stat().st_mode & 0o777 == (tmp_path / "a" / "adapter_config.json").stat().st_mode & 0o777 \
+        == 0o666 & ~_umask()
+
+
 @pytest.mark.parametrize("damage", ["flip", "truncate", "delete", "unlisted"])
 def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, damage):
     adapter, opt = _trained()
@@ -173,3 +189,33 @@ def test_flipped_byte_in_the_newest_checkpoint_resumes_from_the_previous(tiny_co
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     # the damaged checkpoint was replaced by the resumed run's own step 4
     assert ckpt_io.checkpoint_problems(run / "checkpoints" / "step_00000004") == []
+
+
+def test_ctrl_c_during_training_checkpoints_like_sigterm(tiny_config, tmp_path):
+    """SIGINT (Ctrl-C) while training: the step finishes, a checkpoint is written, status interrupted (no
+    KeyboardInterrupt traceback); the previous SIGINT handler is back afterwards."""
+    import threading
+
+    from c2bridge import _signals
+
+    cfg = tiny_config(**{"optim.max_steps": 6, "checkpoint.every_steps": 0, "eval.every_steps": 3,
+                         "debug.sleep_per_step": 0.3})
+    run = tmp_path / "run"
+
+    def ctrl_c_after_first_step():
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            log = run / "metrics.jsonl"
+            if log.exists() and '"kind": "train"' in log.read_text():
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.02)
+
+    before = signal.getsignal(signal.SIGINT)
+    sender = threading.Thread(target=ctrl_c_after_first_step)
+    sender.start()
+    result = train(cfg, run)
+    sender.join()
+    assert result["status"] == "interrupted" and result["reason"].startswith("SIGINT after step")
+    assert (run / "checkpoints" / f"step_{result['step']:08d}").is_dir() and not (run / "result.json").exists()
+    assert signal.getsignal(signal.SIGINT) is before and _signals.exit_code() == 130

@@ -31,14 +31,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def expected_error(exc: BaseException) -> str | None:
+    """The one line for an error a user can cause and fix (bad input, a missing or unwritable file, a full or
+    read-only disk, a damaged YAML or safetensors file); None for anything else (a bug: its traceback is shown)."""
+    import errno
+
+    if isinstance(exc, OSError):
+        hints = {errno.ENOSPC: "the disk is full: free space or use another --out",
+                 errno.EROFS: "the file system is read-only: use another --out",
+                 errno.EACCES: "permission denied", errno.EDQUOT: "disk quota exceeded"}
+        where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+        if exc.errno in hints or (exc.strerror and where and not isinstance(exc, FileNotFoundError)):
+            return f"{where}: {exc.strerror or exc}" + (f" ({hints[exc.errno]})" if exc.errno in hints else "")
+        return str(exc)
+    if isinstance(exc, ValueError):
+        return str(exc)
+    yaml = sys.modules.get("yaml")  # only imported if a YAML file was read: then its errors are possible
+    if yaml is not None and isinstance(exc, yaml.YAMLError):
+        where = getattr(exc, "problem_mark", None)
+        return f"malformed YAML{f' at line {where.line + 1}' if where is not None else ''}: " + \
+            " ".join(str(exc).split())
+    safetensors = sys.modules.get("safetensors")
+    if safetensors is not None and isinstance(exc, getattr(safetensors, "SafetensorError", ())):
+        return f"damaged safetensors file: {exc}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    from c2bridge import _signals
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:  # bad input: one clear line, no traceback
-        print(f"c2bridge {args.command}: error: {exc}", file=sys.stderr)
+        with _signals.stop_signals_raise():  # SIGTERM/Ctrl-C outside training: one line below, never a traceback
+            return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"c2bridge {args.command}: interrupted (Ctrl-C); what was written is intact, run the same command "
+              "to resume", file=sys.stderr)
+        return 128 + 2
+    except _signals.Terminated as exc:
+        print(f"c2bridge {args.command}: {exc}; what was written is intact, run the same command to resume",
+              file=sys.stderr)
+        return 128 + exc.signum
+    except Exception as exc:
+        line = expected_error(exc)
+        if line is None:
+            raise
+        print(f"c2bridge {args.command}: error: {line}", file=sys.stderr)  # bad input: one clear line, no traceback
         return 2

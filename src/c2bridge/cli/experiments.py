@@ -90,17 +90,23 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     command = "c2bridge " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     t0 = time.perf_counter()
+    from c2bridge import _signals
+    from c2bridge._lock import DirectoryLock
     from c2bridge.experiments.executors import parse_executor_options
 
-    study = Study(run_dir, preset=args.preset, overrides=overrides, executor=args.executor,
-                  executor_options=parse_executor_options(args.executor_opt),
-                  retry_failed=args.resume, command=command, render=not args.no_report,
-                  log=lambda line: print(line, flush=True))
-    try:
-        results = study.run(names)
-    except StudyInterrupted as exc:
-        print(f"c2bridge run: stopped: {exc}", file=sys.stderr)
-        return 143  # 128 + SIGTERM
+    executor_options = parse_executor_options(args.executor_opt)
+    with DirectoryLock(run_dir, "c2bridge run"):  # one study per directory, taken before anything is written
+        study = Study(run_dir, preset=args.preset, overrides=overrides, executor=args.executor,
+                      executor_options=executor_options, retry_failed=args.resume, command=command,
+                      render=not args.no_report, log=lambda line: print(line, flush=True))
+        try:
+            results = study.run(names)
+        except (StudyInterrupted, _signals.Terminated) as exc:  # one line; the trials checkpointed themselves
+            detail = str(exc) if isinstance(exc, StudyInterrupted) else \
+                "the running trials were checkpointed; run the same command again to resume"
+            print(f"c2bridge run: stopped by {_signals.signal_name(_signals.noted() or 15)}: {detail}",
+                  file=sys.stderr)
+            return _signals.exit_code()
     wall = time.perf_counter() - t0
     statuses: dict[str, int] = {}
     from c2bridge.report.results import current_trials

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 
-EXIT_CODES = {"completed": 0, "failed": 1, "diverged": 3, "interrupted": 143}  # 2 = bad input (c2bridge.cli.main)
+EXIT_CODES = {"completed": 0, "failed": 1, "diverged": 3, "interrupted": 143}  # 2 = bad input (c2bridge.cli.main);
+# interrupted: 128 + the signal (130 Ctrl-C, 143 SIGTERM)
 
 
 def register(subparsers) -> None:
@@ -41,4 +42,8 @@ def _run(args: argparse.Namespace) -> int:
         line += f" ({result.get('reason') or result.get('error')})"
     where = f"{args.out}/result.json" if result["status"] != "interrupted" else args.out
     print(f"{line} -> {where}", file=sys.stderr if result["status"] != "completed" else sys.stdout)
+    if result["status"] == "interrupted":  # 130 after Ctrl-C, 143 after SIGTERM
+        from c2bridge import _signals
+
+        return _signals.exit_code()
     return EXIT_CODES.get(result["status"], 1)

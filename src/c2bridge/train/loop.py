@@ -241,7 +241,7 @@ class AdapterTrainingRecipe:
                     self.save_checkpoint()
                 if stop.requested and self.step < self.total_steps:
                     status = "interrupted"
-                    detail = {"reason": f"SIGTERM after step {self.step}; checkpointed, resume with --resume"}
+                    detail = {"reason": f"{stop.name} after step {self.step}; checkpointed, resume with --resume"}
                     break
                 if cfg.debug.sleep_per_step:
                     time.sleep(cfg.debug.sleep_per_step)
@@ -498,22 +498,35 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 
 class _StopOnSigterm:
-    """While training, SIGTERM (spot pre-emption, a scheduler's stop) only sets a flag: the loop finishes the step,
-    writes a checkpoint and returns status ``interrupted``. Only installed from the main thread."""
+    """While training, SIGTERM (spot pre-emption, a scheduler's stop) and SIGINT (Ctrl-C) only set a flag: the loop
+    finishes the step, writes a checkpoint and returns status ``interrupted``. A second Ctrl-C stops at once
+    (KeyboardInterrupt). Only installed from the main thread."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self.signum: int | None = None
+        self._previous: dict = {}
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else "SIGTERM"
 
     def _handle(self, signum, frame) -> None:
-        self.requested = True
+        from c2bridge import _signals
+
+        _signals.note(signum)
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested, self.signum = True, signum
 
     def restore(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-            self._previous = None
+        for s, h in self._previous.items():
+            signal.signal(s, h)
+        self._previous = {}
 
 
 def _amp_dtype(amp: str, device):

@@ -3,27 +3,93 @@ safe in the children). ``fn`` and the trials must be picklable (a module-level f
 
 On a GPU machine every worker is pinned to one GPU (``CUDA_VISIBLE_DEVICES`` set in the worker before it touches
 CUDA), so 8 GPUs run 8 trials at once, one per GPU, instead of 8 trials on ``cuda:0``.
+
+Stopping: SIGTERM or SIGINT to the parent (alone, or to the whole process group, as Ctrl-C does) is forwarded to
+the workers as SIGTERM; their trainers finish the step, checkpoint and return ``interrupted``; no new trial starts;
+once the running ones are back, ``run`` raises :class:`c2bridge._signals.Terminated`. A second signal kills the
+workers at once. Workers ignore SIGINT themselves (the parent decides) and exit when the parent dies.
 """
 from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
 import os
+import signal
+import threading
 import traceback
 from typing import Iterable, Iterator, Sequence
 
+from c2bridge import _signals
 from c2bridge.experiments.executors import TrialFn, run_guarded
+
+_stopping = False  # in a worker: a stop signal arrived; trials not yet started are not started
+_running = False  # in a worker: a trial is running (writing into its run dir)
+_parent_pid: int | None = None
 
 
 def _trial_in_child(fn: TrialFn, trial: dict) -> dict:
-    return run_guarded(fn, trial)
+    global _stopping, _running
+    if _stopping:
+        return {"key": trial.get("key"), "status": "interrupted", "reason": "the study is stopping; not started"}
+    _running = True
+    try:
+        result = run_guarded(fn, trial)
+    finally:
+        _running = False
+        if _parent_pid is not None and os.getppid() != _parent_pid:  # nobody to report to: the trial has stopped
+            os._exit(128 + signal.SIGTERM)
+    if result.get("status") == "interrupted":
+        _stopping = True
+    return result
 
 
-def _pin_worker(slots) -> None:
-    """Pool initializer: take one GPU id from the queue (None: no GPU) and make it the only visible device."""
+def _on_stop_in_worker(signum, frame) -> None:  # between trials (a trainer installs its own while it trains)
+    global _stopping
+    _stopping = True
+
+
+def _pin_worker(slots, parent_pid: int | None = None) -> None:
+    """Pool initializer: take one GPU id from the queue (None: no GPU) and make it the only visible device; stop
+    signals are the parent's to decide (SIGINT ignored, SIGTERM = stop after this trial); exit with the parent."""
+    global _parent_pid
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_stop_in_worker)
+    if parent_pid is not None:
+        _parent_pid = parent_pid
+        _signals.exit_with_parent(parent_pid, busy=lambda: _running)
     gpu = slots.get()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+
+
+class _ForwardStop:
+    """In the parent's main thread while trials run: the first SIGTERM/SIGINT is forwarded to the workers as
+    SIGTERM (they checkpoint and return); a second one kills them and raises Terminated."""
+
+    def __init__(self, pool: concurrent.futures.ProcessPoolExecutor):
+        self.pool, self.signum, self._previous = pool, None, {}
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def _workers(self) -> list[int]:
+        return [p.pid for p in list((getattr(self.pool, "_processes", None) or {}).values()) if p.is_alive()]
+
+    def _handle(self, signum, frame) -> None:
+        _signals.note(signum)
+        first = self.signum is None
+        self.signum = signum
+        for pid in self._workers():
+            try:
+                os.kill(pid, signal.SIGTERM if first else signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if not first:
+            raise _signals.Terminated(signum)
+
+    def restore(self) -> None:
+        for s, h in self._previous.items():
+            signal.signal(s, h)
+        self._previous = {}
 
 
 def visible_gpus() -> list[str]:
@@ -72,14 +138,37 @@ class PoolExecutor:
         slots = ctx.Queue()
         for i in range(n):  # one slot per worker process, handed out as each worker starts
             slots.put(self.gpus[i % len(self.gpus)] if self.gpus else None)
+        queue = iter(trials)
         with concurrent.futures.ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_pin_worker,
-                                                    initargs=(slots,)) as pool:
-            futures = {pool.submit(_trial_in_child, fn, trial): trial for trial in trials}
-            for future in concurrent.futures.as_completed(futures):
-                trial = futures[future]
-                try:
-                    yield future.result()
-                except Exception as exc:  # the child died (killed, OOM) or the result could not be pickled
-                    yield {"key": trial.get("key"), "status": "failed",
-                           "error": f"pool worker lost: {type(exc).__name__}: {exc}",
-                           "traceback": traceback.format_exc()}
+                                                    initargs=(slots, os.getpid())) as pool:
+            stop = _ForwardStop(pool)
+            try:
+                in_flight: dict = {}
+
+                def submit_next() -> None:  # at most one trial per worker in flight: a stop leaves none queued
+                    trial = next(queue, None) if stop.signum is None else None
+                    if trial is not None:
+                        in_flight[pool.submit(_trial_in_child, fn, trial)] = trial
+
+                for _ in range(n):
+                    submit_next()
+                while in_flight:
+                    done, _ = concurrent.futures.wait(in_flight, return_when=concurrent.futures.FIRST_COMPLETED)
+                    for future in done:
+                        trial = in_flight.pop(future)
+                        try:
+                            result = future.result()
+                        except Exception as exc:  # the child died (killed, OOM) or the result could not be pickled
+                            if stop.signum is not None:  # killed by the stop itself: not a failure of the trial
+                                result = {"key": trial.get("key"), "status": "interrupted",
+                                          "reason": f"{_signals.signal_name(stop.signum)}: worker stopped"}
+                            else:
+                                result = {"key": trial.get("key"), "status": "failed",
+                                          "error": f"pool worker lost: {type(exc).__name__}: {exc}",
+                                          "traceback": traceback.format_exc()}
+                        yield result
+                        submit_next()
+                if stop.signum is not None:
+                    raise _signals.Terminated(stop.signum)
+            finally:
+                stop.restore()
