@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
-from c2bridge._io import atomic_path, atomic_write_json, read_json
+from c2bridge._io import atomic_write_json, read_json, save_safetensors
 from c2bridge.adapters.registry import ADAPTERS, adapter_class
 
 CONFIG_NAME = "adapter_config.json"
@@ -186,8 +186,8 @@ class Adapter(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().to("cpu").contiguous() for k, v in self.state_dict().items()}
-        with atomic_path(directory / WEIGHTS_NAME) as tmp:
-            save_file(state, str(tmp), metadata={"format": "pt", "kind": self.kind})
+        # atomic, normal permissions, sorted metadata: the same weights always give the same bytes
+        save_safetensors(directory / WEIGHTS_NAME, state, metadata={"format": "pt", "kind": self.kind})
         atomic_write_json(directory / CONFIG_NAME, self.config)
         return directory
 
