@@ -165,12 +165,13 @@ def test_mini_preset_loads_the_shipped_dinov2_layout(tmp_path, monkeypatch):
     from transformers import Dinov2Config, Dinov2Model
 
     import c2bridge.encoders as encoders
+    import c2bridge.encoders.build as encoders_build
 
     torch.manual_seed(0)
     cfg = Dinov2Config(image_size=32, patch_size=4, hidden_size=64, num_hidden_layers=1, num_attention_heads=4,
                        mlp_ratio=2)
     Dinov2Model(cfg).half().save_pretrained(tmp_path / "dinov2")
-    monkeypatch.setattr(encoders, "MINI_DINO_DIR", tmp_path / "dinov2")
+    monkeypatch.setattr(encoders_build, "MINI_DINO_DIR", tmp_path / "dinov2")
     mini = encoders.build_encoders("mini", device="cpu")
     x = images(2)
     assert mini.dino(x).shape == (2, 64, 64) and mini.dino.dtype == torch.float32

@@ -195,7 +195,8 @@ def test_augmented_views_and_latents(tmp_path, enc):
 
 def test_mini_without_assets_names_the_build_command(monkeypatch, tmp_path):
     import c2bridge.encoders as encoders
+    import c2bridge.encoders.build as encoders_build
 
-    monkeypatch.setattr(encoders, "MINI_DINO_DIR", tmp_path / "nothing-here")
+    monkeypatch.setattr(encoders_build, "MINI_DINO_DIR", tmp_path / "nothing-here")
     with pytest.raises(FileNotFoundError, match="c2bridge mini build"):
         encoders.build_encoders("mini", device="cpu")

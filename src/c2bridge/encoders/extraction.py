@@ -20,6 +20,7 @@ from c2bridge._io import atomic_write_json, read_json, stable_hash
 from c2bridge.data import UnreadableSample, check_split
 from c2bridge.data.augment import Augmenter
 from c2bridge.data.registry import build_dataset
+from c2bridge.encoders.build import build_encoders
 from c2bridge.encoders.cache import CACHE_FORMAT, MANIFEST, FeatureCache, shard_name, write_shard
 from c2bridge.presets import Preset, get_preset
 
@@ -72,8 +73,6 @@ def extract(preset, dataset, split: str, out: str | os.PathLike, limit: int | No
     augmenter = Augmenter(augment, seed=seed)
     ds = _dataset(dataset, split, preset, root, limit, seed)
     if encoders is None:
-        from c2bridge.encoders import build_encoders
-
         encoders = build_encoders(preset, device=device, **encoder_options)
     spec = cache_spec(encoders, ds.dataset_key(), split, preset, seed, limit, augmenter.key(), views, latents_key)
     key = stable_hash(spec, 16)
@@ -131,8 +130,6 @@ def expected_key(preset, dataset, split: str, limit: int | None = None, seed: in
     preset = preset if isinstance(preset, Preset) else get_preset(preset)
     ds = _dataset(dataset, split, preset, root, limit, seed)
     if encoders is None:
-        from c2bridge.encoders import build_encoders
-
         encoders = build_encoders(preset, device=device, **encoder_options)
     augment_key = Augmenter(augment, seed=seed).key()
     return stable_hash(cache_spec(encoders, ds.dataset_key(), split, preset, seed, limit, augment_key, int(views),
