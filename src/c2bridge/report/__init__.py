@@ -6,6 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from c2bridge._io import atomic_write_text
+from c2bridge.report import findings, plots
+from c2bridge.report.results import load_results
+
 FINDINGS_FILE = "FINDINGS.md"
 
 
@@ -14,10 +18,6 @@ def render(run_dir: str | Path) -> dict:
 
     Returns ``{"findings": path, "figures": {name: relative path}}``.
     """
-    from c2bridge._io import atomic_write_text
-    from c2bridge.report import findings, plots
-    from c2bridge.report.results import load_results
-
     run_dir = Path(run_dir)
     results = load_results(run_dir)
     figs = plots.render_all(results, run_dir)
