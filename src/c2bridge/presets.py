@@ -40,6 +40,7 @@ class Preset:
 
     # ---- what differs beyond the interfaces (class attributes: not part of the preset's record)
     decoder_factory: ClassVar[str] = ""  # "module:function"(preset, seed=, path=, dtype=) -> DecoderParts
+    decoder_model_id: ClassVar[str] = ""  # what the decoder is, in records and model cards
     encoders_factory: ClassVar[str] = ""  # "module:function"(preset, device, **options) -> Encoders
     sample_steps: ClassVar[int] = 50  # LTXPipeline steps when a sample call names none
     plumbing_only: ClassVar[bool] = False  # random models: the numbers mean nothing
@@ -60,10 +61,11 @@ class Preset:
         """What the decoder's numbers depend on (part of every trial's key)."""
         from importlib import metadata
 
-        return {"preset": self.name, "diffusers": metadata.version("diffusers"), **self._decoder_source()}
+        return {"preset": self.name, "diffusers": metadata.version("diffusers"), "model_id": self.decoder_model_id,
+                **self._decoder_weights()}
 
-    def _decoder_source(self) -> dict:
-        raise NotImplementedError
+    def _decoder_weights(self) -> dict:
+        return {}
 
     def report_note(self, which: str, **values: Any) -> str | None:
         """The text reports show about this world in place ``which`` (header, claims, gate2), or None."""
@@ -76,7 +78,7 @@ class Preset:
 
 
 class FullPreset(Preset):
-    decoder_id: ClassVar[str] = "Lightricks/LTX-Video"
+    decoder_model_id = "Lightricks/LTX-Video"  # the hub id (a local dir may stand in for it)
     decoder_factory = "c2bridge.decoder.ltx:load_hub_decoder"
     encoders_factory = "c2bridge.encoders:hub_encoders"
     sample_steps = 50  # LTXPipeline's default for the real model
@@ -85,12 +87,10 @@ class FullPreset(Preset):
                   "(`{distance}`). Gate 2 also needs Q3 (out of scope here).",
     }
 
-    def _decoder_source(self) -> dict:
-        return {"model_id": self.decoder_id}
-
 
 class MiniPreset(Preset):
     assets_dir: ClassVar[Path] = Path(__file__).resolve().parent / "assets" / "mini"  # ``c2bridge mini build``
+    decoder_model_id = "c2bridge-mini (c2bridge/assets/mini)"
     decoder_factory = "c2bridge.decoder.ltx:load_mini_decoder"
     encoders_factory = "c2bridge.encoders:mini_encoders"
     sample_steps = 20
@@ -113,7 +113,7 @@ class MiniPreset(Preset):
                  "it is not a Gate 2 decision about the real models",
     }
 
-    def _decoder_source(self) -> dict:
+    def _decoder_weights(self) -> dict:
         import hashlib
 
         root = self.assets_dir
@@ -122,8 +122,7 @@ class MiniPreset(Preset):
         for p in files:
             h.update(str(p.relative_to(root)).encode())
             h.update(p.read_bytes())
-        return {"model_id": "c2bridge-mini (c2bridge/assets/mini)", "weights_sha256": h.hexdigest()[:16],
-                "files": len(files)}
+        return {"weights_sha256": h.hexdigest()[:16], "files": len(files)}
 
     def budget_scale_note(self) -> str | None:
         ratios = {round(PLAN_BUDGETS[k] / v) for k, v in self.budgets.items() if k in PLAN_BUDGETS}
@@ -134,6 +133,7 @@ class MiniPreset(Preset):
 
 
 class TinyPreset(Preset):
+    decoder_model_id = "random tiny LTX config (diffusers test sizes)"
     decoder_factory = "c2bridge.decoder.ltx:random_tiny_decoder"
     encoders_factory = "c2bridge.encoders:random_tiny_encoders"
     sample_steps = 4
@@ -147,8 +147,8 @@ class TinyPreset(Preset):
         "gate2": "computed on the {name} preset (random models): it only exercises the decision procedure",
     }
 
-    def _decoder_source(self) -> dict:
-        return {"model_id": "random tiny LTX config (diffusers test sizes)", "seed": 0}
+    def _decoder_weights(self) -> dict:
+        return {"seed": 0}
 
 
 def _factory(ref: str):

@@ -27,7 +27,7 @@ from c2bridge.decoder.objective import (FLOW_TERM, LossSpec, flow_target, noisy_
                                         x0_weights)
 from c2bridge.presets import FullPreset, get_preset
 
-FULL_MODEL_ID = FullPreset.decoder_id  # "Lightricks/LTX-Video"
+FULL_MODEL_ID = FullPreset.decoder_model_id  # "Lightricks/LTX-Video"
 FULL_FETCH_COMMAND = "hf download {id} --include 'transformer/*' 'vae/*' 'scheduler/*'"
 FRAME_RATE = 25  # LTXPipeline's default frame_rate: sets the temporal rope_interpolation_scale
 
