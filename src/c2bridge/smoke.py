@@ -108,20 +108,20 @@ def build_real_width_encoders(layers: int = 1, seed: int = SMOKE_SEED, device=No
     from c2bridge.presets import get_preset
 
     full = get_preset("full")
+    processor = qwen_processor_7b_sizes()  # outside the device scope: the processor works on CPU tensors
+    tok = processor.tokenizer
+    ids = {name: tok.convert_tokens_to_ids(t) for name, t in [
+        ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
+        ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>")]}
+    # vocab: the tokenizer's (the real 152064 only sizes the embedding table and lm_head, never a feature width;
+    # keeping it would add 1.1B parameters that no token here can reach)
+    special = dict(bos_token_id=tok.convert_tokens_to_ids("<|im_start|>"),
+                   eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"), pad_token_id=tok.pad_token_id)
+    text = {**QWEN25_VL_7B_TEXT, "num_hidden_layers": layers, "vocab_size": len(tok), **special}
+    vision = {**QWEN25_VL_7B_VISION, "depth": layers, "fullatt_block_indexes": [layers - 1]}
     with _init_rng(device), torch.device(device or "cpu"):
         torch.manual_seed(seed)
         dino = Dinov2Model(Dinov2Config(**{**DINOV2_LARGE, "num_hidden_layers": layers}))
-        processor = qwen_processor_7b_sizes()
-        tok = processor.tokenizer
-        ids = {name: tok.convert_tokens_to_ids(t) for name, t in [
-            ("image_token_id", "<|image_pad|>"), ("video_token_id", "<|video_pad|>"),
-            ("vision_start_token_id", "<|vision_start|>"), ("vision_end_token_id", "<|vision_end|>")]}
-        # vocab: the tokenizer's (the real 152064 only sizes the embedding table and lm_head, never a feature width;
-        # keeping it would add 1.1B parameters that no token here can reach)
-        special = dict(bos_token_id=tok.convert_tokens_to_ids("<|im_start|>"),
-                       eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"), pad_token_id=tok.pad_token_id)
-        text = {**QWEN25_VL_7B_TEXT, "num_hidden_layers": layers, "vocab_size": len(tok), **special}
-        vision = {**QWEN25_VL_7B_VISION, "depth": layers, "fullatt_block_indexes": [layers - 1]}
         qwen = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids,
                                                                    **special))
     if dtype is not None:
