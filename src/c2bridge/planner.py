@@ -786,6 +786,18 @@ def estimate_cache(*, preset: str = "full", gpu: str = "a100-80", mfu: float = D
             "peak_gib": peak, "fits": peak <= spec.memory_gib}
 
 
+def _check_recipe_overrides(overrides: Mapping) -> None:
+    """``--set`` keys are TrainConfig keys: a typo or a bad value is one ValueError (as for ``recipe.*`` in a run)."""
+    from c2bridge.config import set_dataclass_key
+    from c2bridge.recipe import TrainConfig
+
+    errors: list[str] = []
+    for key, value in overrides.items():
+        set_dataclass_key(TrainConfig(), key, value, errors)
+    if errors:
+        raise ValueError("bad --set override(s): " + "; ".join(errors))
+
+
 def plan(preset: str = "full", experiments: Iterable[str] | None = None, gpu: str = "a100-80",
          mfu: float = DEFAULT_MFU, sources: Mapping | None = None, overrides: Mapping | None = None) -> PlanResult:
     """Estimate every trial of the chosen experiments (default all four) and sum GPU-hours per experiment.
@@ -795,6 +807,7 @@ def plan(preset: str = "full", experiments: Iterable[str] | None = None, gpu: st
     """
     src = dict(sources) if sources is not None else load_sources(preset)
     if overrides:
+        _check_recipe_overrides(overrides)
         src["recipe"] = deep_merge(src["recipe"], nested(overrides))
         src["experiments"] = {n: [deep_merge(t, nested(overrides)) for t in ts]
                               for n, ts in src["experiments"].items()}

@@ -122,6 +122,17 @@ class DistillSection:
 
 
 @dataclass
+class DecoderLoraSection:
+    # Joint adapter + decoder LoRA (plan 8.2; c2bridge.decoder.lora): peft LoRA of this rank on the LTX
+    # transformer's attention projections, trained with the adapter. null = the decoder stays frozen (every other
+    # experiment). Rank 8 on LTX-Video = 7.3M params; rank 2 on the miniature = 8,192.
+    rank: Union[int, None] = None
+    alpha: Union[float, None] = None  # LoRA scale numerator (scale = alpha / rank); null = rank (scale 1)
+    dropout: float = 0.0  # dropout on the LoRA input
+    targets: list = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])  # projection names
+
+
+@dataclass
 class EvalSection:
     every_steps: int = 500  # validation loss every N steps (0 = only at the end); needs data.val_cache
     at_start: bool = True  # also validate before the first step (the curve's starting point)
@@ -178,6 +189,7 @@ class TrainConfig:
     schedule: ScheduleSection = field(default_factory=ScheduleSection)
     loss: LossSection = field(default_factory=LossSection)
     distill: DistillSection = field(default_factory=DistillSection)
+    decoder_lora: DecoderLoraSection = field(default_factory=DecoderLoraSection)
     eval: EvalSection = field(default_factory=EvalSection)
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
     log: LogSection = field(default_factory=LogSection)
@@ -243,6 +255,7 @@ def validate_config(cfg: TrainConfig) -> None:
     from c2bridge.presets import PRESETS
 
     need(cfg.preset in PRESETS, "preset", f"expected one of {sorted(PRESETS)}")
+    need(cfg.seed >= 0, "seed", "expected an integer >= 0")
     need(cfg.device in DEVICES, "device", f"expected one of {list(DEVICES)}")
     need(cfg.amp in AMP_MODES, "amp", f"expected one of {list(AMP_MODES)}")
     need(cfg.threads is None or cfg.threads >= 1, "threads", "expected null or an integer >= 1")
@@ -308,6 +321,14 @@ def validate_config(cfg: TrainConfig) -> None:
         need(d.recon_weight > 0, "distill.recon_weight", "expected > 0 without a distill.teacher (nothing to train on)")
     else:
         need(d.weight > 0 or d.recon_weight > 0, "distill.weight", "distill.weight and recon_weight cannot both be 0")
+    # decoder LoRA (the rank's upper bound is the decoder's projection width: checked when the decoder is loaded)
+    lo = cfg.decoder_lora
+    need(lo.rank is None or (not isinstance(lo.rank, bool) and lo.rank >= 1), "decoder_lora.rank",
+         "expected null (no decoder LoRA) or an integer >= 1")
+    need(lo.alpha is None or lo.alpha > 0, "decoder_lora.alpha", "expected null (= rank) or a number > 0")
+    need(0.0 <= lo.dropout < 1.0, "decoder_lora.dropout", "expected 0 <= dropout < 1")
+    need(bool(lo.targets) and all(isinstance(t, str) and t for t in lo.targets), "decoder_lora.targets",
+         "expected a non-empty list of projection names, e.g. [to_q, to_k, to_v, to_out.0]")
     # eval / checkpoint / log / debug
     e = cfg.eval
     need(e.every_steps >= 0, "eval.every_steps", "expected an integer >= 0 (0 = only at the end)")
@@ -331,15 +352,20 @@ def config_hash(cfg: TrainConfig) -> str:
     """Stable hash of everything that can change the numbers (the `log` section is left out)."""
     from c2bridge._io import stable_hash, to_plain
 
-    plain = to_plain(cfg)
+    plain = config_to_dict(cfg)
     plain.pop("log", None)
     return stable_hash(plain)
 
 
 def config_to_dict(cfg: TrainConfig) -> dict:
+    """The plain form of a config (what trial keys hash). An unused decoder LoRA section is left out, so the keys
+    of configs that never name it stay what they were before the section existed."""
     from c2bridge._io import to_plain
 
-    return to_plain(cfg)
+    plain = to_plain(cfg)
+    if cfg.decoder_lora.rank is None:
+        plain.pop("decoder_lora", None)
+    return plain
 
 
 def schedule_warmup_steps(cfg: TrainConfig) -> int:

@@ -56,6 +56,13 @@ def _run_eval(args: argparse.Namespace) -> int:
     from c2bridge.metrics import evaluate_adapter
     from c2bridge.presets import get_preset
 
+    from c2bridge.metrics.distance import check_distance_name
+
+    if args.steps is not None and args.steps < 1:  # argument checks first: nothing is read or written before them
+        raise ValueError(f"--steps {args.steps}: expected an integer >= 1 (sampling steps)")
+    check_distance_name(args.distance)
+    if str(args.distance_fallback).lower() != "none":
+        check_distance_name(args.distance_fallback)
     adapter_dir = Path(args.adapter_dir)
     if not adapter_dir.is_dir():
         raise FileNotFoundError(f"adapter dir {adapter_dir} does not exist (expected adapter.save_pretrained output)")

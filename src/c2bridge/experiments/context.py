@@ -56,20 +56,11 @@ class StudyContext:
         ``recipe`` <- adapter/seed/data <- ``patch``, dotted TrainConfig keys), so a change anywhere in the recipe
         changes the trial key; cache paths are relative to RUN_DIR.
         """
-        from c2bridge.recipe import config_to_dict, load_config
+        from c2bridge.recipe import config_to_dict
 
         train_ref = self.cache(train_cache or self.cfg.get("train_cache", "train"))
         val_ref = self.cache(self.cfg.get("val_cache", "val"))
-        user = deep_merge(self.cfg.get("recipe") or {}, {
-            "preset": self.preset.name,
-            "seed": int(seed),
-            "adapter": {"kind": kind, "budget": budget},
-            "data": {"train_cache": train_ref["path"], "val_cache": val_ref["path"]},
-            "log": {"progress_bar": False},
-        })
-        for key, value in (patch or {}).items():
-            set_dotted(user, key, value)
-        resolved = config_to_dict(load_config(user))
+        resolved = config_to_dict(self._recipe(kind, budget, int(seed), patch, train_ref["path"], val_ref["path"]))
         return {
             "kind": "train",
             "preset": self.preset.name,
@@ -79,6 +70,57 @@ class StudyContext:
             "train": resolved,
             "eval": self.eval_spec(),
         }
+
+    def _recipe(self, kind: str, budget, seed: int, patch: dict | None, train_path: str, val_path: str):
+        """The trainer's TrainConfig of one trial: preset recipe defaults <- ``recipe`` <- adapter/seed/data <-
+        ``patch`` (dotted keys); ValueError naming every bad key."""
+        from c2bridge.recipe import load_config
+
+        user = deep_merge(self.cfg.get("recipe") or {}, {
+            "preset": self.preset.name,
+            "seed": seed,
+            "adapter": {"kind": kind, "budget": budget},
+            "data": {"train_cache": train_path, "val_cache": val_path},
+            "log": {"progress_bar": False},
+        })
+        for key, value in (patch or {}).items():
+            set_dotted(user, key, value)
+        return load_config(user)
+
+    def check(self, spec: TrialSpec, built: set | None = None) -> None:
+        """Everything about a trial that can be wrong without caches or models: its seed, budget and TrainConfig
+        values, and whether its adapter can be built (on the meta device: no memory, no weights). ValueError
+        naming the trial; nothing is extracted or written. ``built``: adapter configs already checked."""
+        if spec.kind == "evaluate":
+            return
+        where = f"{self.name} trial {spec.label!r}"
+        if isinstance(spec.seed, bool) or not isinstance(spec.seed, int) or spec.seed < 0:
+            raise ValueError(f"{where}: seed {spec.seed!r}: expected an integer >= 0")
+        if spec.kind == "reference" and spec.reference not in REFERENCES:
+            raise ValueError(f"{where}: unknown reference {spec.reference!r}; expected one of {', '.join(REFERENCES)}")
+        if spec.kind == "reference" and spec.reference != "untrained":
+            return
+        kind, budget = spec.adapter or self.cfg.get("kind", "query"), spec.budget or "10m"
+        try:
+            cfg = self._recipe(kind, budget, spec.seed, dict(spec.patch) if spec.kind == "train" else None,
+                               "<train cache>", "<val cache>")
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        identity = repr((cfg.adapter, cfg.preset))
+        if built is not None and identity in built:
+            return
+        import torch
+
+        from c2bridge.train.loop import build_adapter_from_config
+
+        try:
+            with torch.device("meta"):
+                build_adapter_from_config(cfg)
+        except Exception as exc:  # the adapter's own check (or its arithmetic) on a user-chosen option
+            raise ValueError(f"{where}: adapter {kind!r} at budget {budget!r} with options "
+                             f"{cfg.adapter.overrides or {}} cannot be built ({type(exc).__name__}: {exc})") from None
+        if built is not None:
+            built.add(identity)
 
     def reference_config(self, reference: str, kind: str | None = None, budget: str | None = None,
                          seed: int = 0, splits: dict | None = None) -> dict:

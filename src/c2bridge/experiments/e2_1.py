@@ -52,7 +52,7 @@ class E21Summary(an.Summary):
 def protocol(cfg: dict, preset) -> dict:
     return {
         "adapter kind": cfg.get("kind", "query"),
-        "budgets": {b: human(preset.budgets[b]) for b in (cfg.get("budgets") or preset.budgets)},
+        "budgets": {b: human(resolve_budget(b, preset)) for b in (cfg.get("budgets") or preset.budgets)},
         "seeds per budget": len(cfg.get("seeds") or [0]),
         **recipe_summary(cfg, preset.name),
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from c2bridge.config import resolve_budget
 from c2bridge.experiments import analysis as an
 from c2bridge.experiments.e2_1 import seed_spread
 from c2bridge.experiments.protocol import human, recipe_summary
@@ -44,7 +45,7 @@ class E22Summary(an.Summary):
 def protocol(cfg: dict, preset) -> dict:
     return {
         "architectures": list(cfg.get("kinds") or []),
-        "budget": f"{cfg.get('budget', '10m')} ({human(preset.budgets.get(cfg.get('budget', '10m'), 0))} params)",
+        "budget": f"{cfg.get('budget', '10m')} ({human(resolve_budget(cfg.get('budget', '10m'), preset))} params)",
         "seeds per architecture": len(cfg.get("seeds") or [0]),
         **recipe_summary(cfg, preset.name),
     }

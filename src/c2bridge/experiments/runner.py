@@ -242,6 +242,7 @@ class Study:
             if name not in wanted:
                 needed_by = next(w for w in wanted if name in registry.get(w).EXPERIMENT.requires)
                 self.log(f"{needed_by} needs {name}'s result: running {name} first")
+        self.preflight(todo)  # every trial's config checked before a cache is extracted or a file written
         t_start = time.perf_counter()
         for name in todo:
             cfg = self.experiment_config(name)
@@ -275,6 +276,54 @@ class Study:
             log = (self.experiment_config(todo[-1]).get("recipe") or {}).get("log") or {}
             log_study_summary(self.run_dir, self.results, log, figures=figures)
         return self.results
+
+    def preflight(self, names: Iterable[str]) -> None:
+        """One ValueError listing what is wrong with the experiments' configs, before anything is extracted or
+        written: malformed ``seeds`` / ``budgets`` (bounded: see ``c2bridge.config.parse_size``), an unknown
+        ``eval.distance``, and every trial's TrainConfig values and adapter (``StudyContext.check``)."""
+        from c2bridge.config import resolve_budget
+        from c2bridge.names import DISTANCES
+
+        errors: list[str] = []
+        upstream = {n: e["summary"] for n, e in self.results["experiments"].items() if (e or {}).get("summary")}
+        built: set = set()
+        for name in names:
+            cfg = self.experiment_config(name)
+            before = len(errors)
+            for key in ("seeds", "reference_seeds"):
+                seeds = cfg.get(key)
+                if seeds is not None and (not isinstance(seeds, list) or not seeds or any(
+                        isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)):
+                    errors.append(f"{name}.{key}={seeds!r}: expected a non-empty list of integers >= 0, e.g. [0, 1, 2]")
+            budgets = cfg.get("budgets")
+            if budgets is not None and (not isinstance(budgets, list) or not budgets):
+                errors.append(f"{name}.budgets={budgets!r}: expected a non-empty list of budgets, e.g. [5m, 10m]")
+                budgets = None
+            for key, value in [*((f"budgets[{i}]", b) for i, b in enumerate(budgets or [])),
+                               *((k, cfg[k]) for k in ("budget", "small_budget", "reference_budget") if k in cfg)]:
+                try:
+                    resolve_budget(value, self.preset)
+                except ValueError as exc:
+                    errors.append(f"{name}.{key}: {exc}")
+            distance = (cfg.get("eval") or {}).get("distance", "auto")
+            if distance not in ("auto", *DISTANCES):
+                errors.append(f"{name}.eval.distance={distance!r}: expected auto or one of {', '.join(DISTANCES)}")
+            if len(errors) > before:
+                continue
+            module = registry.get(name)
+            ctx = StudyContext(self, name, cfg)
+            try:
+                module.protocol(cfg, self.preset)
+                specs = module.trials(cfg, self.preset, upstream)
+                for spec in specs:
+                    ctx.check(spec, built)
+            except ValueError as exc:
+                errors.append(str(exc))
+            except (KeyError, TypeError) as exc:  # a config value of the wrong shape reached the experiment's code
+                errors.append(f"{name}: malformed config ({type(exc).__name__}: {exc}) in {cfg.get('_source')} or "
+                              "its overrides")
+        if errors:
+            raise ValueError(f"bad study config ({len(errors)} problem(s)): " + "; ".join(errors))
 
     def _protocol(self, name: str, module, cfg: dict) -> list[dict]:
         """This run's protocol knobs next to the full preset's (from ``<exp>.full.yaml``, no overrides)."""

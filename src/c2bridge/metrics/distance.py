@@ -156,12 +156,24 @@ class MultiScaleDistance(Distance):
 _LPIPS_CACHE: dict[tuple[str, str], LPIPSDistance] = {}
 
 
+def check_distance_name(name) -> str:
+    """``name`` if it is a distance ``get_distance`` builds (``lpips_alex`` | ``lpips_vgg`` | ``lpips_squeeze`` |
+    ``one_minus_ssim`` | ``ms_<one of those>``), else one ValueError saying what is accepted."""
+    base = name[len(MS_PREFIX):] if isinstance(name, str) and name.startswith(MS_PREFIX) else name
+    if base not in BASE_DISTANCES:
+        raise ValueError(f"unknown distance {name!r}; expected one of {list(BASE_DISTANCES)} or 'ms_' + one of them")
+    return name
+
+
 def get_distance(name: str, *, fallback: str | None = None) -> Distance:
     """``lpips_alex`` | ``lpips_vgg`` | ``one_minus_ssim`` | ``ms_<one of those>``.
 
     ``fallback`` (e.g. ``"one_minus_ssim"``) is used when ``name`` needs an LPIPS backbone that is not on disk;
     the returned distance's ``.name`` says which one was actually built.
     """
+    check_distance_name(name)
+    if fallback is not None:
+        check_distance_name(fallback)
     if fallback is not None and not lpips_available(name):
         return get_distance(fallback)
     if name.startswith(MS_PREFIX):
@@ -172,11 +184,7 @@ def get_distance(name: str, *, fallback: str | None = None) -> Distance:
         if key not in _LPIPS_CACHE:
             _LPIPS_CACHE[key] = LPIPSDistance(net)
         return _LPIPS_CACHE[key]
-    if name == "one_minus_ssim":
-        return SSIMDistance()
-    raise ValueError(
-        f"unknown distance {name!r}; expected one of {list(BASE_DISTANCES)} or 'ms_' + one of them"
-    )
+    return SSIMDistance()  # the one base distance left (check_distance_name above)
 
 
 def resolve_distance_name(name: str, fallback: str | None = None) -> str:
@@ -193,6 +201,7 @@ __all__ = [
     "LPIPS_BACKBONES",
     "MultiScaleDistance",
     "SSIMDistance",
+    "check_distance_name",
     "check_lpips_backbone",
     "get_distance",
     "lpips_available",
