@@ -1,4 +1,4 @@
-"""The plan's own adapter sketches, measured: the numbers docs/adapters.md and issue 2 quote."""
+"""The plan's own adapter sketches, measured: the numbers docs/adapters.md quotes."""
 import torch
 
 from c2bridge.adapters import build_adapter

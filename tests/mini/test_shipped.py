@@ -14,7 +14,7 @@ def test_shipped_weights_are_small_and_reported():
     shipped = [p for p in assets.rglob("*") if p.is_file()]
     assert sum(p.stat().st_size for p in shipped) <= 10e6
     report = json.loads((assets / "build_report.json").read_text())
-    # issue 7's quality bar, measured by the build on what ships (256 val images, 20 LTXPipeline steps)
+    # the mini world's quality bar, measured by the build on what ships (256 val images, 20 LTXPipeline steps)
     assert report["eval"]["val"]["caption_iou"] >= 0.8 and report["eval"]["val"]["colour_accuracy"] >= 0.95
     assert report["eval"]["val"]["caption_iou"] > report["eval"]["val"]["null_iou"] + 0.5
 

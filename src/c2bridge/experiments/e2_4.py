@@ -295,7 +295,7 @@ def findings(results: dict, exp: dict, figs: dict) -> str:
              md.figure(figs, "learning_curves_e2_4", "E2.4 learning curves"), md.grids(figs, EXPERIMENT.id, exp)]
     checks = results.get("miniature_checks") or {}
     if checks:
-        lines += ["", "Checks of the miniature itself (issue 7; not plan criteria — they say whether the mini "
+        lines += ["", "Checks of the miniature itself (not plan criteria — they say whether the mini "
                   "world's numbers respond to what the study varies):", "", md.verdict_table(checks)]
     ck = (exp.get("checkpoints") or {}).get("final")
     if ck:

@@ -61,7 +61,7 @@ def _headline(results: dict, exps: dict) -> str:
     checks = results.get("miniature_checks") or {}
     if checks:
         bad = [k for k, v in checks.items() if v.get("verdict") == "fail"]
-        lines.append(f"- **Miniature checks (issue 7):** {len(checks) - len(bad)} of {len(checks)} pass"
+        lines.append(f"- **Miniature checks:** {len(checks) - len(bad)} of {len(checks)} pass"
                      + (f"; failing: {', '.join(bad)} (see E2.4)." if bad else "."))
     g = results.get("gate2") or {}
     if g:
