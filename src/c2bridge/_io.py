@@ -91,6 +91,19 @@ def check_plain_name(name: Any, what: str) -> str:
     return name
 
 
+def inside(base: str | os.PathLike, rel: str | os.PathLike, what: str = "path") -> Path:
+    """``base / rel`` if it stays inside ``base`` (after resolving ``..`` and symlinks), else ValueError: a
+    relative path read from a config or a record never reaches outside its directory."""
+    base_path = Path(base)
+    if Path(rel).is_absolute():
+        raise ValueError(f"{what} {str(rel)!r} is absolute; expected a path relative to {base_path}")
+    path = base_path / rel
+    root = base_path.resolve()
+    if path.resolve() != root and root not in path.resolve().parents:
+        raise ValueError(f"{what} {str(rel)!r} leaves {base_path}; expected a path inside it")
+    return path
+
+
 def read_json(path: str | os.PathLike) -> Any:
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)

@@ -105,3 +105,34 @@ def test_an_unwritable_out_is_one_line(tmp_path, capsys):
     assert main([*RUN, "--out", str(blocker / "study")]) == 2
     line = _one_line(capsys)
     assert line.startswith("c2bridge run: error: ") and str(blocker / "study") in line and "Not a directory" in line
+
+
+@pytest.mark.parametrize("override, message", [
+    ("caches.val.split=../../escape", "e2.1.caches.val.split '../../escape' is not a plain name"),
+    ("caches.train.dataset=a/b", "e2.1.caches.train.dataset 'a/b' is not a plain name"),
+    ("eval.splits={../val: val}", "e2.1.eval.splits name '../val' is not a plain name"),
+])
+def test_config_names_that_become_paths_cannot_escape(tmp_path, capsys, override, message):
+    out = tmp_path / "study"
+    assert main([*RUN, "--out", str(out), override]) == 2
+    assert message in _one_line(capsys)
+    assert not out.exists() and not (tmp_path / "escape").exists()
+
+
+def test_paths_read_from_records_stay_inside_their_directory(tmp_path):
+    from c2bridge._io import inside
+    from c2bridge.experiments.store import ResultsStore
+    from c2bridge.presets import get_preset
+
+    assert inside(tmp_path, "trials/abc/train") == tmp_path / "trials/abc/train"
+    for rel in ("../outside", "trials/../../outside", "/etc"):
+        with pytest.raises(ValueError, match="leaves|is absolute"):
+            inside(tmp_path, rel, "cache path")
+    (tmp_path / "link").symlink_to(tmp_path.parent)
+    with pytest.raises(ValueError, match="leaves"):
+        inside(tmp_path, "link/x")
+    store = ResultsStore(tmp_path / "study", get_preset("tiny"), log=lambda line: None)
+    (tmp_path / "study" / "trials").mkdir(parents=True)
+    with pytest.raises(ValueError, match="export name '../../stolen' leaves"):
+        store.export("trials", "../../stolen")
+    assert not (tmp_path.parent / "stolen").exists()

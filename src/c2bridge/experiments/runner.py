@@ -280,7 +280,9 @@ class Study:
     def preflight(self, names: Iterable[str]) -> None:
         """One ValueError listing what is wrong with the experiments' configs, before anything is extracted or
         written: malformed ``seeds`` / ``budgets`` (bounded: see ``c2bridge.config.parse_size``), an unknown
-        ``eval.distance``, and every trial's TrainConfig values and adapter (``StudyContext.check``)."""
+        ``eval.distance``, cache and split names that would become paths outside the study (``/``, ``..``), and
+        every trial's TrainConfig values and adapter (``StudyContext.check``)."""
+        from c2bridge._io import check_plain_name
         from c2bridge.config import resolve_budget
         from c2bridge.names import DISTANCES
 
@@ -305,6 +307,19 @@ class Study:
                     resolve_budget(value, self.preset)
                 except ValueError as exc:
                     errors.append(f"{name}.{key}: {exc}")
+            for cache_name, spec in (cfg.get("caches") or {}).items():  # cache dirs are named by these
+                for field, value in [("", cache_name), *(((f".{k}", (spec or {}).get(k))
+                                                          for k in ("dataset", "split", "augment")))]:
+                    if value is not None:
+                        try:
+                            check_plain_name(str(value), f"{name}.caches.{cache_name}{field}")
+                        except ValueError as exc:
+                            errors.append(str(exc))
+            for split in ((cfg.get("eval") or {}).get("splits") or {}):  # eval/<split>.png in each trial dir
+                try:
+                    check_plain_name(str(split), f"{name}.eval.splits name")
+                except ValueError as exc:
+                    errors.append(str(exc))
             distance = (cfg.get("eval") or {}).get("distance", "auto")
             if distance not in ("auto", *DISTANCES):
                 errors.append(f"{name}.eval.distance={distance!r}: expected auto or one of {', '.join(DISTANCES)}")

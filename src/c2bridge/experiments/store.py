@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from c2bridge._io import atomic_write_bytes, to_plain
+from c2bridge._io import atomic_write_bytes, inside, to_plain
 from c2bridge.report import results as res
 
 
@@ -58,11 +58,11 @@ class ResultsStore:
         """Copy ``RUN_DIR/src_rel`` (file or dir) to ``RUN_DIR/dest_rel``: build a temp copy, then rename over."""
         if not src_rel:
             return None
-        src = self.run_dir / src_rel
+        src = inside(self.run_dir, src_rel, "export source")  # both ends stay inside the study directory
+        dest = inside(self.run_dir, dest_rel, "export name")
         if not src.exists():
             self.log(f"note: {src_rel} not found; {dest_rel} not written")
             return None
-        dest = self.run_dir / dest_rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         if src.is_file():
             atomic_write_bytes(dest, src.read_bytes())
