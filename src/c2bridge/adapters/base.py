@@ -19,6 +19,7 @@ from c2bridge.adapters.registry import ADAPTERS, adapter_class
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "model.safetensors"
 IO_DIMS = ("vlm_dim", "dino_dim", "out_dim", "n_tokens", "n_patches")  # fixed by the preset, not by the budget
+POS_EMB_CHOICES = (True, False, "learned", "sincos", "none")
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,11 @@ class Adapter(nn.Module):
         n_tokens: int = 77,  # output tokens
         n_patches: int = 256,  # DINOv2 patches (square grid for the 2-D position embedding)
         dropout: float = 0.0,  # attention + residual + MLP dropout
-        stream_weights: tuple[float, float] | list[float] = (0.3, 0.7),  # scale on each stream's (vlm, dino) tokens
-        pos_emb: bool = True,  # learned 2-D (row + col) position embedding on the DINOv2 patches
+        # scale on each stream's (vlm, dino) tokens, or "learned": a trained gate g (vlm g, dino 1 - g; starts at 0.3)
+        stream_weights: tuple[float, float] | list[float] | str = (0.3, 0.7),
+        # 2-D position embedding on the DINOv2 patches: True / "learned" (row + col, trained), "sincos" (fixed 2-D
+        # sin-cos table, no parameters), False / "none"
+        pos_emb: bool | str = True,
         out_init_scale: float = 0.1,  # output projection ~ N(0, scale²/width): cond starts at ~scale per element
         seed: int | None = None,  # init under this seed without touching the global RNG (None: global RNG)
         budget: float | None = None,  # the budget this was sized for (informational)
@@ -104,8 +108,10 @@ class Adapter(nn.Module):
                 raise ValueError(f"{self.kind} adapter: {key} must be a positive int, got {value!r}")
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"{self.kind} adapter: dropout must be in [0, 1), got {dropout!r}")
-        if len(stream_weights) != 2:
-            raise ValueError(f"stream_weights must be (vlm_weight, dino_weight), got {stream_weights!r}")
+        if stream_weights != "learned" and (isinstance(stream_weights, str) or len(stream_weights) != 2):
+            raise ValueError(f"stream_weights must be (vlm_weight, dino_weight) or 'learned', got {stream_weights!r}")
+        if pos_emb not in POS_EMB_CHOICES:
+            raise ValueError(f"pos_emb must be one of {list(POS_EMB_CHOICES)}, got {pos_emb!r}")
         self.vlm_dim, self.dino_dim, self.out_dim, self.n_tokens, self.n_patches = dims.values()
         self._aux_loss: torch.Tensor | None = None
 
@@ -233,8 +239,8 @@ def load_adapter(directory: str | Path, device: str | torch.device | None = None
 def _stored(value, default):
     """A constructor value as ``config`` keeps it: JSON-able, of its default's type (``dropout=0`` -> 0.0,
     ``pos_emb=1`` -> True, a tuple -> a list)."""
-    if value is None:
-        return None
+    if value is None or isinstance(value, str):  # named choices ("learned", "sincos") stay names
+        return value
     if isinstance(default, bool):
         return bool(value)
     if isinstance(default, float) and not isinstance(value, bool):

@@ -135,13 +135,14 @@ class StreamEncoder(nn.Module):
         self.dino_proj = nn.Linear(dino_dim, width)
         init_linear(self.vlm_proj)
         init_linear(self.dino_proj)
-        self.vlm_weight, self.dino_weight = (float(w) for w in stream_weights)
+        self.weights = StreamWeights(stream_weights)
         self.type_emb = normal_param(2, width, std=0.02) if type_emb else None  # [2, W]: vlm, dino
-        self.pos = GridPositionEmbedding(n_patches, width) if pos_emb else None
+        self.pos = position_embedding(pos_emb, n_patches, width)
 
     def forward(self, vlm: torch.Tensor, dino: torch.Tensor, vlm_mask: torch.Tensor | None):
-        v = self.vlm_proj(self.vlm_norm(vlm)) * self.vlm_weight  # [B, T, W]
-        d = self.dino_proj(self.dino_norm(dino)) * self.dino_weight  # [B, P, W]
+        w_vlm, w_dino = self.weights()
+        v = self.vlm_proj(self.vlm_norm(vlm)) * w_vlm  # [B, T, W]
+        d = self.dino_proj(self.dino_norm(dino)) * w_dino  # [B, P, W]
         if self.type_emb is not None:
             v = v + self.type_emb[0]
             d = d + self.type_emb[1]
@@ -154,6 +155,36 @@ class StreamEncoder(nn.Module):
         # all-masked row (which would give NaN) even when a sample has no VLM tokens at all.
         dino_mask = torch.ones(dino.shape[:2], dtype=torch.bool, device=vlm_mask.device)
         return context, torch.cat([vlm_mask, dino_mask], dim=1)  # [B, T+P]
+
+
+class StreamWeights(nn.Module):
+    """The (vlm, dino) stream scales: fixed numbers, or ``"learned"``: one trained gate g = sigmoid(a), vlm g and
+    dino 1 - g, starting at g = 0.3 (the fixed default)."""
+
+    def __init__(self, stream_weights):
+        super().__init__()
+        self.learned = stream_weights == "learned"
+        if self.learned:
+            self.gate = nn.Parameter(torch.full((), math.log(0.3 / 0.7)))  # logit of the initial vlm weight
+        else:
+            self.fixed = tuple(float(w) for w in stream_weights)
+
+    def forward(self):
+        if not self.learned:
+            return self.fixed
+        g = torch.sigmoid(self.gate)
+        return g, 1 - g
+
+    def extra_repr(self) -> str:
+        return "learned gate" if self.learned else f"fixed {self.fixed}"
+
+
+def position_embedding(pos_emb, n_patches: int, width: int) -> "GridPositionEmbedding | None":
+    """``pos_emb`` option -> the DINOv2 patch position embedding: True / "learned" (trained), "sincos" (fixed),
+    False / "none" (no position information)."""
+    if pos_emb in (False, "none", None):
+        return None
+    return GridPositionEmbedding(n_patches, width, learned=pos_emb != "sincos")
 
 
 SINCOS_RMS = 0.5  # rms of the initial position table per token (projected DINOv2 tokens: ~0.7 at stream weight 0.7)
@@ -178,7 +209,7 @@ class GridPositionEmbedding(nn.Module):
     near zero, so the adapter can tell patches apart from its first step (tiny adapters otherwise spend most of a
     short run discovering position)."""
 
-    def __init__(self, n_patches: int, width: int):
+    def __init__(self, n_patches: int, width: int, learned: bool = True):
         super().__init__()
         side = math.isqrt(n_patches)
         if side * side != n_patches:
@@ -187,6 +218,14 @@ class GridPositionEmbedding(nn.Module):
                 "(pass pos_emb=False)"
             )
         self.side = side
+        if not learned:  # "sincos": the 2-D sin-cos table below, fixed (a buffer saved with the weights, not trained)
+            rows, cols = torch.zeros(side, width), torch.zeros(side, width)
+            if not rows.is_meta:
+                table = sincos_table(side, width // 2, scale=SINCOS_RMS)
+                rows[:, : width // 2], cols[:, width // 2 : 2 * (width // 2)] = table, table
+            self.register_buffer("rows", rows)  # [sqrt(P), W]
+            self.register_buffer("cols", cols)  # [sqrt(P), W]
+            return
         self.rows = normal_param(side, width, std=0.02)  # [sqrt(P), W]
         self.cols = normal_param(side, width, std=0.02)  # [sqrt(P), W]
         if not self.rows.is_meta:
@@ -241,8 +280,8 @@ class StreamPooling:
 
     def add_stream_pooling(self, n_tokens: int, n_patches: int, stream_width: int, spatial: bool, pos_emb: bool,
                            stream_weights) -> None:
-        self.vlm_weight, self.dino_weight = (float(w) for w in stream_weights)
-        self.pos = GridPositionEmbedding(n_patches, stream_width) if pos_emb else None
+        self.stream_weights = StreamWeights(stream_weights)
+        self.pos = position_embedding(pos_emb, n_patches, stream_width)
         if spatial:
             self.vlm_pool = AttentionPool(n_tokens, stream_width)
             self.dino_pool = AttentionPool(n_tokens, stream_width)
@@ -254,8 +293,9 @@ class StreamPooling:
         """v [B, T, s], d [B, P, s] -> the weighted streams side by side per output token [B, N, 2s]."""
         if self.pos is not None:
             d = d + self.pos()
+        w_vlm, w_dino = self.stream_weights()
         if self.token_emb is None:
             v, d = self.vlm_pool(v, vlm_mask), self.dino_pool(d)  # [B, N, s] each
-            return torch.cat([v * self.vlm_weight, d * self.dino_weight], dim=-1)
+            return torch.cat([v * w_vlm, d * w_dino], dim=-1)
         v, d = masked_mean(v, vlm_mask), d.mean(dim=1, keepdim=True)  # [B, 1, s] each
-        return torch.cat([v * self.vlm_weight, d * self.dino_weight], dim=-1) + self.token_emb
+        return torch.cat([v * w_vlm, d * w_dino], dim=-1) + self.token_emb

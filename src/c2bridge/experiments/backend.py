@@ -114,11 +114,15 @@ def _run_trial(trial: dict) -> dict:
         from c2bridge.adapters import load_adapter
 
         adapter = load_adapter(workspace / config["adapter"]).to(_device())
-        return {"status": "completed", **_evaluate(config, workspace, run_dir, adapter=adapter)}
+        with _decoder_lora(config["preset"], workspace / config["adapter"]):
+            return {"status": "completed", **_evaluate(config, workspace, run_dir, adapter=adapter)}
     train_cfg = copy.deepcopy(config["train"])
     for k in ("train_cache", "val_cache"):
         if train_cfg["data"].get(k):
             train_cfg["data"][k] = str(workspace / train_cfg["data"][k])
+    teacher = (train_cfg.get("distill") or {}).get("teacher")
+    if teacher and not Path(teacher).is_absolute():  # a study's teacher (plan 8.3) is named relative to RUN_DIR
+        train_cfg["distill"]["teacher"] = str(workspace / teacher)
     out = run_dir / "train"
     # tracker run names (W&B / TensorBoard): the runner's labels; outside the trial config, so not in its key
     train_cfg.setdefault("log", {})["labels"] = {**(trial.get("labels") or {}), "root": str(workspace)}
@@ -148,13 +152,28 @@ def _train_and_evaluate(config: dict, train_cfg: dict, workspace: Path, run_dir:
 
     adapter_dir = Path(result.get("best_adapter_dir") or result["adapter_dir"])
     adapter = load_adapter(adapter_dir).to(_device())
-    evaluated = _evaluate(config, workspace, run_dir, adapter=adapter)
+    with _decoder_lora(config["preset"], adapter_dir):  # plan 8.2: the decoder LoRA trained with this adapter
+        evaluated = _evaluate(config, workspace, run_dir, adapter=adapter)
     _write_package(adapter_dir, config, record.get("params"), evaluated["metrics"])
     grids = {split: workspace / png for split, png in evaluated["artifacts"]["grids"].items()}
     tracker.log_evaluation(evaluated["metrics"], images=grids, step=result.get("step"), extra=evaluated.get("perf"))
     record.update({k: v for k, v in evaluated.items() if k != "artifacts"})
     record["artifacts"] = {"adapter": _rel(adapter_dir, workspace), **evaluated["artifacts"]}
     return record
+
+
+def _decoder_lora(preset: str, adapter_dir: Path):
+    """The shared decoder with the adapter's decoder LoRA (``<adapter>/decoder_lora``) for a ``with`` block, or
+    nothing to do when the adapter was trained against the frozen decoder (every experiment but plan 8.2)."""
+    import contextlib
+
+    from c2bridge.decoder import lora
+    from c2bridge.train.loop import DECODER_LORA_DIR
+
+    path = Path(adapter_dir) / DECODER_LORA_DIR
+    if not lora.is_lora_dir(path):
+        return contextlib.nullcontext()
+    return lora.loaded(get_bridge(preset).transformer, path)
 
 
 def _write_package(adapter_dir: Path, config: dict, params: dict | None, metrics: dict) -> None:

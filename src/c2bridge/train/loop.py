@@ -45,6 +45,7 @@ from c2bridge.train.config import TrainConfig, config_hash, load_config, resolve
 from c2bridge.train.schedules import check_schedule, lr_at, set_lr
 
 RESULT_FILE = "result.json"
+DECODER_LORA_DIR = "decoder_lora"  # inside a saved adapter dir: the decoder LoRA trained with it (plan 8.2)
 CONFIG_FILE = "config.yaml"
 
 
@@ -156,6 +157,14 @@ class AdapterTrainingRecipe:
         self.params = [p for p in self.adapter.parameters() if p.requires_grad]
         if not self.params:
             raise ValueError(f"adapter {cfg.adapter.kind!r} has no trainable parameters")
+        self.decoder_lora = None  # plan 8.2 only: every other run leaves the decoder frozen and untouched
+        if cfg.decoder_lora.rank is not None:
+            from c2bridge.decoder import lora
+
+            self.decoder_lora = lora.attach(self.bridge.transformer, cfg.decoder_lora.rank, cfg.decoder_lora.alpha,
+                                            cfg.decoder_lora.dropout, tuple(cfg.decoder_lora.targets), seed=cfg.seed)
+            self.params += lora.trainable(self.decoder_lora)
+        self.trained = _TrainedWeights(self.adapter, self.decoder_lora)  # what checkpoints and the final save write
         self.train_samples = _Samples(self.train_cache, self.train_groups, cfg, self.bridge, device)
         self.val_samples = (_Samples(self.val_cache, self.val_groups, cfg, self.bridge, device)
                             if self.n_val else None)
@@ -207,6 +216,7 @@ class AdapterTrainingRecipe:
 
         loaded = ckpt_io.load_checkpoint(ckpt_dir, device=self.device)
         self.adapter.load_state_dict(load_adapter(loaded["adapter_dir"]).state_dict())
+        self.trained.load_decoder_lora(loaded["adapter_dir"])
         self.optimizer.load_state_dict(loaded["optimizer"])
         rng = loaded["rng"]
         torch.set_rng_state(rng["torch_cpu"])
@@ -376,7 +386,7 @@ class AdapterTrainingRecipe:
         if state["best_value"] is None or value < state["best_value"]:
             state["best_value"], state["best_step"] = value, self.step
             if cfg.checkpoint.save_best:
-                ckpt_io.save_best(self.ckpt_root, self.adapter,
+                ckpt_io.save_best(self.ckpt_root, self.trained,
                                   {"step": self.step, "metric": cfg.eval.best_metric, "value": value})
 
     def save_checkpoint(self) -> None:
@@ -386,7 +396,7 @@ class AdapterTrainingRecipe:
             rng["torch_cuda"] = torch.cuda.get_rng_state(self.device)
         state = {**self.state, "mixup_rng": self.mixup_rng.bit_generator.state,
                  "micro_batch": self.step * self.accum, "config_hash": config_hash(self.cfg)}
-        ckpt_io.save_checkpoint(self.ckpt_root, self.step, self.adapter, self.optimizer, state, rng,
+        ckpt_io.save_checkpoint(self.ckpt_root, self.step, self.trained, self.optimizer, state, rng,
                                 keep_last=self.cfg.checkpoint.keep_last)
 
     # ------------------------------------------------------------------ 6. finish
@@ -431,7 +441,10 @@ class AdapterTrainingRecipe:
             "params": {"trainable": num_params,
                        "active": int(getattr(self.adapter, "active_params", num_params)),
                        "budget": resolve_budget(cfg.adapter.budget, self.preset),
-                       "teacher": int(getattr(teacher, "num_params", 0)) if teacher is not None else None},
+                       # every weight of the frozen teacher (num_params counts trainable ones: 0 once frozen)
+                       "teacher": sum(p.numel() for p in teacher.parameters()) if teacher is not None else None,
+                       "decoder_lora": (sum(p.numel() for p in lora_params(self.decoder_lora))
+                                        if self.decoder_lora is not None else None)},
             "n_train": self.n_train,
             "n_val": self.n_val,
             "config_hash": config_hash(cfg),
@@ -443,7 +456,7 @@ class AdapterTrainingRecipe:
     def _save_final(self) -> dict:
         """The final adapter (and where the best one is) and the sampled metrics of a completed run."""
         cfg, out_dir = self.cfg, self.out_dir
-        self.adapter.save_pretrained(out_dir / "adapter")
+        self.trained.save_pretrained(out_dir / "adapter")
         out: dict[str, Any] = {"adapter_dir": str(out_dir / "adapter")}
         if self.state["best_step"] is not None and cfg.checkpoint.save_best:
             out["best_adapter_dir"] = str(self.ckpt_root / "best" / "adapter")
@@ -466,13 +479,46 @@ def build_adapter_from_config(cfg: "TrainConfig | dict", device=None):
 
     cfg = cfg if isinstance(cfg, TrainConfig) else load_config(cfg)
     preset = get_preset(cfg.preset)
-    adapter = build_adapter(
-        cfg.adapter.kind, budget=resolve_budget(cfg.adapter.budget, preset), vlm_dim=preset.vlm_dim,
-        dino_dim=preset.dino_dim, out_dim=preset.cond_dim, n_tokens=preset.n_tokens, n_patches=preset.n_patches,
-        **{"dropout": cfg.adapter.dropout, "seed": cfg.seed, **cfg.adapter.overrides},
-    )
+    # the preset's dims, then the overrides (n_tokens: fewer output tokens are legal, the decoder takes a mask)
+    options = {"vlm_dim": preset.vlm_dim, "dino_dim": preset.dino_dim, "out_dim": preset.cond_dim,
+               "n_tokens": preset.n_tokens, "n_patches": preset.n_patches, "dropout": cfg.adapter.dropout,
+               "seed": cfg.seed, **cfg.adapter.overrides}
+    adapter = build_adapter(cfg.adapter.kind, budget=resolve_budget(cfg.adapter.budget, preset), **options)
     return adapter.to(device) if device is not None else adapter
 
+
+
+class _TrainedWeights:
+    """What a run trains, saved as one directory: the adapter (``save_pretrained``) plus, with a decoder LoRA, the
+    LoRA in its ``decoder_lora/`` subdirectory (peft's ``save_pretrained``). Checkpoints, the best copy and the
+    final adapter are written through it, so their checksums cover both."""
+
+    def __init__(self, adapter, decoder_lora=None):
+        self.adapter, self.decoder_lora = adapter, decoder_lora
+
+    def save_pretrained(self, directory) -> Path:
+        directory = self.adapter.save_pretrained(directory)
+        if self.decoder_lora is not None:
+            from c2bridge.decoder import lora
+
+            lora.save(self.decoder_lora, Path(directory) / DECODER_LORA_DIR)
+        return directory
+
+    def load_decoder_lora(self, directory) -> None:
+        if self.decoder_lora is None:
+            return
+        from c2bridge.decoder import lora
+
+        path = Path(directory) / DECODER_LORA_DIR
+        if not lora.is_lora_dir(path):
+            raise ValueError(f"checkpoint {directory} has no {DECODER_LORA_DIR}/ but the run trains a decoder LoRA")
+        lora.load_into(self.decoder_lora, path)
+
+
+def lora_params(model) -> list:
+    from c2bridge.decoder import lora
+
+    return lora.trainable(model)
 
 
 def _check_same_config(cfg: TrainConfig, out_dir: Path) -> None:
@@ -580,14 +626,36 @@ def _load_teacher(path: str, preset, device):
     """A frozen distillation teacher (an adapter directory), checked against the student's dims."""
     from c2bridge.adapters import load_adapter
 
-    if not (Path(path) / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"distill.teacher={path!r}: no adapter_config.json there; expected a directory "
-                                f"written by adapter.save_pretrained")
+    check_teacher_dir(path)
     teacher = load_adapter(path).to(device).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
     _check_teacher(teacher, preset, path)
     return teacher
+
+
+def check_teacher_dir(path) -> None:
+    """One clear error unless ``path`` is an adapter directory (``save_pretrained``: adapter_config.json with a
+    known kind + model.safetensors). Reads one small JSON file; loads no weights."""
+    from c2bridge._io import read_json
+    from c2bridge.adapters.base import CONFIG_NAME, WEIGHTS_NAME
+    from c2bridge.names import ADAPTER_KINDS
+
+    where = f"distill.teacher={str(path)!r}"
+    expected = f"expected an adapter directory written by save_pretrained ({CONFIG_NAME} + {WEIGHTS_NAME})"
+    directory = Path(path)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{where}: no such directory; {expected}")
+    missing = [n for n in (CONFIG_NAME, WEIGHTS_NAME) if not (directory / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{where}: {', '.join(missing)} missing; {expected}")
+    try:
+        kind = read_json(directory / CONFIG_NAME).get("kind")
+    except (ValueError, AttributeError):
+        kind = None
+    if kind not in ADAPTER_KINDS:
+        raise ValueError(f"{where}: {CONFIG_NAME} names no adapter kind ({kind!r}; e.g. a decoder LoRA is not a "
+                         f"teacher); {expected}")
 
 
 def _check_teacher(teacher, preset, path: str) -> None:
