@@ -136,3 +136,17 @@ def test_paths_read_from_records_stay_inside_their_directory(tmp_path):
     with pytest.raises(ValueError, match="export name '../../stolen' leaves"):
         store.export("trials", "../../stolen")
     assert not (tmp_path.parent / "stolen").exists()
+
+
+def test_no_internal_ticket_numbers_in_user_facing_text():
+    """Reports, configs and docs speak to users: no "issue 7"-style references to the project's tracker."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    pattern = re.compile(r"[Ii]ssues? #?[0-9]+")
+    files = [root / "README.md", *(root / "docs").rglob("*.md"), *(root / "src").rglob("*.py"),
+             *(root / "src").rglob("*.yaml")]
+    hits = [f"{p.relative_to(root)}:{i}: {line.strip()}" for p in files if p.is_file()
+            for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
+    assert not hits, "\n".join(hits)
