@@ -71,20 +71,21 @@ def decoder_fingerprint(bridge) -> dict:
     transformer + VAE configs and of their weights (full: of the weight files, via the hub's blob names or
     ``c2bridge.encoders.hub.weights_revision``; tiny/mini: of the tensors in memory)."""
     tcfg, vcfg = bridge.transformer.config, bridge.vae.config
-    source = str(tcfg.get("_name_or_path") or "")
-    preset = getattr(bridge, "preset", None)
-    if preset == "full":
-        from c2bridge.decoder import FULL_MODEL_ID
+    from c2bridge.presets import get_preset
 
-        model_id = source or FULL_MODEL_ID
-    else:
-        model_id = {"mini": "c2bridge-mini (c2bridge/assets/mini)",
-                    "tiny": "random tiny LTX config (diffusers test sizes)"}.get(preset, source or "unknown")
+    source = str(tcfg.get("_name_or_path") or "")
+    try:
+        preset = get_preset(getattr(bridge, "preset", None) or "")
+    except ValueError:
+        preset = None
+    small = preset is not None and preset.is_miniature
+    hub_id = source if source and not small and not Path(source).expanduser().exists() else None  # a local dir
+    model_id = hub_id or (preset.decoder_model_id if preset else "") or "unknown"  # stands in for the hub id
     revision = _hub_revision(source) or tcfg.get("_commit_hash")
-    if preset == "full":  # the files loaded (hub blob names or a one-off hash of a local dir), not 2B params in memory
-        weights = _files_digest(source, ("transformer", "vae"))
-    else:
+    if small:  # tiny/mini: the tensors in memory (cheap)
         weights = weights_digest([bridge.transformer, bridge.vae])
+    else:  # the real model: the files loaded (hub blob names or a one-off hash of a local dir), not 2B params
+        weights = _files_digest(source, ("transformer", "vae"))
     return {
         "model_id": model_id,
         "revision": revision,

@@ -319,6 +319,7 @@ class C2BridgePipeline:
         package records (one ValueError) and widths that do not fit."""
         from c2bridge import package
         from c2bridge.adapters import load_adapter
+        from c2bridge.presets import get_preset
 
         adapter_dir = Path(adapter_dir)
         if not adapter_dir.is_dir():
@@ -338,7 +339,8 @@ class C2BridgePipeline:
         if bridge is None:
             from c2bridge.decoder import LTXBridge
 
-            kwargs = {"autocast_dtype": torch.bfloat16} if preset == "full" and dev.type == "cuda" else {}
+            gpu_bf16 = get_preset(preset).dtype == "bfloat16" and dev.type == "cuda"
+            kwargs = {"autocast_dtype": torch.bfloat16} if gpu_bf16 else {}
             dtype = None if dev.type == "cuda" else torch.float32  # bf16 only on GPU
             bridge = LTXBridge.from_preset(preset, path=decoder_path, device=dev, dtype=dtype, **kwargs)
         if encoders is None:

@@ -60,8 +60,11 @@ def _run(args: argparse.Namespace) -> int:
     from c2bridge.package import read_provenance
     from c2bridge.pipeline import C2BridgePipeline
 
+    from c2bridge.presets import get_preset
+
     preset = args.preset or (read_provenance(adapter_dir) or {}).get("preset") or "mini"
-    device = args.device or ("cuda" if preset == "full" and torch.cuda.is_available() else "cpu")
+    gpu_world = get_preset(preset).dtype == "bfloat16"  # the real models: GPU in bf16; the small worlds: CPU
+    device = args.device or ("cuda" if gpu_world and torch.cuda.is_available() else "cpu")
     pipe = C2BridgePipeline.from_pretrained(adapter_dir, preset=preset, device=device,
                                             decoder_path=args.decoder_path)
     distance = _distance(args.distance)
