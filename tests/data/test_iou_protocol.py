@@ -86,3 +86,18 @@ def test_the_dataset_comes_from_the_cache_key(tmp_path):
     shapes = extract("tiny", "shapes", "val", tmp_path / "shapes_cache", limit=4, progress=False)
     out = evaluate_conditioning(perfect, OracleBridge(), shapes)
     assert out["mask_iou"] == pytest.approx(1.0) and out["n"] == 4
+
+
+def test_clip_cache_through_the_tiny_decoder_reports_temporal_scores(tmp_path):
+    """A shapes_clips cache sampled by the real (tiny) LTX pipeline: IoU and the temporal scores are reported."""
+    from c2bridge.decoder import LTXBridge
+    from c2bridge.encoders.extraction import extract
+
+    preset = get_preset("tiny").replace(num_frames=5)  # 4k+1 frames for the tiny VAE
+    cache = extract(preset, "shapes_clips", "val", tmp_path / "clips", limit=2, batch_size=2, progress=False)
+    bridge = LTXBridge.from_preset("tiny", seed=0)
+    out = evaluate_conditioning(lambda b: bridge.null_cond(len(b["target"])), bridge, cache, steps=2)
+    assert out["n"] == 2 and 0 <= out["mask_iou"] <= 1 and "iou_note" not in out
+    for name in ("flicker", "warp_error", "mask_iou_std", "mask_iou_delta"):
+        assert len(out["per_sample"][name]) == 2 and out[name] >= 0
+    assert out["flicker"] > 0  # random decoder, zero conditioning: not the target's motion
