@@ -42,7 +42,8 @@ def expected_error(exc: BaseException) -> str | None:
                  errno.EACCES: "permission denied", errno.EDQUOT: "disk quota exceeded"}
         where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
         if exc.errno in hints or (exc.strerror and where and not isinstance(exc, FileNotFoundError)):
-            return f"{where}: {exc.strerror or exc}" + (f" ({hints[exc.errno]})" if exc.errno in hints else "")
+            line = f"{where}: {exc.strerror or exc}" if where else str(exc.strerror or exc)
+            return line + (f" ({hints[exc.errno]})" if exc.errno in hints else "")
         return str(exc)
     if isinstance(exc, ValueError):
         return str(exc)
