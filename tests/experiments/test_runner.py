@@ -30,6 +30,7 @@ def test_names_and_overrides():
     text = str(info.value)
     assert "e2.1.seedz" in text and "'nokey'" in text and "optim.lr" in text and "optim.nope" in text
     assert "e2.1.seeds:" not in text and "caches" not in text
+    check_overrides(["e2_2.adapter_overrides={lora: {n_layers: 1}}"], "tiny")  # a key the module reads with a default
     cfg = load_experiment_config("e2.1", "tiny", ["e2_1.seeds=[3]", "eval.n_samples=2"])
     assert cfg["seeds"] == [3] and cfg["eval"]["n_samples"] == 2 and "caches" in cfg  # merged over common
     with pytest.raises(ValueError, match="no e2.1 config for preset"):

@@ -20,6 +20,8 @@ from c2bridge.report import plots
 
 EXPERIMENT = ExperimentInfo(id="e2.1", order=1, title="E2.1: Baseline adapter scaling study")
 TITLE = EXPERIMENT.title
+# what this module reads from its config (besides the engine's keys)
+CONFIG_KEYS = ('kind', 'budgets', 'seeds', 'small_budget', 'reference_budget')
 
 
 @dataclass

@@ -20,6 +20,8 @@ from c2bridge.report import plots
 
 EXPERIMENT = ExperimentInfo(id="e2.2", order=2, title="E2.2: Architecture comparison")
 TITLE = EXPERIMENT.title
+# what this module reads from its config (besides the engine's keys)
+CONFIG_KEYS = ('kinds', 'budget', 'seeds', 'adapter_overrides', 'tie_tolerance')
 
 
 @dataclass

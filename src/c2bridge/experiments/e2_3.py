@@ -24,6 +24,8 @@ from c2bridge.report import plots
 
 EXPERIMENT = ExperimentInfo(id="e2.3", order=3, title="E2.3: Training strategy optimization", requires=("e2.2",))
 TITLE = EXPERIMENT.title
+# what this module reads from its config (besides the engine's keys)
+CONFIG_KEYS = ('arch', 'fallback_arch', 'budget', 'seeds', 'combine', 'grids')
 CACHE_KEY = "train_cache"  # in an arm's patch: the name of the train cache (augmentation arms)
 
 

@@ -24,6 +24,9 @@ from c2bridge.report import plots
 EXPERIMENT = ExperimentInfo(id="e2.4", order=4, title="E2.4: Final efficiency validation",
                             requires=("e2.1", "e2.2", "e2.3"), gate="param_efficiency")
 TITLE = EXPERIMENT.title
+# what this module reads from its config (besides the engine's keys)
+CONFIG_KEYS = ('arch', 'recipe_patch', 'fallback_arch', 'small_budget', 'reference_budget', 'seeds', 'reference_seeds',
+               'eval_split', 'extra_eval_splits', 'references')
 
 
 @dataclass

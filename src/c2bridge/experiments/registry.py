@@ -178,9 +178,9 @@ def check_overrides(overrides: Iterable[str] | Mapping[str, Any], preset: str,
 
     common, per = experiment_overrides(overrides)
     keys: dict[str, set[str]] = {}
-    for name in ids():
+    for name, module in experiments().items():  # what its YAML has, plus what the module reads with a default
         path = config_path(name, preset, directory)
-        keys[name] = set(load_yaml_config(path)) if path.is_file() else set()
+        keys[name] = (set(load_yaml_config(path)) if path.is_file() else set()) | set(getattr(module, "CONFIG_KEYS", ()))
     errors: list[str] = []
     every = set().union(*keys.values())
     for key in common:
