@@ -436,15 +436,16 @@ def trial_overrides(specs: list, cfg: Mapping, preset) -> list[dict]:
 
     ev = cfg.get("eval") or {}
 
-    def post_eval(splits: Mapping) -> dict | None:
-        if not ev.get("n_samples"):  # the runner's sampled evaluation after training, on each eval split
+    def post_eval(splits: Mapping, n_samples: int | None = None) -> dict | None:
+        n_samples = n_samples or ev.get("n_samples")  # an evaluate trial may ask for more (the sequential design)
+        if not n_samples:  # the runner's sampled evaluation after training, on each eval split
             return None
         out = {}
         for split, cache_name in splits.items():
             d = cache_data(cache_name)
             if d:
                 (_, spec), = d.items()
-                out[split] = {"n": min(int(ev["n_samples"]), spec["n"]), "frames": spec["frames"]}
+                out[split] = {"n": min(int(n_samples), spec["n"]), "frames": spec["frames"]}
         return {"splits": out, "sample_steps": int(ev.get("sample_steps", 20)),
                 "guidance": float(ev.get("guidance", 1.0))}
 
@@ -466,7 +467,7 @@ def trial_overrides(specs: list, cfg: Mapping, preset) -> list[dict]:
             t["_eval_only"] = spec.kind
             if spec.reference:
                 t["_reference"] = spec.reference  # caption / zero / untrained: different trials
-            pe = post_eval(spec.splits if spec.splits is not None else (ev.get("splits") or {}))
+            pe = post_eval(spec.splits if spec.splits is not None else (ev.get("splits") or {}), spec.eval_samples)
         if pe:
             t["_post_eval"] = pe
         if spec.stage > 1:

@@ -279,6 +279,9 @@ def _evaluate(config: dict, workspace: Path, run_dir: Path, adapter=None, cond_f
             "ssim": m.get("ssim"),
             "psnr": m.get("psnr"),
             "n": m.get("n"),
+            # per evaluation sample, in data order (sample i = cache item i, noise seed eval.seed + i): the
+            # confidence intervals resample them (c2bridge.stats)
+            "per_sample": _per_sample(m),
         }
         if m.get("grid_png"):
             grids[split] = _rel(Path(m["grid_png"]), workspace)
@@ -287,6 +290,14 @@ def _evaluate(config: dict, workspace: Path, run_dir: Path, adapter=None, cond_f
         perf.pop("weights_mb_check", None)
         out["perf"] = perf
     return out
+
+
+PER_SAMPLE = {"distance": "distance", "spatial_iou": "mask_iou", "ssim": "ssim", "psnr": "psnr"}  # ours: theirs
+
+
+def _per_sample(m: dict) -> dict:
+    per = m.get("per_sample") or {}
+    return {ours: [float(v) for v in per[theirs]] for ours, theirs in PER_SAMPLE.items() if per.get(theirs)}
 
 
 def _set_threads(threads) -> None:

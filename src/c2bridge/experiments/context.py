@@ -140,19 +140,23 @@ class StudyContext:
             config["budget_params"] = self.budget(budget or "10m")
         return config
 
-    def evaluate_config(self, record: "TrialRecord | dict", splits: dict) -> dict | None:
+    def evaluate_config(self, record: "TrialRecord | dict", splits: dict, n_samples: int | None = None) -> dict | None:
         """An evaluation-only trial of a finished training trial's adapter on more splits (e.g. E2.4's held-out
-        and train-split evaluations), so the training trial stays shared with the experiments that skip them."""
+        and train-split evaluations) or more samples (``n_samples``: the sequential design), so the training trial
+        stays shared with the experiments that skip them."""
         record = TrialRecord.from_dict(record)
         if not record.completed or not record.adapter:
             return None
+        ev = self.eval_spec(splits)
+        if n_samples is not None:
+            ev["n_samples"] = int(n_samples)
         return {
             "kind": "evaluate",
             "preset": self.preset.name,
             "models": self.study.models_fingerprint,
             "of": record.key,
             "adapter": record.adapter,
-            "eval": self.eval_spec(splits),
+            "eval": ev,
         }
 
     def resolve(self, spec: TrialSpec, records: "dict[str, TrialRecord] | None" = None) -> dict | None:
@@ -166,7 +170,7 @@ class StudyContext:
         record = (records or {}).get(spec.of)
         if record is None:
             raise ValueError(f"{self.name}: trial {spec.label!r} evaluates {spec.of!r}, which is not listed before it")
-        return self.evaluate_config(record, dict(spec.splits or {}))
+        return self.evaluate_config(record, dict(spec.splits or {}), spec.eval_samples)
 
     # --- running ------------------------------------------------------------------------------------------
     def run_trials(self, specs: Iterable[TrialSpec]) -> dict[str, TrialRecord]:

@@ -37,8 +37,11 @@ class TrialSpec:
       ``splits`` (split -> cache name; None = the experiment's ``eval.splits``).
     - ``evaluate``: the adapter trained by the trial labelled ``of`` (same experiment), on more ``splits``.
 
-    ``stage`` 2 trials are decided from this experiment's stage-1 results (E2.3's combination): the listed spec is
-    the documented assumption. ``assumption`` says what a spec assumes about upstream results it could not see.
+    ``eval_samples`` (``evaluate`` only): evaluation samples per split (None: the config's ``eval.n_samples``); the
+    sequential design re-evaluates adapters on more samples this way, leaving their training trials alone.
+
+    ``stage`` 2 trials are decided from this experiment's stage-1 results (E2.3's combination, the sequential
+    design's extra seeds and samples, E2.1's pivot size): the listed spec is the documented assumption. ``assumption`` says what a spec assumes about upstream results it could not see.
     """
 
     label: str
@@ -51,6 +54,7 @@ class TrialSpec:
     reference: str | None = None
     splits: Mapping[str, str] | None = None
     of: str | None = None
+    eval_samples: int | None = None
     stage: int = 1
     assumption: str | None = None
 
