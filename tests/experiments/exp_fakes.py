@@ -1,7 +1,10 @@
 """A fake study backend: deterministic made-up metrics, no torch, so runner/criteria/report tests run in ms.
 
 Distance falls with the log of the budget (so the scaling curve has a shape), depends a little on the seed and
-the architecture, and a trial can be told to fail or diverge.
+the architecture, and a trial can be told to fail or diverge. With ``per_sample=True`` every split also gets
+per-sample values (what the intervals resample): item ``i`` has a fixed difficulty (the same in every trial: paired
+samples), each seed a fixed offset (``seed_sd``), plus noise (``sample_sd``); an evaluation on more samples of a
+trained adapter repeats its first samples exactly. ``distance_fn(budget_params, seed)`` replaces the default curve.
 """
 from __future__ import annotations
 
@@ -9,14 +12,19 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
+
 from c2bridge._io import stable_hash
 
 KIND_OFFSET = {"query": 0.0, "bottleneck": 0.04, "lora": 0.02, "perceiver": 0.01, "moe": 0.03}
 
 
 class FakeBackend:
-    def __init__(self, fail_when=None, diverge_when=None, raise_when=None, interrupt_when=None, cosine_gain=0.01):
+    def __init__(self, fail_when=None, diverge_when=None, raise_when=None, interrupt_when=None, cosine_gain=0.01,
+                 per_sample=False, seed_sd=0.0, sample_sd=0.0, item_sd=0.02, distance_fn=None):
         self.cosine_gain = cosine_gain
+        self.per_sample, self.seed_sd, self.sample_sd, self.item_sd = per_sample, seed_sd, sample_sd, item_sd
+        self.distance_fn = distance_fn
         self.interrupt_when = interrupt_when or (lambda cfg: False)
         self.calls: list[str] = []  # trial keys actually run
         self.fail_when = fail_when or (lambda cfg: False)
@@ -47,8 +55,9 @@ class FakeBackend:
             return {"status": "completed", "metrics": {s: {"distance": d, "spatial_iou": iou} for s in cfg["eval"]["splits"]}}
         if cfg["kind"] == "evaluate":  # more splits for a trained trial: offsets from its val distance
             trained = json.loads((Path(trial["workspace"]) / "trials" / cfg["of"] / "trial.json").read_text())
-            d = trained["metrics"]["val"]["distance"]
-            return {"status": "completed", "metrics": {s: self._split(d, s) for s in cfg["eval"]["splits"]}}
+            d, seed = trained.get("fake_distance", trained["metrics"]["val"]["distance"]), trained.get("fake_seed", 0)
+            n = cfg["eval"].get("n_samples")
+            return {"status": "completed", "metrics": {s: self._split(d, s, seed, n) for s in cfg["eval"]["splits"]}}
         tc = cfg["train"]
         if self.interrupt_when(cfg):
             return {"status": "interrupted", "reason": "SIGTERM after step 3; checkpointed"}
@@ -58,7 +67,8 @@ class FakeBackend:
             return {"status": "diverged", "reason": "non-finite train loss (nan) at step 3"}
         budget = cfg["budget_params"]
         seed = tc["seed"]
-        d = 0.1 + 0.4 / math.log10(budget) + 0.002 * seed + KIND_OFFSET.get(tc["adapter"]["kind"], 0.0)
+        curve = self.distance_fn(budget, seed) if self.distance_fn else 0.1 + 0.4 / math.log10(budget) + 0.002 * seed
+        d = curve + KIND_OFFSET.get(tc["adapter"]["kind"], 0.0)
         if tc["schedule"]["name"] == "cosine":
             d -= self.cosine_gain
         adapter_dir = run_dir / "adapter"
@@ -71,7 +81,8 @@ class FakeBackend:
             "params": {"trainable": int(budget * 0.98), "active": int(budget * 0.98)},
             "train": {"time_s": budget ** 0.25, "steps": 10, "loss_variance": 1e-4 * (1 + seed),
                       "steps_to_plateau": 6 if budget < 2e4 else 5, "time_to_plateau_s": budget ** 0.25 / 2},
-            "metrics": {s: self._split(d, s) for s in cfg["eval"]["splits"]},
+            "metrics": {s: self._split(d, s, seed, cfg["eval"].get("n_samples")) for s in cfg["eval"]["splits"]},
+            "fake_distance": d, "fake_seed": seed,
             "perf": {"latency_ms": 0.1 + budget / 1e6, "weights_mb": budget * 4 / 2**20,
                      "forward_peak_memory_mb": budget * 8 / 2**20},
             "curve": {"step": steps, "loss": [1.0 / s + d for s in steps], "val_step": [5, 10],
@@ -79,7 +90,16 @@ class FakeBackend:
             "artifacts": {"adapter": str(adapter_dir.relative_to(workspace))},
         }
 
-    @staticmethod
-    def _split(d: float, split: str) -> dict:
+    def _split(self, d: float, split: str, seed: int = 0, n: int | None = None) -> dict:
         d = d + (0.03 if split == "heldout" else 0.0) - (0.01 if split == "train" else 0.0)
-        return {"distance": d, "spatial_iou": 0.9 - d}
+        if not self.per_sample:
+            return {"distance": d, "spatial_iou": 0.9 - d}
+        n = int(n or 4)
+        offset = float(np.random.default_rng([7, int(seed)]).normal(0, self.seed_sd))  # this seed's adapter
+        salt = sum(map(ord, split))
+        items = np.random.default_rng([11, salt]).normal(0, self.item_sd, size=n)  # the same images everywhere
+        noise = np.random.default_rng([13, salt, int(seed), int(d * 1e6)]).normal(0, self.sample_sd, size=n)
+        dist = np.maximum(d + offset + items + noise, 1e-4)
+        iou = np.clip(0.9 - dist, 0.0, 1.0)
+        return {"distance": float(dist.mean()), "spatial_iou": float(iou.mean()), "n": n,
+                "per_sample": {"distance": dist.tolist(), "spatial_iou": iou.tolist()}}

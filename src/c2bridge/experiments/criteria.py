@@ -1,8 +1,15 @@
 """Success criteria, verdicts, go/no-go decisions and the Gate 2 assessment -- all from ``criteria.yaml``.
 
-Verdicts: better than ``target`` -> "target"; else better than ``acceptable`` -> "acceptable"; else "fail" with
-severity "hard" when worse than ``failure`` and "soft" in the band between (plan §7.2's "investigate before
-pivoting"). Comparisons are strict, like the plan's tables. ``None``/NaN -> "missing".
+Verdicts (the rule is ``c2bridge.stats.bands.verdict``, re-exported here): better than ``target`` -> "target"; else
+better than ``acceptable`` -> "acceptable"; else "fail" with severity "hard" when worse than ``failure`` and "soft"
+in the band between (plan §7.2's "investigate before pivoting"). Comparisons are strict, like the plan's tables.
+``None``/NaN -> "missing".
+
+With uncertainty: when an experiment's summary carries an interval for a criterion (``summary.intervals.<name>``),
+the verdict is the interval's (``c2bridge.stats.confident_verdict``): "certain" when both ends fall in one band,
+else "undetermined" between the bands of its ends, with the seeds / samples estimated to settle it. The decision
+points, the failure rules and Gate 2 use the same intervals: a decision whose interval straddles its line is
+"undetermined", never a guess.
 """
 from __future__ import annotations
 
@@ -10,7 +17,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-VERDICTS = ("target", "acceptable", "fail", "missing")
+from c2bridge.stats import Interval, confident_verdict, line_criterion
+from c2bridge.stats.bands import VERDICTS, verdict  # noqa: F401 (the study's verdict rule, re-exported)
+
 _THRESHOLDS = ("target", "acceptable", "failure")
 
 
@@ -56,35 +65,6 @@ def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _better(a: float, b: float, direction: str) -> bool:
-    return a > b if direction == "higher" else a < b
-
-
-def verdict(value: Any, criterion: dict) -> dict:
-    """Verdict of one measured value against one criterion (thresholds, direction).
-
-    Returns ``{"value", "verdict", "severity"}``: verdict in target/acceptable/fail/missing; severity
-    hard/soft for fails (None otherwise).
-    """
-    direction = criterion.get("direction")
-    if direction not in ("higher", "lower"):
-        raise ValueError(f"criterion needs direction 'higher' or 'lower', got {direction!r}")
-    if _is_missing(value):
-        return {"value": None, "verdict": "missing", "severity": None}
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"criterion value must be a number, got {value!r}")
-    target, acceptable, failure = (criterion.get(k) for k in _THRESHOLDS)
-    if target is not None and _better(value, target, direction):
-        return {"value": float(value), "verdict": "target", "severity": None}
-    if acceptable is not None and _better(value, acceptable, direction):
-        return {"value": float(value), "verdict": "acceptable", "severity": None}
-    if target is None and acceptable is None and not _better(failure, value, direction):
-        return {"value": float(value), "verdict": "acceptable", "severity": None}  # only a failure line, not crossed
-    # worse than failure (or, with no failure line given, simply not good enough) -> hard; the band -> soft
-    hard = _better(failure, value, direction) if failure is not None else acceptable is None
-    return {"value": float(value), "verdict": "fail", "severity": "hard" if hard else "soft"}
-
-
 def comparable(criterion: dict, preset: dict, distance: str | None) -> tuple[bool, str | None]:
     """Whether the plan's absolute thresholds apply to this run (preset, distance); a reason when not."""
     if criterion.get("basis", "relative") != "absolute":
@@ -101,11 +81,53 @@ def comparable(criterion: dict, preset: dict, distance: str | None) -> tuple[boo
     return (not reasons), ("; ".join(reasons) or None)
 
 
-def assess(values: dict, criteria: dict, preset: dict, distance: str | None) -> dict:
-    """Verdict for every criterion in ``criteria`` (name -> criterion) given ``values`` (name -> number)."""
+def interval_record(iv: Interval) -> dict:
+    """The short form of an interval a verdict carries (non-finite ends -> None)."""
+    out = {"low": iv.low, "high": iv.high, "estimate": iv.estimate, "level": iv.level, "method": iv.method,
+           "n_resamples": iv.n_resamples, "n_seeds": iv.n_seeds, "n_samples": iv.n_samples, "note": iv.note}
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
+
+
+def _interval(intervals: dict | None, name: str) -> Interval | None:
+    d = (intervals or {}).get(name)
+    return Interval.from_dict(d) if isinstance(d, dict) and d.get("low") is not None else None
+
+
+def _caps(caps: dict | None) -> dict:
+    caps = caps or {}
+    return {"max_seeds": caps.get("max_seeds"), "max_eval_samples": caps.get("max_eval_samples")}
+
+
+def with_confidence(v: dict, iv: Interval | None, criterion: dict, caps: dict | None = None) -> dict:
+    """A point verdict ``v`` (``verdict()``'s dict) -> the interval's verdict: ``verdict`` becomes target /
+    acceptable / fail when the whole interval lies in that band, else "undetermined"; ``point_verdict`` keeps the
+    estimate's own band, ``confidence`` says which (with the CI and the settle estimate). No interval: ``certain``
+    None (a point verdict, e.g. an exact number such as weight memory)."""
+    if iv is None:
+        v["certain"] = None
+        return v
+    cv = confident_verdict(iv, criterion, **_caps(caps))
+    if cv.verdict == "missing" and v.get("verdict") != "missing":
+        v["certain"] = None
+        v["confidence"] = f"no interval: {cv.text}"
+        return v
+    v.update(point_verdict=v.get("verdict"), verdict=cv.verdict,
+             severity=cv.severity if cv.verdict == "fail" else None, certain=cv.certain, between=list(cv.between),
+             interval=interval_record(iv), confidence=cv.text, settle=cv.settle.text if cv.settle else None)
+    if v.get("value") is None and iv.estimate is not None:
+        v["value"] = iv.estimate
+    return v
+
+
+def assess(values: dict, criteria: dict, preset: dict, distance: str | None, intervals: dict | None = None,
+           caps: dict | None = None) -> dict:
+    """Verdict for every criterion in ``criteria`` (name -> criterion) given ``values`` (name -> number) and, where
+    ``intervals`` (name -> ``Interval.to_dict()``) has one, its interval (see ``with_confidence``; ``caps``: the
+    sequential design's ``max_seeds`` / ``max_eval_samples`` for the settle estimates)."""
     out = {}
     for name, crit in (criteria or {}).items():
-        v = verdict(values.get(name), crit)
+        iv = _interval(intervals, name)
+        v = with_confidence(verdict(values.get(name), crit), iv, crit, caps)
         ok, why = comparable(crit, preset, distance)
         v.update(
             {
@@ -121,12 +143,36 @@ def assess(values: dict, criteria: dict, preset: dict, distance: str | None) -> 
         if crit.get("alternative"):
             alt = {**crit, **{k: crit["alternative"].get(k) for k in _THRESHOLDS}}
             v["alternative"] = {
-                **verdict(values.get(name), alt),
+                **with_confidence(verdict(values.get(name), alt), iv, alt, caps),
                 "source": crit["alternative"].get("source"),
                 **{k: alt.get(k) for k in _THRESHOLDS},
             }
         out[name] = v
     return out
+
+
+def line_decision(iv: Interval | None, op: str, threshold: Any, caps: dict | None = None) -> dict | None:
+    """Whether ``value <op> threshold`` holds for the whole interval: ``{"met": True/False/None, "text",
+    "interval", "settle"}`` (None: the interval straddles the line, i.e. undetermined); None without an interval
+    or for ops other than > >= < <= between."""
+    if iv is None or op not in (">", ">=", "<", "<=", "between"):
+        return None
+    if math.isnan(iv.low) or math.isnan(iv.high):
+        return None
+    ci = f"CI [{iv.low:.3g}, {iv.high:.3g}]"
+    if op == "between":
+        lo, hi = threshold
+        met = True if lo <= iv.low and iv.high <= hi else False if iv.high < lo or iv.low > hi else None
+        text = {True: f"inside [{lo:g}, {hi:g}]", False: f"outside [{lo:g}, {hi:g}]",
+                None: f"straddles [{lo:g}, {hi:g}]"}[met]
+        return {"met": met, "text": f"{text}, certain at {iv.level:.0%}: {ci}" if met is not None else f"undetermined: "
+                f"{ci} {text}", "interval": interval_record(iv), "settle": None}
+    cv = confident_verdict(iv, line_criterion(op, float(threshold)), **_caps(caps))
+    met = (cv.verdict == "acceptable") if cv.certain else None
+    text = (f"{'met' if met else 'not met'} (value {op} {threshold:g}), certain at {iv.level:.0%}: {ci}"
+            if met is not None else f"undetermined: {ci} straddles {threshold:g}; "
+            + (cv.settle.text if cv.settle else ""))
+    return {"met": met, "text": text, "interval": interval_record(iv), "settle": cv.settle.text if cv.settle else None}
 
 
 def _compare(value: Any, op: str, threshold: Any) -> bool | None:
@@ -147,31 +193,49 @@ def _lookup(summaries: dict, metric: str) -> Any:
     return (summaries.get(experiment) or {}).get(key)
 
 
+def _lookup_interval(summaries: dict, metric: str) -> tuple[Interval | None, dict]:
+    experiment, _, key = metric.rpartition(".")
+    summary = summaries.get(experiment) or {}
+    return _interval(summary.get("intervals"), key), (summary.get("decide") or {}).get("caps") or {}
+
+
+def decide_point(dp: dict, summaries: dict) -> dict:
+    """One §6.4 decision point given the summaries: ``{..., "value", "met", "decision", "confidence"}``; with an
+    interval the decision is taken on the whole interval ("undetermined" when it straddles the line)."""
+    ran = dp["experiment"] in summaries
+    value = _lookup(summaries, dp["metric"]) if ran else None
+    out = {k: dp.get(k) for k in ("experiment", "checkpoint", "timing", "criterion", "metric")}
+    if not ran:
+        return {**out, "value": None, "met": None, "decision": "not run"}
+    iv, caps = _lookup_interval(summaries, dp["metric"])
+    confident = line_decision(iv, dp["op"], dp["threshold"], caps)
+    if confident is None:
+        met = _compare(value, dp["op"], dp["threshold"])
+        return {**out, "value": value, "met": met,
+                "decision": "undetermined" if met is None else dp["go"] if met else dp["no_go"]}
+    met = confident["met"]
+    decision = dp["go"] if met else dp["no_go"] if met is False else "undetermined"
+    return {**out, "value": value if value is not None else iv.estimate, "met": met, "decision": decision,
+            "between": [dp["go"], dp["no_go"]] if met is None else None, "confidence": confident["text"],
+            "interval": confident["interval"], "settle": confident["settle"]}
+
+
 def decisions(summaries: dict, criteria: dict, preset: dict, distance: str | None) -> dict:
     """Plan §6.4 decision points and §7 failure rules, given every experiment's summary (experiment -> dict).
 
     Returns ``{"decision_points": [...], "failures": [...]}``; a decision point whose experiment did not run has
-    ``met: None`` and ``decision: "not run"``.
+    ``met: None`` and ``decision: "not run"``; one whose interval straddles its line ``decision: "undetermined"``.
+    A failure rule ``fired`` True / False, or None when its interval straddles the line.
     """
-    points = []
-    for dp in criteria.get("decision_points") or []:
-        ran = dp["experiment"] in summaries
-        value = _lookup(summaries, dp["metric"]) if ran else None
-        met = _compare(value, dp["op"], dp["threshold"]) if ran else None
-        points.append(
-            {
-                **{k: dp.get(k) for k in ("experiment", "checkpoint", "timing", "criterion", "metric")},
-                "value": value,
-                "met": met,
-                "decision": "not run" if not ran else ("undetermined" if met is None else dp["go"] if met else dp["no_go"]),
-            }
-        )
+    points = [decide_point(dp, summaries) for dp in criteria.get("decision_points") or []]
     failures = []
     for rule in criteria.get("failure_rules") or []:
         if rule["experiment"] not in summaries:
             continue
         value = _lookup(summaries, rule["metric"])
-        fired = _compare(value, rule["op"], rule["threshold"])
+        iv, caps = _lookup_interval(summaries, rule["metric"])
+        confident = line_decision(iv, rule["op"], rule["threshold"], caps)
+        fired = confident["met"] if confident is not None else _compare(value, rule["op"], rule["threshold"])
         ok, why = comparable(rule, preset, distance)
         failures.append(
             {
@@ -180,6 +244,7 @@ def decisions(summaries: dict, criteria: dict, preset: dict, distance: str | Non
                 "fired": fired,
                 "comparable": ok,
                 "note": why,
+                **({"confidence": confident["text"], "interval": confident["interval"]} if confident else {}),
             }
         )
     return {"decision_points": points, "failures": failures}
@@ -194,18 +259,35 @@ def gate2(summaries: dict, verdicts: dict, decisions_: dict, criteria: dict, pre
     primary = (verdicts.get(experiment) or {}).get(metric) or {}
     hard = [f for f in decisions_.get("failures", []) if f["kind"] == "hard" and f["fired"] and f["comparable"]]
     soft = [f for f in decisions_.get("failures", []) if f["kind"] == "soft" and f["fired"] and f["comparable"]]
+    open_hard = [f for f in decisions_.get("failures", [])
+                 if f["kind"] == "hard" and f["fired"] is None and f.get("confidence") and f["comparable"]]
+    value = primary.get("value")
+    shown = f"{value:.3f}" if isinstance(value, (int, float)) else "n/a"
+    ci = primary.get("interval") or {}
+    ci_text = f" (95% CI [{ci['low']:.3g}, {ci['high']:.3g}])" if ci.get("low") is not None and ci.get("high") is not None else ""
     if experiment not in summaries or primary.get("verdict") in (None, "missing"):
         c2 = "not assessed"
         reason = f"{experiment.upper() or 'the primary experiment'} has not produced {metric or 'its primary metric'}"
     elif hard:
         c2 = "fail"
         reason = "hard failure: " + "; ".join(f["description"] for f in hard)
+    elif primary["verdict"] == "undetermined" and "target" in (primary.get("between") or []):
+        c2 = "undetermined"
+        reason = f"{metric} {shown}: {primary.get('confidence')}"
+    elif primary["verdict"] == "target" and open_hard:
+        c2 = "undetermined"
+        reason = (f"{metric} {shown}{ci_text} is 'target', but a hard failure is undetermined: "
+                  + "; ".join(f"{f['description']} ({f['confidence']})" for f in open_hard))
     elif primary["verdict"] == "target":
         c2 = "pass"
-        reason = f"{metric} {primary['value']:.3f} > {primary.get('target')} and no hard failure"
+        reason = (f"{metric} {shown}{ci_text} > {primary.get('target')}"
+                  + (", certain at 95%" if primary.get("certain") else "") + " and no hard failure")
     else:
         c2 = "investigate"
-        reason = f"{metric} {primary['value']:.3f} is '{primary['verdict']}' (target > {primary.get('target')})"
+        band = (" / ".join(primary.get("between") or []) if primary["verdict"] == "undetermined"
+                else primary["verdict"])
+        reason = (f"{metric} {shown}{ci_text} is '{band}' (target > {primary.get('target')})"
+                  + (", certain at 95%" if primary.get("certain") else ""))
     out = {
         "name": g.get("name", "Gate 2"),
         "c2": c2,
@@ -233,7 +315,8 @@ def assess_study(results: dict, criteria: dict, primary_metric: str = "") -> Non
     summaries = {n: e["summary"] for n, e in results["experiments"].items() if e.get("summary") is not None}
     verdicts = {}
     for name, summary in summaries.items():
-        v = assess(summary, (criteria.get("experiments") or {}).get(name) or {}, preset, distance)
+        v = assess(summary, (criteria.get("experiments") or {}).get(name) or {}, preset, distance,
+                   intervals=summary.get("intervals"), caps=(summary.get("decide") or {}).get("caps"))
         results["experiments"][name]["verdicts"] = v
         verdicts[name] = v
     decided = decisions(summaries, criteria, preset, distance)

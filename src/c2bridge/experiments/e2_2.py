@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from c2bridge.config import resolve_budget
 from c2bridge.experiments import analysis as an
+from c2bridge.experiments import uncertainty as unc
 from c2bridge.experiments.e2_1 import seed_spread
 from c2bridge.experiments.protocol import human, recipe_summary
 from c2bridge.experiments.registry import ExperimentInfo
@@ -40,6 +41,8 @@ class E22Summary(an.Summary):
     recommended_kind: str | None = None  # among the tied, the lowest adapter latency (read by E2.3 / E2.4)
     ranking: list | None = None
     recommendation: str = ""
+    intervals: dict = field(default_factory=dict)  # summary key -> Interval.to_dict() (95% bootstrap)
+    differences_vs_best: dict = field(default_factory=dict)  # kind -> interval of D(kind) - D(best kind), paired
 
     OPTIONAL = ("ranking",)
 
@@ -73,12 +76,14 @@ def run(ctx) -> dict:
     label = lambda k, s: f"{k}-{budget}-s{s}"  # noqa: E731
     records = ctx.run_trials(trials(cfg, ctx.preset, ctx.upstream()))
     splits = list(ctx.eval_spec()["splits"])
+    opts = unc.interval_options(cfg)
 
     arms, recs_by_kind = [], {}
     for k in kinds:
         recs = [records[label(k, s)] for s in seeds]
         g = an.group(recs, splits)
-        g.update({"label": k, "kind": k, "budget": budget, "budget_params": ctx.budget(budget)})
+        g.update({"label": k, "kind": k, "budget": budget, "budget_params": ctx.budget(budget),
+                  "intervals": unc.arm_intervals(recs, splits, **opts)})
         arms.append(g)
         recs_by_kind[k] = recs
 
@@ -87,6 +92,13 @@ def run(ctx) -> dict:
     e21_spread = seed_spread(ctx.upstream(), budget)
     summary["seed_spread_e2_1"] = e21_spread
     summary.update(_recommend(arms, tolerance=max(float(cfg.get("tie_tolerance", 0.0)), e21_spread or 0.0)))
+    best = summary.get("best_kind")
+    if best is not None:  # the same seeds and val samples for every kind: paired differences
+        best_iv = unc.arm_interval(recs_by_kind[best], "distance", "val", **opts)
+        summary["intervals"] = {"best_distance_10m": unc.to_record(best_iv)} if best_iv is not None else {}
+        summary["differences_vs_best"] = {
+            k: unc.to_record(unc.difference(recs_by_kind[k], recs_by_kind[best], **opts))
+            for k in kinds if k != best and an.mean(arms[kinds.index(k)], "val", "distance") is not None}
     summary = E22Summary(**summary).to_dict()
 
     grids = {}
@@ -166,17 +178,25 @@ def headline(results: dict, exp: dict) -> str | None:
 def findings(results: dict, exp: dict, figs: dict) -> str:
     """This experiment's FINDINGS.md section."""
     s = exp.get("summary") or {}
+    diffs = s.get("differences_vs_best") or {}
     rows = []
     for a in exp.get("arms") or []:
         perf, tr = a.get("perf") or {}, a.get("training") or {}
+        ivs = a.get("intervals") or {}
+        diff = diffs.get(a.get("kind"))
         rows.append([a.get("kind"), md.params(a.get("params")),
                      md.params(a.get("active_params")) if a.get("active_params") != a.get("params") else "same",
-                     md.pm((a.get("val") or {}).get("distance")), md.pm((a.get("val") or {}).get("spatial_iou"), 3),
-                     md.pm(perf.get("latency_ms"), 3), md.pm(tr.get("loss_variance"), 3),
+                     md.pm((a.get("val") or {}).get("distance")) + md.ci((ivs.get("val") or {}).get("distance")),
+                     (md.num((diff or {}).get("estimate")) + md.ci(diff)) if diff else
+                     ("best" if a.get("kind") == s.get("best_kind") else "–"),
+                     md.pm((a.get("val") or {}).get("spatial_iou"), 3) + md.ci((ivs.get("val") or {}).get("spatial_iou")),
+                     md.pm(perf.get("latency_ms"), 3) + md.ci((ivs.get("perf") or {}).get("latency_ms")),
+                     md.pm(tr.get("loss_variance"), 3),
                      md.pm(perf.get("forward_peak_memory_mb"), 3), md.pm(perf.get("weights_mb"), 3),
                      f"{a.get('n_completed')}/{a.get('n')}"])
     lines = [f"## {exp.get('title', 'E2.2')}", "", md.status_line(exp), "", md.protocol_table(exp), "",
-             md.table(["architecture", "params", "active", f"val distance ({s.get('distance_name')})", "val spatial IoU",
+             md.table(["architecture", "params", "active", f"val distance ({s.get('distance_name')}), 95% CI",
+                       "Δ vs best, 95% CI (paired)", "val spatial IoU",
                     "adapter latency (ms, batch 1)", "loss variance (2nd half)", "forward peak memory (MB)",
                     "weights (MB)", "completed"], rows), "",
              f"- Ranking by distance: {', '.join(s.get('ranking') or []) or '–'}; tied with the best within the seed "

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from c2bridge.experiments import analysis as an
+from c2bridge.experiments import uncertainty as unc
 from c2bridge.experiments.e2_1 import seed_spread
 from c2bridge.experiments.e2_2 import E22Summary
 from c2bridge.experiments.protocol import recipe_summary
@@ -51,6 +52,7 @@ class E23Summary(an.Summary):
     gain_exceeds_seed_spread: bool | None = None
     kept_baseline: bool = False
     recommendation: str = ""
+    intervals: dict = field(default_factory=dict)  # summary key -> Interval.to_dict() (95% bootstrap)
 
 
 def protocol(cfg: dict, preset) -> dict:
@@ -130,6 +132,8 @@ def run(ctx) -> dict:
     # stage 1: every arm of every grid
     records = ctx.run_trials([t for t in trials(cfg, ctx.preset, ctx.upstream()) if t.stage == 1])
     splits = list(ctx.eval_spec()["splits"])
+    opts = unc.interval_options(cfg)
+    recs_of: dict[str, list] = {}  # row label -> its records (for the intervals)
 
     # the seed spread of E2.1 at this budget (3 seeds): a change must beat its alternative by more to count
     noise = seed_spread(ctx.upstream(), budget)
@@ -153,12 +157,17 @@ def run(ctx) -> dict:
             recs = [records[f"{gname}/{aname}-s{s}"] for s in seeds]
             row = an.group(recs, splits)
             row.update({"grid": gname, "arm": aname, "label": f"{gname}/{aname}", "patch": dict(arm or {}),
-                        "change": describe(arm), "is_baseline": aname == baseline})
+                        "change": describe(arm), "is_baseline": aname == baseline,
+                        "intervals": unc.arm_intervals(recs, splits, **opts)})
+            recs_of[row["label"]] = recs
             rows.append(row)
         base_d = next((dist(r) for r in rows if r["is_baseline"]), None)
+        base_label = next((r["label"] for r in rows if r["is_baseline"]), None)
         for r in rows:
             d = dist(r)
             r["delta_vs_baseline"] = d - base_d if d is not None and base_d is not None else None
+            if d is not None and base_d is not None and not r["is_baseline"]:  # same seeds, same val samples
+                r["delta_interval"] = unc.to_record(unc.difference(recs_of[r["label"]], recs_of[base_label], **opts))
         complete = [r for r in rows if r["n_completed"] == r["n"] and dist(r) is not None]
         if complete:
             best = simplest_near_best(complete)
@@ -176,7 +185,9 @@ def run(ctx) -> dict:
     combined = None
     if cfg.get("combine", True) and combined_patch and sum(bool(b["patch"]) for b in best_per_grid.values()) > 1:
         crecs = ctx.run_trials([t for t in trials(cfg, ctx.preset, ctx.upstream(), combined_patch) if t.stage == 2])
-        combined = an.group([crecs[f"combined-s{s}"] for s in seeds], splits)
+        recs_of["combined"] = [crecs[f"combined-s{s}"] for s in seeds]
+        combined = an.group(recs_of["combined"], splits)
+        combined["intervals"] = unc.arm_intervals(recs_of["combined"], splits, **opts)
         combined.update({"grid": "combined", "arm": "combined", "label": "combined", "patch": combined_patch,
                          "change": describe(combined_patch), "is_baseline": False,
                          "delta_vs_baseline": None})
@@ -188,6 +199,8 @@ def run(ctx) -> dict:
     comb_d = dist(combined) if combined else None
     if comb_d is not None and base_d is not None:
         combined["delta_vs_baseline"] = comb_d - base_d
+        combined["delta_interval"] = unc.to_record(unc.difference(recs_of["combined"], recs_of[baseline_rows[0]["label"]],
+                                                                  **opts))
     lowest = min(candidates, key=dist) if candidates else None
     chosen = simplest_near_best(candidates) if candidates else None
     best_d = dist(lowest) if lowest is not None else None
@@ -233,6 +246,16 @@ def run(ctx) -> dict:
         if base_d:
             text += f"; baseline {base_d:.4f} ({summary['recipe_gain']:+.1%} gain"
             text += f", more than the E2.1 seed spread {noise:.4f})" if significant else ")"
+    intervals = {}
+    if baseline_rows and base_d is not None:
+        iv = unc.arm_interval(recs_of[baseline_rows[0]["label"]], "distance", "val", **opts)
+        intervals["baseline_distance"] = unc.to_record(iv)
+        if chosen is not None and not chosen.get("is_baseline"):  # the baseline itself gains exactly 0
+            gain = unc.relative_gain(recs_of[baseline_rows[0]["label"]], recs_of[chosen["label"]], **opts)
+            intervals["recipe_gain"] = unc.to_record(gain)
+            if gain is not None:
+                text += f" (gain 95% CI{md.ci(gain.to_dict())})"
+    summary["intervals"] = {k: v for k, v in intervals.items() if v is not None}
     summary["recommendation"] = text
     summary = E23Summary(**summary).to_dict()
     return {
@@ -257,16 +280,18 @@ def findings(results: dict, exp: dict, figs: dict) -> str:
     for a in exp.get("arms") or []:
         tr = a.get("training") or {}
         rows.append([a.get("grid"), a.get("arm") + (" (baseline)" if a.get("is_baseline") else ""), a.get("change"),
-                     md.pm((a.get("val") or {}).get("distance")),
-                     md.num(a.get("delta_vs_baseline")) if a.get("delta_vs_baseline") is not None else "–",
+                     md.pm((a.get("val") or {}).get("distance")) + md.ci(((a.get("intervals") or {}).get("val") or {})
+                                                                         .get("distance")),
+                     (md.num(a.get("delta_vs_baseline")) + md.ci(a.get("delta_interval")))
+                     if a.get("delta_vs_baseline") is not None else "–",
                      md.pm((a.get("val") or {}).get("spatial_iou"), 3), md.pm(tr.get("loss_variance"), 3),
                      md.pm(tr.get("steps_to_plateau"), 3), ", ".join(sorted(set(a.get("statuses") or [])))])
     best = s.get("best_per_grid") or {}
     lines = [f"## {exp.get('title', 'E2.3')}", "", md.status_line(exp), "",
              f"Architecture: **{s.get('arch')}** (from {s.get('arch_source')}), budget {s.get('budget')}.", "",
              md.protocol_table(exp), "",
-             md.table(["grid", "arm", "change vs base recipe", f"val distance ({s.get('distance_name')})",
-                    "Δ vs baseline", "val spatial IoU", "loss variance", "steps to plateau", "status"], rows), "",
+             md.table(["grid", "arm", "change vs base recipe", f"val distance ({s.get('distance_name')}), 95% CI",
+                    "Δ vs baseline, 95% CI (paired)", "val spatial IoU", "loss variance", "steps to plateau", "status"], rows), "",
              "- Best arm per grid: " + (", ".join(f"{g}: {b['arm']} ({md.num(b['distance'])})" for g, b in best.items()) or "–") + ".",
              f"- Combination of the best arms: {md.num(s.get('combined_distance'))} "
              f"({', '.join(f'{k}={v}' for k, v in (s.get('combined_patch') or {}).items()) or 'base recipe'}).",

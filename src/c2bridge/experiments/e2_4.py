@@ -6,6 +6,11 @@ latency, memory reduction 100M vs 10M, training-time ratio, generalization gap. 
 baselines (P2 fusion 0.162 @ 78M, C1 VLM-only 0.264: quotes, never measured here) and, where the decoder has its
 own captions (mini), the decoder's caption conditioning (a reference, not a cap), an untrained adapter and zero
 conditioning. Exports the best seed to ``checkpoints/adapter_final/``.
+
+Every headline number carries a 95% bootstrap interval (``summary.intervals``; the final and reference adapters are
+evaluated on the same samples with the same seeds: paired). When param_efficiency's verdict is undetermined, the
+sequential design (``decide:``) adds seeds / held-out samples to both arms. When E2.1 acted on pivot §8.1, the final
+adapter is trained at the size it found (``follow_pivot: false`` keeps ``small_budget``).
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from c2bridge.experiments import analysis as an
+from c2bridge.experiments import uncertainty as unc
 from c2bridge.experiments.e2_2 import E22Summary
 from c2bridge.experiments.e2_3 import E23Summary, describe, split_patch
 from c2bridge.experiments.protocol import recipe_summary
@@ -20,6 +26,7 @@ from c2bridge.experiments.registry import ExperimentInfo
 from c2bridge.experiments.trials import TrialSpec
 from c2bridge.report import markdown as md
 from c2bridge.report import plots
+from c2bridge.stats import confident_verdict, efficiency_interval, pair_intervals
 
 EXPERIMENT = ExperimentInfo(id="e2.4", order=4, title="E2.4: Final efficiency validation",
                             requires=("e2.1", "e2.2", "e2.3"), gate="param_efficiency")
@@ -63,6 +70,10 @@ class E24Summary(an.Summary):
     quoted_baselines: list = field(default_factory=list)  # the plan's quotes, never measured
     miniature_checks: dict | None = None  # miniature presets only
     phase3_configuration: dict = field(default_factory=dict)
+    budget_source: str = "config"  # where the final budget came from (config, or E2.1's pivot §8.1 size)
+    training_time_ratio_note: str | None = None
+    intervals: dict = field(default_factory=dict)  # summary key -> Interval.to_dict() (95% bootstrap)
+    decide: dict = field(default_factory=dict)  # the sequential design: rounds, why it stopped, caps
 
     OPTIONAL = ("miniature_checks",)
 
@@ -88,6 +99,8 @@ def design(cfg: dict, upstream: Mapping[str, dict]) -> dict:
     """The final configuration: architecture (config, else E2.2's recommendation, else ``fallback_arch``) and
     recipe (config ``recipe_patch``, else E2.3's best recipe, else the base recipe), with what was assumed for
     upstream summaries that are not there yet."""
+    from c2bridge.experiments.e2_1 import E21Summary
+
     e22 = E22Summary.from_dict(upstream["e2.2"]) if "e2.2" in upstream else None
     e23 = E23Summary.from_dict(upstream["e2.3"]) if "e2.3" in upstream else None
     assumed = []
@@ -111,8 +124,12 @@ def design(cfg: dict, upstream: Mapping[str, dict]) -> dict:
     if split not in all_splits:
         raise ValueError(f"e2.4: eval_split {split!r} is not one of the evaluated splits {list(all_splits)} "
                          "(eval.splits + extra_eval_splits)")
-    return {"kind": kind, "recipe": recipe, "recipe_source": recipe_source,
-            "small": cfg.get("small_budget", "10m"), "ref": cfg.get("reference_budget", "100m"),
+    small, budget_source = cfg.get("small_budget", "10m"), "config"
+    pivot = E21Summary.from_dict(upstream["e2.1"]).pivot_budget if "e2.1" in upstream else None
+    if pivot and cfg.get("follow_pivot", True):
+        small, budget_source = pivot, "E2.1 pivot §8.1 (the predicted smallest passing size)"
+    return {"kind": kind, "recipe": recipe, "recipe_source": recipe_source, "budget_source": budget_source,
+            "small": small, "ref": cfg.get("reference_budget", "100m"),
             "seeds": seeds, "ref_seeds": [int(s) for s in (cfg.get("reference_seeds") or seeds)],
             "split": split, "extra": extra, "all_splits": all_splits,
             "references": list(cfg.get("references") or []), "assumption": "; ".join(assumed) or None}
@@ -126,21 +143,59 @@ def _reference_label(d: dict, seed: int) -> str:
     return f"reference-{d['kind']}-{d['ref']}-s{seed}"
 
 
-def trials(cfg: dict, preset, upstream: Mapping[str, dict] | None = None) -> list[TrialSpec]:
-    """The final adapter (small budget) and the reference budget with the same recipe, every seed; the measured
-    references (evaluation only); then each trained adapter evaluated on ``extra_eval_splits``."""
-    d = design(cfg, upstream or {})
+SEQUENTIAL_ASSUMPTION = ("sequential design: run only while param_efficiency's verdict is undetermined; listed up to "
+                         "decide.max_seeds seeds / decide.max_eval_samples samples (the worst case)")
+
+
+def _base_samples(cfg: dict) -> int:
+    return int((cfg.get("eval") or {}).get("n_samples") or 0)
+
+
+def decide_settings(cfg: dict, d: dict) -> unc.DecideSettings:
+    return unc.decide_settings(cfg, eval_caches=[d["all_splits"][d["split"]]])
+
+
+def _arm_specs(cfg: dict, d: dict, design: unc.Design) -> list[TrialSpec]:
+    """The final and reference adapters at ``design`` (seeds per arm, samples per arm), each evaluated on the extra
+    splits, and on more samples of the headline split where the design grew them."""
     patch, cache = split_patch(d["recipe"])
     common = dict(adapter=d["kind"], patch=patch, train_cache=cache, assumption=d["assumption"])
-    specs = [TrialSpec(_final_label(d, s), budget=d["small"], seed=s, **common) for s in d["seeds"]]
-    specs += [TrialSpec(_reference_label(d, s), budget=d["ref"], seed=s, **common) for s in d["ref_seeds"]]
-    specs += [TrialSpec(f"ref:{r}", kind="reference", reference=r, adapter=d["kind"], budget=d["small"],
-                        seed=d["seeds"][0], splits=d["all_splits"], assumption=d["assumption"])
-              for r in d["references"]]
-    if d["extra"]:  # the held-out / train-split evaluations, as evaluation-only trials of the trained adapters
-        trained = [t.label for t in specs if t.kind == "train"]
-        specs += [TrialSpec(f"eval:{lbl}", kind="evaluate", of=lbl, splits=d["extra"], assumption=d["assumption"])
-                  for lbl in trained]
+    base, specs, evals = _base_samples(cfg), [], []
+    for arm, budget, label in (("final", d["small"], _final_label), ("reference", d["ref"], _reference_label)):
+        m = design.samples[arm]
+        for s in design.seeds[arm]:
+            lbl = label(d, s)
+            specs.append(TrialSpec(lbl, budget=budget, seed=s, **common))
+            if d["extra"]:  # the held-out / train-split evaluations, as evaluation-only trials of the adapters
+                evals.append(TrialSpec(f"eval:{lbl}", kind="evaluate", of=lbl, splits=d["extra"],
+                                       assumption=d["assumption"]))
+            if m > base:
+                evals.append(TrialSpec(f"eval{m}:{lbl}", kind="evaluate", of=lbl,
+                                       splits={d["split"]: d["all_splits"][d["split"]]}, eval_samples=m,
+                                       assumption=d["assumption"]))
+    return specs + evals
+
+
+def _start(cfg: dict, d: dict) -> unc.Design:
+    base = _base_samples(cfg)
+    return unc.Design({"final": list(d["seeds"]), "reference": list(d["ref_seeds"])}, {"final": base, "reference": base})
+
+
+def trials(cfg: dict, preset, upstream: Mapping[str, dict] | None = None) -> list[TrialSpec]:
+    """The final adapter (small budget) and the reference budget with the same recipe, every seed; the measured
+    references (evaluation only); each trained adapter evaluated on ``extra_eval_splits``; then, decided at run
+    time (stage 2), the sequential design's extra trials up to its caps."""
+    d = design(cfg, upstream or {})
+    start = _start(cfg, d)
+    arms = _arm_specs(cfg, d, start)
+    train = [t for t in arms if t.kind == "train"]
+    specs = train + [TrialSpec(f"ref:{r}", kind="reference", reference=r, adapter=d["kind"], budget=d["small"],
+                               seed=d["seeds"][0], splits=d["all_splits"], assumption=d["assumption"])
+                     for r in d["references"]]
+    specs += [t for t in arms if t.kind != "train"]
+    settings = decide_settings(cfg, d)
+    if settings.enabled:
+        specs += unc.worst_case(specs, _arm_specs(cfg, d, start.at_caps(settings)), SEQUENTIAL_ASSUMPTION)
     return specs
 
 
@@ -152,18 +207,43 @@ def run(ctx) -> dict:
     split, extra, references = d["split"], d["extra"], d["references"]
     splits = list(d["all_splits"])
 
-    records = ctx.run_trials(trials(cfg, ctx.preset, ctx.upstream()))
-    trained = [_final_label(d, s) for s in seeds] + [_reference_label(d, s) for s in ref_seeds]
-    if extra:  # fold each evaluation into its training trial's record
-        for lbl in trained:
-            ev = records.get(f"eval:{lbl}")
-            if ev is None:
-                continue
-            records[lbl] = records[lbl].with_evaluation(ev)
+    opts = unc.interval_options(cfg)
+    records = ctx.run_trials([t for t in trials(cfg, ctx.preset, ctx.upstream()) if t.stage == 1])
+    base = _base_samples(cfg)
+    start = _start(cfg, d)
 
-    final_recs = [records[f"final-{kind}-{small}-s{s}"] for s in seeds]
-    ref_recs = [records[f"reference-{kind}-{ref}-s{s}"] for s in ref_seeds]
+    def arm_records(arm: str, design_: unc.Design) -> list:
+        """One arm's records with its evaluations (extra splits, more samples) folded in."""
+        label = _final_label if arm == "final" else _reference_label
+        m, out = design_.samples[arm], []
+        for s in design_.seeds[arm]:
+            lbl = label(d, s)
+            rec = records[lbl]
+            for ev in (records.get(f"eval:{lbl}") if extra else None,
+                       records.get(f"eval{m}:{lbl}") if m > base else None):
+                if ev is not None:
+                    rec = rec.with_evaluation(ev)
+            out.append(rec)
+        return out
+
+    # the sequential design: more seeds / held-out samples for both arms while param_efficiency is undetermined
+    criterion = ctx.criterion("param_efficiency")
+    settings = decide_settings(cfg, d)
+
+    def verdicts(_records) -> dict:
+        iv = unc.paired(efficiency_interval, arm_records("final", start), arm_records("reference", start), "distance",
+                        split, **opts)
+        if iv is None or not criterion:
+            return {}
+        return {"param_efficiency": confident_verdict(iv, criterion, max_seeds=settings.max_seeds,
+                                                      max_eval_samples=settings.max_eval_samples)}
+
+    decide = unc.run_rounds(ctx, settings, start, specs=lambda g: _arm_specs(cfg, d, g), verdicts=verdicts,
+                            deciding={"param_efficiency": ["final", "reference"]}, records=records)
+    final_recs, ref_recs = arm_records("final", start), arm_records("reference", start)
     g_final, g_ref = an.group(final_recs, splits), an.group(ref_recs, splits)
+    g_final["intervals"] = unc.arm_intervals(final_recs, splits, **opts)
+    g_ref["intervals"] = unc.arm_intervals(ref_recs, splits, **opts)
     g_final.update({"label": f"final {kind} {small}", "budget": small, "budget_params": ctx.budget(small), "role": "final"})
     g_ref.update({"label": f"{kind} {ref} (same recipe)", "budget": ref, "budget_params": ctx.budget(ref),
                   "role": "reference"})
@@ -179,6 +259,16 @@ def run(ctx) -> dict:
     iou_small = an.mean(g_final, split, "spatial_iou")
     weights_small, weights_ref = an.mean(g_final, "perf", "weights_mb"), an.mean(g_ref, "perf", "weights_mb")
     train_d = an.mean(g_final, "train", "distance") if "train" in splits else None
+    pair = pair_intervals(unc.as_dicts(final_recs), unc.as_dicts(ref_recs), split, **opts)
+    ttr = pair.get("training_time_ratio")
+    intervals = {
+        "param_efficiency": pair.get("param_efficiency"), "distance_10m": pair.get("distance_small"),
+        "distance_100m": pair.get("distance_ref"), "spatial_iou": pair.get("spatial_iou_small"),
+        "latency_ms": unc.arm_interval(final_recs, "latency_ms", section="perf", **opts),
+        "latency_ratio": pair.get("latency_ratio"), "training_time_ratio": ttr,
+        "val_distance_10m": unc.arm_interval(final_recs, "distance", "val", **opts),
+        "generalization_gap": unc.split_gap(final_recs, split, "train", **opts) if "train" in splits else None,
+    }
     summary = {
         "distance_name": ctx.study.distance["name"],
         "arch": kind,
@@ -202,8 +292,13 @@ def run(ctx) -> dict:
         "memory_reduction": an.ratio(weights_ref, weights_small),
         "forward_memory_reduction": an.ratio(an.mean(g_ref, "perf", "forward_peak_memory_mb"),
                                              an.mean(g_final, "perf", "forward_peak_memory_mb")),
-        "training_time_ratio": an.ratio(an.mean(g_final, "training", "steps_to_plateau"),
-                                        an.mean(g_ref, "training", "steps_to_plateau")),
+        # steps to plateau on the validation loss: n/a when the reference did not plateau, a lower bound when
+        # final-budget runs did not (c2bridge.stats.plateau_ratio)
+        "training_time_ratio": ttr.estimate if ttr is not None else None,
+        "training_time_ratio_note": ttr.note if ttr is not None else "no completed trials",
+        "budget_source": d["budget_source"],
+        "intervals": {k: unc.to_record(v) for k, v in intervals.items() if v is not None},
+        "decide": decide,
         "wall_time_ratio": an.ratio(an.mean(g_final, "training", "time_s"), an.mean(g_ref, "training", "time_s")),
         "train_time_s_10m": an.mean(g_final, "training", "time_s"),
         "generalization_gap": (d_small - train_d) if d_small is not None and train_d is not None else None,
@@ -236,13 +331,15 @@ def run(ctx) -> dict:
         if grid:
             grids[row["label"]] = grid
     summary["phase3_configuration"] = {
-        "kind": kind, "budget": small, "params": g_final.get("params"), "recipe": describe(recipe),
-        "checkpoint": (checkpoints.get("final") or {}).get("path"),
+        "kind": kind, "budget": small, "budget_source": d["budget_source"], "params": g_final.get("params"),
+        "recipe": describe(recipe), "checkpoint": (checkpoints.get("final") or {}).get("path"),
     }
     summary = E24Summary(**summary).to_dict()
     eff = summary["param_efficiency"]
     text = (f"{kind} at {small} ({g_final.get('params') or ctx.budget(small):,.0f} params) with {describe(recipe)}: "
-            + (f"param_efficiency {eff:.3f} vs {ref} on {split}" if eff is not None else "param_efficiency not measured"))
+            + (f"param_efficiency {eff:.3f}{md.ci(summary['intervals'].get('param_efficiency'))} vs {ref} on {split}"
+               if eff is not None else "param_efficiency not measured")
+            + (f" (the size E2.1's pivot §8.1 found)" if d["budget_source"] != "config" else ""))
     return {
         "status": an.experiment_status([g_final, g_ref] + ref_rows),
         "arms": [g_final, g_ref] + ref_rows,
@@ -269,11 +366,14 @@ def findings(results: dict, exp: dict, figs: dict) -> str:
     """This experiment's FINDINGS.md section."""
     s = exp.get("summary") or {}
     split = s.get("eval_split", "heldout")
+    ivs = s.get("intervals") or {}
     rows = []
     for a in exp.get("arms") or []:
         perf = a.get("perf") or {}
+        aiv = (a.get("intervals") or {}).get(split) or {}
         rows.append([a.get("label"), a.get("role"), md.params(a.get("params")),
-                     md.pm((a.get(split) or {}).get("distance")), md.pm((a.get(split) or {}).get("spatial_iou"), 3),
+                     md.pm((a.get(split) or {}).get("distance")) + md.ci(aiv.get("distance")),
+                     md.pm((a.get(split) or {}).get("spatial_iou"), 3) + md.ci(aiv.get("spatial_iou")),
                      md.pm((a.get("val") or {}).get("distance")), md.pm((a.get("train") or {}).get("distance")),
                      md.pm(perf.get("latency_ms"), 3), md.pm(perf.get("weights_mb"), 3)])
     for b in s.get("quoted_baselines") or []:
@@ -286,13 +386,24 @@ def findings(results: dict, exp: dict, figs: dict) -> str:
              f"headline split: **{split}**.", "", md.protocol_table(exp), "",
              md.table(["row", "role", "params", f"{split} distance ({s.get('distance_name')})", f"{split} spatial IoU",
                     "val distance", "train-split distance", "adapter latency (ms)", "weights (MB)"], rows), "",
-             f"- param_efficiency (final recipe, {split}): **{md.num(s.get('param_efficiency'))}**; per seed pair "
+             f"- param_efficiency (final recipe, {split}): **{md.num(s.get('param_efficiency'))}**"
+             f"{md.ci(ivs.get('param_efficiency'), method=True)}; per seed pair "
              f"{md.pm(s.get('param_efficiency_per_seed'))}.",
+             f"- {split} distance {md.num(s.get('distance_10m'))}{md.ci(ivs.get('distance_10m'))} (reference "
+             f"{md.num(s.get('distance_100m'))}{md.ci(ivs.get('distance_100m'))}); spatial IoU "
+             f"{md.num(s.get('spatial_iou'))}{md.ci(ivs.get('spatial_iou'))}; adapter latency "
+             f"{md.num(s.get('latency_ms'))}{md.ci(ivs.get('latency_ms'))} ms (ratio to the reference "
+             f"{md.ci(ivs.get('latency_ratio')).strip() or '–'}).",
              f"- Memory reduction 100M vs 10M (weights): {md.num(s.get('memory_reduction'))}x; forward peak memory "
              f"ratio {md.num(s.get('forward_memory_reduction'))}x; 10M weights {md.num(s.get('memory_10m_gb'))} GB.",
-             f"- Training-time ratio (steps to plateau, 10M / 100M): {md.num(s.get('training_time_ratio'))}; wall-time "
-             f"ratio {md.num(s.get('wall_time_ratio'))}.",
-             f"- Generalization gap ({split} − train distance): {md.num(s.get('generalization_gap'))}.",
+             f"- Training-time ratio (steps to plateau on the validation loss, 10M / 100M): "
+             + (md.num(s.get('training_time_ratio')) + md.ci(ivs.get('training_time_ratio'))
+                if s.get('training_time_ratio') is not None else f"n/a ({s.get('training_time_ratio_note')})")
+             + f"; wall-time ratio {md.num(s.get('wall_time_ratio'))}.",
+             f"- Generalization gap ({split} − train distance): {md.num(s.get('generalization_gap'))}"
+             f"{md.ci(ivs.get('generalization_gap'))}.",
+             f"- {unc.rounds_text(s.get('decide'))}",
+             f"- Final budget from: {s.get('budget_source', 'config')}.",
              f"- Recommended configuration for Phase 3: {s.get('phase3_configuration')}.", "",
              "Verdicts:", "", md.verdict_table(exp.get("verdicts") or {}), "",
              md.figure(figs, "learning_curves_e2_4", "E2.4 learning curves"), md.grids(figs, EXPERIMENT.id, exp)]

@@ -4,7 +4,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-VERDICT_TEXT = {"target": "**target**", "acceptable": "acceptable", "fail": "**FAIL**", "missing": "not measured"}
+VERDICT_TEXT = {"target": "**target**", "acceptable": "acceptable", "fail": "**FAIL**", "missing": "not measured",
+                "undetermined": "**undetermined**"}
 
 
 def num(x: Any, digits: int = 4) -> str:
@@ -39,6 +40,31 @@ def pm(node: Any, digits: int = 4) -> str:
     return s
 
 
+def ci(iv: Any, digits: int = 3, method: bool = False) -> str:
+    """`` [low, high]`` of an interval record (``Interval.to_dict()``), with its method and resamples when
+    ``method``; "" when there is none. An open upper end (a lower bound) reads ``[low, ∞)``."""
+    if not isinstance(iv, dict) or iv.get("low") is None:
+        return ""
+    high = "∞)" if iv.get("high") is None else f"{iv['high']:.{digits}g}]"
+    text = f" [{iv['low']:.{digits}g}, {high}"
+    if method:
+        how = f"{iv.get('level', 0.95):.0%} CI, {iv.get('method')}"
+        if iv.get("n_resamples"):
+            how += f", {iv['n_resamples']} resamples"
+        how += f", {iv.get('n_seeds')} seed(s) x {iv.get('n_samples')} sample(s)"
+        if iv.get("note"):
+            how += f"; {iv['note']}"
+        text += f" ({how})"
+    return text
+
+
+def ci_pair(pair: Any, digits: int = 3) -> str:
+    """`` [low, high]`` of a ``[low, high]`` list (the scaling fit's parameter intervals)."""
+    if not isinstance(pair, (list, tuple)) or len(pair) != 2 or None in pair:
+        return ""
+    return f" [{pair[0]:.{digits}g}, {pair[1]:.{digits}g}]"
+
+
 def params(x: Any) -> str:
     if x is None:
         return "–"
@@ -62,6 +88,12 @@ def verdict_text(v: dict) -> str:
     text = VERDICT_TEXT.get(v.get("verdict"), str(v.get("verdict")))
     if v.get("verdict") == "fail" and v.get("severity"):
         text += f" ({v['severity']})"
+    if v.get("verdict") == "undetermined" and len(v.get("between") or []) > 1:
+        text += " (" + " / ".join(v["between"]) + ")"
+    elif v.get("verdict") == "undetermined" and v.get("between"):
+        text += f" ({v['between'][0]} on an incomplete interval)"
+    elif v.get("certain"):
+        text += f", certain at {(v.get('interval') or {}).get('level', 0.95):.0%}"
     if v.get("comparable") is False:
         text += " — indicative only"
     return text
@@ -90,9 +122,13 @@ def verdict_table(verdicts: dict) -> str:
             alt = v["alternative"]
             note = (note + "; " if note else "") + (f"under {alt.get('source')} bands ({threshold_text({**alt, 'direction': v['direction']})}): "
                                                       f"{verdict_text(alt)}")
-        rows.append([f"{v.get('plan_metric', name)} (`{name}`)", num(v.get("value")), threshold_text(v),
-                     verdict_text(v), note])
-    return table(["metric", "value", "plan's bands", "verdict", "note"], rows)
+        if v.get("verdict") == "undetermined" and v.get("settle"):
+            note = (note + "; " if note else "") + v["settle"]
+        if (v.get("interval") or {}).get("note"):
+            note = (note + "; " if note else "") + v["interval"]["note"]
+        rows.append([f"{v.get('plan_metric', name)} (`{name}`)", num(v.get("value")),
+                     ci(v.get("interval")).strip() or "–", threshold_text(v), verdict_text(v), note])
+    return table(["metric", "value", "95% CI", "plan's bands", "verdict", "note"], rows)
 
 
 def figure(figs: dict, name: str, caption: str) -> str:

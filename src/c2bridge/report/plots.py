@@ -103,7 +103,8 @@ def _has_curve(trial: dict | None) -> bool:
 
 
 def ablation_bars(results: dict, experiment: str, out: Path) -> Path | None:
-    """Mean distance ± seed spread per arm (E2.2 architectures, E2.3 grid arms)."""
+    """Mean distance per arm with its 95% interval as the error bar (the seed spread where an arm has no interval;
+    E2.2 architectures, E2.3 grid arms)."""
     exp = (results.get("experiments") or {}).get(experiment) or {}
     arms = [a for a in exp.get("arms") or [] if mean_of((a.get("val") or {}).get("distance")) is not None]
     if not arms:
@@ -111,21 +112,31 @@ def ablation_bars(results: dict, experiment: str, out: Path) -> Path | None:
     plt = pyplot()
     labels = [a.get("label") for a in arms]
     means = [mean_of(a["val"]["distance"]) for a in arms]
-    errs = [std_of(a["val"]["distance"]) or 0.0 for a in arms]
+    errs = [interval_err(a, m) for a, m in zip(arms, means)]  # [(below, above)]
     groups = list(dict.fromkeys(a.get("grid") or "" for a in arms))  # one colour per grid, in order
     colors = [f"C{groups.index(a.get('grid') or '') % 10}" for a in arms]
     fig, ax = plt.subplots(figsize=(max(5.0, 0.55 * len(arms) + 2), 3.8))
-    ax.bar(range(len(arms)), means, yerr=errs, capsize=3, color=colors, alpha=0.85)
+    ax.bar(range(len(arms)), means, yerr=[[e[0] for e in errs], [e[1] for e in errs]], capsize=3, color=colors,
+           alpha=0.85)
     ax.set_xticks(range(len(arms)))
     ax.set_xticklabels(labels, rotation=35, ha="right", fontsize=8)
-    ax.set_ylabel("distance on val (lower is better)")
-    lo = min(m - e for m, e in zip(means, errs))
-    hi = max(m + e for m, e in zip(means, errs))
+    ax.set_ylabel("distance on val (lower is better), 95% CI")
+    lo = min(m - e[0] for m, e in zip(means, errs))
+    hi = max(m + e[1] for m, e in zip(means, errs))
     pad = (hi - lo) * 0.3 or abs(hi) * 0.1 or 0.01
     ax.set_ylim(max(0.0, lo - pad), hi + pad)
     ax.grid(True, axis="y", alpha=0.3)
     ax.set_title(f"{experiment.upper()} — {subtitle(results)}", fontsize=10)
     return save_figure(fig, out)
+
+
+def interval_err(arm: dict, value: float, split: str = "val", metric: str = "distance") -> tuple[float, float]:
+    """(below, above) error-bar lengths from the arm's 95% interval; the seed spread when it has none."""
+    iv = ((arm.get("intervals") or {}).get(split) or {}).get(metric) or {}
+    if iv.get("low") is not None and iv.get("high") is not None:
+        return max(0.0, value - iv["low"]), max(0.0, iv["high"] - value)
+    e = std_of((arm.get(split) or {}).get(metric)) or 0.0
+    return e, e
 
 
 def grid_montage(run_dir: Path, grids: dict[str, str], title: str, out: Path) -> Path | None:
