@@ -67,6 +67,11 @@ class DataSection:
     limit_train: Union[int, None] = None  # use only the first N training samples (null = all)
     limit_val: Union[int, None] = None  # use only the first N validation samples (null = all)
     in_memory_max_mb: float = 2048.0  # load a cache into memory when it is smaller than this (else read per batch)
+    # A mixed training set instead of train_cache: entries {cache: DIR, weight: W > 0, name: LABEL (optional; the
+    # cache's dataset by default), limit: N (optional)}. Each micro-batch comes from ONE cache, picked with
+    # probability W / sum(W) (so images and clips never share a batch); every cache walks its own per-epoch
+    # permutation. All caches must share one encoder key. Per-cache train losses are logged as loss/<name>.
+    mix: list = field(default_factory=list)
 
 
 @dataclass
@@ -275,6 +280,7 @@ def validate_config(cfg: TrainConfig) -> None:
     need(cfg.data.limit_train is None or cfg.data.limit_train >= 1, "data.limit_train", "expected null or >= 1")
     need(cfg.data.limit_val is None or cfg.data.limit_val >= 1, "data.limit_val", "expected null or >= 1")
     need(cfg.data.in_memory_max_mb >= 0, "data.in_memory_max_mb", "expected a number >= 0")
+    errors += mix_errors(cfg.data)
     # optim
     o = cfg.optim
     need(math.isfinite(o.lr) and o.lr > 0, "optim.lr", "expected a learning rate > 0")
@@ -348,6 +354,44 @@ def validate_config(cfg: TrainConfig) -> None:
         raise ValueError("invalid training config: " + "; ".join(errors))
 
 
+MIX_KEYS = ("cache", "weight", "name", "limit")
+
+
+def mix_errors(data: DataSection) -> list[str]:
+    """What is wrong with ``data.mix`` (empty list: nothing): entries, weights > 0, unique names, no train_cache."""
+    if not data.mix:
+        return []
+    errors = []
+    if data.train_cache is not None:
+        errors.append(f"data.mix and data.train_cache={_show(data.train_cache)} are both set; expected one of them "
+                      f"(a mixed training set lists every train cache in data.mix)")
+    names = []
+    for i, entry in enumerate(data.mix):
+        key = f"data.mix[{i}]"
+        if not isinstance(entry, Mapping) or "cache" not in entry or "weight" not in entry:
+            errors.append(f"{key}={_show(entry)}: expected a mapping {{cache: DIR, weight: W}} (name, limit optional)")
+            continue
+        unknown = sorted(set(entry) - set(MIX_KEYS))
+        if unknown:
+            errors.append(f"{key}: unknown keys {unknown}; expected any of {list(MIX_KEYS)}")
+        w = entry["weight"]
+        try:
+            w = float(w)
+        except (TypeError, ValueError):
+            w = float("nan")
+        if isinstance(entry["weight"], bool) or not (math.isfinite(w) and w > 0):
+            errors.append(f"{key}.weight={_show(entry['weight'])}: expected a sampling weight > 0")
+        limit = entry.get("limit")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            errors.append(f"{key}.limit={_show(limit)}: expected null or an integer >= 1")
+        if entry.get("name") is not None:
+            names.append(str(entry["name"]))
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        errors.append(f"data.mix names {dupes} repeat; expected one name per cache")
+    return errors
+
+
 def config_hash(cfg: TrainConfig) -> str:
     """Stable hash of everything that can change the numbers (the `log` section is left out)."""
     from c2bridge._io import stable_hash, to_plain
@@ -365,6 +409,8 @@ def config_to_dict(cfg: TrainConfig) -> dict:
     plain = to_plain(cfg)
     if cfg.decoder_lora.rank is None:
         plain.pop("decoder_lora", None)
+    if not cfg.data.mix:  # likewise a single-cache run's data section
+        plain.get("data", {}).pop("mix", None)
     return plain
 
 

@@ -120,24 +120,23 @@ class AdapterTrainingRecipe:
     def setup_data(self) -> None:
         """The caches (checked against the preset, the config and each other), their samples, the run length."""
         cfg = self.cfg
-        self.train_cache = _open_cache(cfg.data.train_cache, "data.train_cache", required=True)
+        self.batch_size, self.accum = cfg.optim.batch_size, cfg.optim.grad_accum
+        self.sources = _train_sources(cfg, self.preset, self.batch_size)  # one per train cache (data.mix or one)
+        self.train_cache = self.sources[0].cache
         self.val_cache = _open_cache(cfg.data.val_cache, "data.val_cache", required=False)
-        _check_cache(self.train_cache, "data.train_cache", cfg, self.preset, augment=cfg.data.augment)
         if self.val_cache is not None:
             _check_cache(self.val_cache, "data.val_cache", cfg, self.preset, augment=None)
             _check_same_encoders(self.train_cache, self.val_cache)
-        self.train_groups = self.train_cache.view_groups(cfg.data.limit_train)  # sample -> its cached views
+        self.train_groups = self.sources[0].groups  # sample -> its cached views
         self.val_groups = self.val_cache.view_groups(cfg.data.limit_val) if self.val_cache is not None else []
-        self.n_train, self.n_val = len(self.train_groups), len(self.val_groups)
-        self.batch_size, self.accum = cfg.optim.batch_size, cfg.optim.grad_accum
-        if self.n_train < self.batch_size:
-            raise ValueError(f"data.train_cache has {self.n_train} samples, fewer than optim.batch_size="
-                             f"{self.batch_size}; expected at least one full micro-batch")
-        self.micro_per_epoch = self.n_train // self.batch_size  # the last partial micro-batch of an epoch is dropped
+        self.n_train, self.n_val = sum(len(s.groups) for s in self.sources), len(self.val_groups)
+        # the last partial micro-batch of each cache's epoch is dropped
+        self.micro_per_epoch = sum(s.micro_per_epoch for s in self.sources)
         if cfg.optim.max_steps is not None:
             self.total_steps = int(cfg.optim.max_steps)
         else:
             self.total_steps = max(1, math.ceil(cfg.optim.epochs * self.micro_per_epoch / self.accum))
+        self.mix = _MixSchedule(cfg.seed, [s.weight for s in self.sources], self.total_steps * self.accum)
         check_schedule(cfg, self.total_steps)
 
     # ------------------------------------------------------------------ 3. model
@@ -165,7 +164,9 @@ class AdapterTrainingRecipe:
                                             cfg.decoder_lora.dropout, tuple(cfg.decoder_lora.targets), seed=cfg.seed)
             self.params += lora.trainable(self.decoder_lora)
         self.trained = _TrainedWeights(self.adapter, self.decoder_lora)  # what checkpoints and the final save write
-        self.train_samples = _Samples(self.train_cache, self.train_groups, cfg, self.bridge, device)
+        for source in self.sources:
+            source.samples = _Samples(source.cache, source.groups, cfg, self.bridge, device)
+        self.train_samples = self.sources[0].samples
         self.val_samples = (_Samples(self.val_cache, self.val_groups, cfg, self.bridge, device)
                             if self.n_val else None)
 
@@ -297,6 +298,7 @@ class AdapterTrainingRecipe:
         """Backward over the step's micro-batches -> (mean loss, mean loss terms)."""
         cfg, accum = self.cfg, self.accum
         loss_sum, parts_sum = 0.0, {}
+        per_source: dict[str, list[float]] = {}  # a mixed set: each cache's micro-batch losses of this step
         for a in range(accum):
             batch = self.micro_batch(step * accum + a)
             if cfg.debug.nan_at_step is not None and step == cfg.debug.nan_at_step:
@@ -308,6 +310,11 @@ class AdapterTrainingRecipe:
             loss_sum += float(loss.detach()) / accum
             for k, v in parts.items():
                 parts_sum[k] = parts_sum.get(k, 0.0) + v / accum
+            if len(self.sources) > 1:
+                per_source.setdefault(self.sources[self.mix.source(step * accum + a)].name, []).append(
+                    float(loss.detach()))
+        for name, values in per_source.items():  # only the caches this step drew from
+            parts_sum[f"loss/{name}"] = sum(values) / len(values)
         return loss_sum, parts_sum
 
     def _check_divergence(self, loss: float, grad_norm: float) -> None:
@@ -324,13 +331,14 @@ class AdapterTrainingRecipe:
         self.state["running_min"] = loss if running_min is None else min(running_min, loss)
 
     def micro_batch(self, m: int) -> dict:
-        """Micro-batch ``m`` of the run: a slice of epoch ``m // M``'s permutation (recomputable on resume)."""
-        epoch, j = divmod(m, self.micro_per_epoch)
-        if getattr(self, "_perm_epoch", None) != epoch:
-            g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
-            self._perm_epoch, self._perm = epoch, torch.randperm(self.n_train, generator=g)
+        """Micro-batch ``m`` of the run, recomputable from (seed, m) on resume: the mix picks its cache and that
+        cache's own count ``k`` of micro-batches so far; the batch is slice ``k % M`` of the cache's epoch
+        ``k // M`` permutation (M = the cache's micro-batches per epoch). One cache: ``k = m``."""
+        source = self.sources[self.mix.source(m)]
+        epoch, j = divmod(self.mix.rank(m), source.micro_per_epoch)
         B = self.batch_size
-        batch = self.train_samples.batch(self._perm[j * B:(j + 1) * B].tolist(), epoch=epoch)
+        batch = source.samples.batch(source.permutation(self.cfg.seed, epoch)[j * B:(j + 1) * B].tolist(),
+                                     epoch=epoch)
         if self.cfg.data.feature_mixup_alpha > 0:
             batch = _feature_mixup(batch, self.mixup_rng, self.cfg.data.feature_mixup_alpha)
         return batch
@@ -613,6 +621,91 @@ def _check_cache(cache, key: str, cfg: TrainConfig, preset, augment: str | None)
     if augment is not None and cache.augmentation != augment:
         raise ValueError(f"{where}: the cache was extracted with augment={cache.augmentation!r} but "
                          f"data.augment={augment!r}; expected a train cache extracted with augment={augment!r}")
+
+
+class _TrainSource:
+    """One train cache of the run: its samples' views, its sampling weight, and its label in ``loss/<name>``."""
+
+    def __init__(self, index: int, name: str, cache, groups: list, weight: float, batch_size: int):
+        self.index, self.name, self.cache, self.groups, self.weight = index, name, cache, groups, weight
+        self.micro_per_epoch = len(groups) // batch_size
+        self.samples = None  # _Samples, once the decoder exists (setup_model)
+        self._perm_epoch, self._perm = None, None
+
+    def permutation(self, seed: int, epoch: int):
+        """This cache's sample order in ``epoch``: the first cache keeps the single-cache order (seed, epoch), so a
+        one-cache run is unchanged; the others draw from (seed, cache index, epoch)."""
+        if self._perm_epoch != epoch:
+            if self.index == 0:
+                g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            else:
+                from c2bridge.data.augment import derive_seed
+
+                g = torch.Generator().manual_seed(derive_seed(seed, "mix", self.index, epoch))
+            self._perm_epoch, self._perm = epoch, torch.randperm(len(self.groups), generator=g)
+        return self._perm
+
+
+class _MixSchedule:
+    """Which train cache each micro-batch of the run comes from: a pure function of (seed, weights, micro-batch),
+    so a resumed run recomputes it. ``source(m)`` = the cache index, ``rank(m)`` = how many earlier micro-batches
+    that cache gave. One cache: ``source(m) = 0``, ``rank(m) = m``."""
+
+    def __init__(self, seed: int, weights: list[float], n_micro: int):
+        self.single = len(weights) == 1
+        if self.single:
+            return
+        from c2bridge.data.augment import derive_seed
+
+        p = np.asarray(weights, dtype=np.float64)
+        rng = np.random.default_rng(derive_seed(seed, "mix-order"))
+        self.sources = rng.choice(len(p), size=max(1, n_micro), p=p / p.sum())  # [n_micro]
+        self.ranks = np.zeros(len(self.sources), dtype=np.int64)
+        for d in range(len(p)):  # the k-th micro-batch drawn from cache d has rank k
+            hit = self.sources == d
+            self.ranks[hit] = np.arange(int(hit.sum()))
+
+    def source(self, m: int) -> int:
+        return 0 if self.single else int(self.sources[m])
+
+    def rank(self, m: int) -> int:
+        return m if self.single else int(self.ranks[m])
+
+    def counts(self) -> list[int]:
+        return [] if self.single else np.bincount(self.sources).tolist()
+
+
+def _train_sources(cfg: TrainConfig, preset, batch_size: int) -> list[_TrainSource]:
+    """The run's train caches, each checked (dims, preset, augmentation, >= one micro-batch), all from the same
+    encoders: ``data.mix`` entries, or ``data.train_cache`` alone. One clear error before anything is written."""
+    if not cfg.data.mix:
+        entries = [{"cache": cfg.data.train_cache, "weight": 1.0, "limit": cfg.data.limit_train}]
+        keys = ["data.train_cache"]
+    else:
+        entries = list(cfg.data.mix)
+        keys = [f"data.mix[{i}].cache" for i in range(len(entries))]
+    sources: list[_TrainSource] = []
+    for i, (entry, key) in enumerate(zip(entries, keys)):
+        cache = _open_cache(entry["cache"], key, required=True)
+        _check_cache(cache, key, cfg, preset, augment=cfg.data.augment)
+        groups = cache.view_groups(entry.get("limit"))
+        if len(groups) < batch_size:
+            raise ValueError(f"{key}={str(cache.dir)!r} has {len(groups)} samples, fewer than optim.batch_size="
+                             f"{batch_size}; expected at least one full micro-batch")
+        dataset = ((cache.manifest.get("spec") or {}).get("dataset") or {}).get("name")
+        name = entry.get("name") or dataset or f"cache{i}"
+        sources.append(_TrainSource(i, str(name), cache, groups, float(entry["weight"]), batch_size))
+    first = sources[0]
+    for source, key in zip(sources[1:], keys[1:]):
+        if source.cache.encoder_key != first.cache.encoder_key:
+            raise ValueError(f"{key}={str(source.cache.dir)!r} comes from different encoders than {keys[0]} "
+                             f"(encoder keys {source.cache.encoder_key} vs {first.cache.encoder_key}); expected every "
+                             f"cache of data.mix extracted with the same encoders")
+    names = [s.name for s in sources]
+    for s in sources:  # two caches of one dataset (e.g. shapes + its augmented views) need distinct labels
+        if names.count(s.name) > 1:
+            s.name = f"{s.name}{s.index}"
+    return sources
 
 
 def _check_same_encoders(train_cache, val_cache) -> None:
