@@ -111,6 +111,10 @@ class MiniPreset(Preset):
                   "also needs Q3). The plan's quoted baselines (P2, C1) are quotes, not measurements.",
         "gate2": "computed on the {name} preset: it shows the decision procedure and the direction of the effects; "
                  "it is not a Gate 2 decision about the real models",
+        "stream_weighting": "**This sweep cannot answer the question in the miniature.** The `{name}` preset's VLM "
+                            "is a seeded-random Qwen2.5-VL: its features carry no meaning, so any weight on the VLM "
+                            "stream only measures how well the adapter ignores noise. The answer needs the full "
+                            "models (or a miniature VLM trained to carry meaning).",
     }
 
     def _decoder_weights(self) -> dict:
@@ -145,6 +149,8 @@ class TinyPreset(Preset):
                   "(features → adapter → frozen decoder → sampled metrics → verdicts → report) and that the "
                   "bookkeeping (trial keys, re-runs, failures) works.",
         "gate2": "computed on the {name} preset (random models): it only exercises the decision procedure",
+        "stream_weighting": "**This sweep cannot answer the question on the `{name}` preset**: both encoders are "
+                            "random.",
     }
 
     def _decoder_weights(self) -> dict:

@@ -23,6 +23,8 @@ class ExperimentInfo:
     title: str
     requires: tuple[str, ...] = ()  # experiments whose summaries this one reads (run first when missing)
     gate: str | None = None  # the criterion whose verdict decides Gate 2's C2 part (one experiment declares it)
+    group: str | None = None  # a named set run together (``branches``: the plan's pivots and open questions);
+    # ``all`` is the study proper: the experiments without a group
 
     @property
     def stem(self) -> str:
@@ -104,18 +106,29 @@ def get(name: str) -> ModuleType:
     return experiments()[canonical]
 
 
+def groups() -> dict[str, tuple[str, ...]]:
+    """Group name -> its experiments' ids (``all``: every experiment without a group; ``branches``: ...)."""
+    out: dict[str, list[str]] = {"all": []}
+    for name, module in experiments().items():
+        out.setdefault(module.EXPERIMENT.group or "all", []).append(name)
+    return {k: tuple(v) for k, v in out.items()}
+
+
 def normalize_names(names: Iterable[str]) -> list[str]:
-    """``all`` / ``e2.1`` / ``e2_1`` / ``E2.1`` -> study-ordered unique ids; one clear error for unknown names."""
+    """``all`` / ``branches`` / ``e2.1`` / ``e2_1`` / ``E2.1`` / ``p8.2`` -> study-ordered unique ids; one clear
+    error for unknown names."""
     order = ids()
+    named = groups()
     wanted = set()
     for raw in names:
         name = raw.strip().lower().replace("_", ".")
-        if name == "all":
-            wanted.update(order)
+        if name in named:
+            wanted.update(named[name])
         elif name in order:
             wanted.add(name)
         else:
-            raise ValueError(f"unknown experiment {raw!r}; expected one of {', '.join(order)} or all")
+            raise ValueError(f"unknown experiment {raw!r}; expected one of {', '.join(order)} or a group: "
+                             f"{', '.join(named)}")
     return [n for n in order if n in wanted]
 
 

@@ -34,7 +34,11 @@ SCHEMA = "c2bridge.results/v1"
 RESULTS_FILE = "results.yaml"
 TRIAL_STATUSES = ("completed", "diverged", "failed", "running")
 FINISHED = ("completed", "diverged")  # outcomes: a re-run never repeats them
-EXPERIMENT_IDS = ("e2.1", "e2.2", "e2.3", "e2.4")
+def _experiment_ids() -> tuple[str, ...]:
+    """The registered experiments (c2bridge.experiments.registry): the ids results.yaml may hold."""
+    from c2bridge.experiments.registry import ids
+
+    return ids()
 PACKAGES = ("c2bridge", "torch", "diffusers", "transformers", "lpips", "torchmetrics", "safetensors", "numpy")
 
 
@@ -124,8 +128,9 @@ def validate_results(results: Any, source: str = "results") -> None:
         if not isinstance(trial.get("config"), dict):
             raise ValueError(f"{source}: trial {key} has no config")
     for name, exp in results["experiments"].items():
-        if name not in EXPERIMENT_IDS:
-            raise ValueError(f"{source}: unknown experiment {name!r}, expected one of {EXPERIMENT_IDS}")
+        known = _experiment_ids()
+        if name not in known:
+            raise ValueError(f"{source}: unknown experiment {name!r}, expected one of {known}")
         for k in ("summary", "verdicts"):
             if not isinstance(exp.get(k, {}), dict):
                 raise ValueError(f"{source}: experiments.{name}.{k} must be a mapping")
