@@ -1,4 +1,5 @@
 """Behaviour of every registered adapter kind (parametrized over the registry), at the mini preset's dims."""
+import inspect
 import json
 import math
 
@@ -300,3 +301,18 @@ def test_unknown_kind_and_option():
         build_adapter("query", None, n_patches=50)
     with pytest.raises(ValueError, match="dropout"):
         build_adapter("query", None, dropout=1.5)
+    for kind in ("query", "perceiver", "moe"):  # the attention kinds: zero heads is one clear line, not a crash
+        with pytest.raises(ValueError, match="n_heads must be a positive int"):
+            build_adapter(kind, None, n_heads=0, device="meta")
+
+
+def test_config_records_every_constructor_argument_once():
+    # the kind's own options and the shared ones (Adapter.__init__), defaults included, resolved where None
+    adapter = build_adapter("query", None, dropout=0, stream_weights=(1, 1), device="meta")
+    cfg = adapter.config
+    assert cfg["kind"] == "query" and cfg["dropout"] == 0.0 and isinstance(cfg["dropout"], float)
+    assert cfg["stream_weights"] == [1.0, 1.0] and cfg["ffn_dim"] == 4 * cfg["width"] and cfg["n_heads"] >= 1
+    signature = set(inspect.signature(type(adapter).__init__).parameters) - {"self"}
+    assert set(cfg) - {"kind"} == signature  # nothing hand-assembled, nothing missing
+    with torch.device("meta"):
+        assert type(adapter)(**{k: v for k, v in cfg.items() if k != "kind"}).config == cfg  # round trip

@@ -53,7 +53,11 @@ def compact(values: list[int]):
 
 def default_heads(width: int, n_heads: int | None = None) -> int:
     """Attention heads of a width when not given: one per 64 channels, at least one."""
-    return max(1, width // 64) if n_heads is None else n_heads
+    if n_heads is None:
+        return max(1, width // 64)
+    if not isinstance(n_heads, int) or isinstance(n_heads, bool) or n_heads < 1:
+        raise ValueError(f"n_heads must be a positive int (or None: width // 64), got {n_heads!r}")
+    return n_heads
 
 
 @contextlib.contextmanager

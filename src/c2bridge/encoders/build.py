@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import torch
 
+from c2bridge.device import pick_device
 from c2bridge.encoders.dinov2 import FULL_DINO_ID, DinoPreprocess, DinoV2Encoder
 from c2bridge.encoders.hub import weights_revision
 from c2bridge.encoders.qwen_vl import FULL_VLM_ID, QwenVLEncoder
@@ -26,7 +27,7 @@ class Encoders(NamedTuple):
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return pick_device("auto")
 
 
 def build_encoders(preset, device=None, **options) -> Encoders:
