@@ -84,8 +84,9 @@ def plan_block(results: dict) -> dict:
             and math.isfinite(value) else None
         v = verdict(value, criterion)
         criterion.update(value=value, verdict=v["verdict"], severity=v["severity"])
-        interval = next((summary.get(k.format(name=key)) for k in INTERVAL_KEYS
-                         if isinstance(summary.get(k.format(name=key)), dict)), None)
+        interval = (summary.get("intervals") or {}).get(key) or next(
+            (summary.get(k.format(name=key)) for k in INTERVAL_KEYS if isinstance(summary.get(k.format(name=key)), dict)),
+            None)
         if interval and interval.get("low") is not None and interval.get("high") is not None:
             criterion["interval"] = {k: interval[k] for k in ("low", "high", "level", "method") if k in interval}
     preset = results.get("preset") or {}
