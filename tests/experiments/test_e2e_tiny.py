@@ -12,18 +12,21 @@ from c2bridge.report.results import load_results
 OVERRIDES = [
     "e2_1.budgets=[10m]", "e2_1.reference_budget=10m", "e2_1.seeds=[0]",
     "e2_2.kinds=[query, lora]", "e2_2.seeds=[0]",
-    "e2_2.adapter_overrides={lora: {no_such_option: 1}}",  # build_adapter refuses it: this trial fails
-]
+]  # (a bad adapter option is refused before the study starts: tests/reliability/test_bad_inputs.py)
 
 
 class CountingBackend(TorchBackend):
-    def __init__(self):
+    """The real backend, counting its trials; ``fail_kind``: trials of that adapter kind raise at run time."""
+
+    def __init__(self, fail_kind: str | None = None):
         super().__init__()
         self.calls = []
         inner = self.trial_fn
 
         def counted(trial):
             self.calls.append(trial["key"])
+            if fail_kind and ((trial["config"].get("train") or {}).get("adapter") or {}).get("kind") == fail_kind:
+                raise RuntimeError(f"injected failure in the {fail_kind} trial")
             return inner(trial)
 
         self.trial_fn = counted
@@ -31,7 +34,7 @@ class CountingBackend(TorchBackend):
 
 def test_tiny_study_end_to_end(tmp_path):
     run = tmp_path / "run"
-    backend = CountingBackend()
+    backend = CountingBackend(fail_kind="lora")  # one trial fails at run time: recorded, the rest go on
     Study(run, preset="tiny", overrides=OVERRIDES, backend=backend, log=lambda s: None).run(["e2.1", "e2.2"])
 
     res = load_results(run)
@@ -40,7 +43,7 @@ def test_tiny_study_end_to_end(tmp_path):
     by_label = {lbl: t for t in res["trials"].values() for lbl in t["labels"].values()}
     query, lora = by_label["query-10m-s0"], by_label["lora-10m-s0"]
     assert query["status"] == "completed" and set(query["labels"]) == {"e2.1", "e2.2"}  # one trial, two uses
-    assert lora["status"] == "failed" and "no_such_option" in lora["error"]
+    assert lora["status"] == "failed" and "injected failure in the lora trial" in lora["error"]
     m = query["metrics"]["val"]  # E2.1/E2.2 trials are evaluated on val (E2.4 adds held-out + train split)
     assert 0 <= m["distance"] <= 2 and m["n"] == 4 and m["distance_name"] == "one_minus_ssim"
     assert query["params"]["trainable"] <= 4e4 and query["perf"]["latency_ms"] > 0
