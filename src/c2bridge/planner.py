@@ -844,6 +844,20 @@ def plan(preset: str = "full", experiments: Iterable[str] | None = None, gpu: st
                       sources=dict(src.get("sources", {})))
 
 
+def _group_hours(experiments: Mapping[str, dict]) -> dict[str, tuple[list[str], float]]:
+    """GPU-hours per experiment group (``all`` = the study proper; ``branches`` = the plan's pivots and open
+    questions), in study order."""
+    from c2bridge.experiments import registry
+
+    known = registry.experiments()
+    out: dict[str, tuple[list[str], float]] = {}
+    for name, e in experiments.items():
+        group = (known[name].EXPERIMENT.group if name in known else None) or "all"
+        names, hours = out.get(group, ([], 0.0))
+        out[group] = (names + [name], hours + e["gpu_hours"])
+    return out
+
+
 def format_plan(result: PlanResult, per_trial: bool = True) -> str:
     """The human-readable tables `c2bridge plan` prints."""
     g = result.gpu
@@ -877,8 +891,20 @@ def format_plan(result: PlanResult, per_trial: bool = True) -> str:
     lines.append(f"{'cache (once)':<12} {c['samples']:>6d} {c['hours']:>8.1f} {'-':>11} {'-':>6} {c['peak_gib']:>13.1f}"
                  f"  {'-' if c['fits'] else 'encoders'}")
     total = result.total_hours
-    lines.append(f"{'total':<12} {'':>6} {total:>8.1f} {plan_total:>11.0f} "
-                 f"{(total / plan_total if plan_total else float('nan')):>6.2f}")
+    by_group = _group_hours(result.experiments)
+    if len(by_group) > 1:  # the study proper (with the cache) against the plan's total; each group on its own line
+        for group, (names, hours) in by_group.items():
+            if group == "all":
+                study = hours + c["hours"]
+                lines.append(f"{'study total':<12} {'':>6} {study:>8.1f} {plan_total:>11.0f} "
+                             f"{(study / plan_total if plan_total else float('nan')):>6.2f}  "
+                             f"{', '.join(names)} + cache")
+            else:
+                lines.append(f"{group:<12} {'':>6} {hours:>8.1f} {'-':>11} {'-':>6} {'':>13}  {', '.join(names)}")
+        lines.append(f"{'total':<12} {'':>6} {total:>8.1f}")
+    else:
+        lines.append(f"{'total':<12} {'':>6} {total:>8.1f} {plan_total:>11.0f} "
+                     f"{(total / plan_total if plan_total else float('nan')):>6.2f}")
     bad = [t for t in result.trials if not t.fits]
     if bad:
         worst = max(bad, key=lambda t: t.peak_gib)
