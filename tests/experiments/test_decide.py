@@ -158,3 +158,20 @@ def test_pivot_trains_the_predicted_smallest_passing_size_and_e2_4_validates_it(
     findings = (tmp_path / "run" / "FINDINGS.md").read_text()
     assert "Pivot §8.1:" in findings and pivot["budget"] in findings
     assert math.isfinite(e24["intervals"]["param_efficiency"]["low"])
+
+
+def test_e2_2_pick_among_tied_kinds_does_not_follow_timing_jitter():
+    """Kinds tied on distance whose latencies differ by less than their timing noise: the pick is the one with the
+    fewest active params whatever the measured order, so a re-run on a busier machine picks the same kind."""
+    from c2bridge.experiments.e2_2 import _recommend
+
+    def arm(kind, latency, active, d=0.30):
+        return {"kind": kind, "params": 10_000, "active_params": active,
+                "val": {"distance": {"mean": d, "std": 0.01, "n": 3}},
+                "perf": {"latency_ms": {"mean": latency, "std": 0.02, "n": 3}, "latency_std_ms": {"mean": 0.05}}}
+
+    for jitter in (+0.03, -0.03):
+        arms = [arm("query", 1.0, 10_000), arm("lora", 1.0 + jitter, 6_000), arm("moe", 1.0 - jitter, 8_000)]
+        assert _recommend(arms)["recommended_kind"] == "lora"
+    clearly_faster = [arm("query", 1.0, 10_000), arm("lora", 3.0, 6_000)]
+    assert _recommend(clearly_faster)["recommended_kind"] == "query"  # a real latency difference still decides

@@ -41,7 +41,7 @@ class Summary:
         return cls(**{k: v for k, v in (data or {}).items() if k in known})
 SPLIT_METRICS = ("distance", "spatial_iou", "ssim", "psnr")
 TRAIN_METRICS = ("time_s", "steps_to_plateau", "time_to_plateau_s", "loss_variance", "peak_memory_mb", "best_val_loss")
-PERF_METRICS = ("latency_ms", "forward_peak_memory_mb", "weights_mb")
+PERF_METRICS = ("latency_ms", "latency_std_ms", "forward_peak_memory_mb", "weights_mb")
 
 
 def finite(x: Any) -> bool:

@@ -138,8 +138,19 @@ def _recommend(arms: list[dict], tolerance: float = 0.0) -> dict:
     tied = [a for a in ranked if an.mean(a, "val", "distance") - d_best <= band(a)]
     clear = len(tied) == 1
     latency = lambda a: an.mean(a, "perf", "latency_ms")  # noqa: E731
-    pick = min(tied, key=lambda a: (latency(a) if latency(a) is not None else float("inf"),
-                                    a.get("active_params") or a.get("params") or 0))
+    active = lambda a: a.get("active_params") or a.get("params") or 0  # noqa: E731
+
+    def timing_noise(a: dict) -> float:
+        """How much a measured latency moves: its seed spread, else the spread of its timing iterations."""
+        return max(an.spread(a, "perf", "latency_ms") or 0.0, an.mean(a, "perf", "latency_std_ms") or 0.0)
+
+    # Latency decides only where it differs by more than its timing noise: otherwise the pick (and E2.3's and
+    # E2.4's trials after it) would follow the machine's timing jitter. As fast: fewest active params, then order.
+    timed = [a for a in tied if latency(a) is not None]
+    fastest = min(timed, key=latency) if timed else None
+    as_fast = [a for a in timed if latency(a) - latency(fastest) <= timing_noise(a) + timing_noise(fastest)] or tied
+    order = {id(a): i for i, a in enumerate(arms)}
+    pick = min(as_fast, key=lambda a: (active(a), order[id(a)]))
     runner_up = ranked[1] if len(ranked) > 1 else None
     text = f"{pick['kind']}: "
     if clear:
@@ -150,11 +161,14 @@ def _recommend(arms: list[dict], tolerance: float = 0.0) -> dict:
         others = ", ".join(a["kind"] for a in tied if a is not pick)
         text += (f"within the seed spread of the best distance ({best['kind']} {d_best:.4f}; tied: "
                  f"{', '.join(a['kind'] for a in tied)}); chosen among them for the lowest adapter latency"
-                 + (f" (vs {others})" if others else ""))
+                 + (f" (vs {others})" if others else "")
+                 + (f"; {', '.join(a['kind'] for a in as_fast)} are within their timing noise of each other, so the "
+                    "fewest active parameters decide" if len(as_fast) > 1 else ""))
     if pick is not best:
         delta = an.mean(pick, "val", "distance") - d_best
         lat_best, lat_pick = latency(best), latency(pick)
-        speed = f"{lat_best / lat_pick:.2f}x lower adapter latency" if lat_best and lat_pick else "lower latency"
+        speed = (f"{lat_best / lat_pick:.2f}x lower adapter latency" if lat_best and lat_pick and pick is fastest
+                 else "as low a latency with fewer active parameters")
         text += f". Trade-off: {pick['kind']} gives up {delta:.4f} distance vs {best['kind']} for {speed}"
     return {
         "best_kind": best["kind"],
