@@ -902,9 +902,10 @@ def format_plan(result: PlanResult, per_trial: bool = True) -> str:
             else:
                 lines.append(f"{group:<12} {'':>6} {hours:>8.1f} {'-':>11} {'-':>6} {'':>13}  {', '.join(names)}")
         lines.append(f"{'total':<12} {'':>6} {total:>8.1f}")
-    else:
-        lines.append(f"{'total':<12} {'':>6} {total:>8.1f} {plan_total:>11.0f} "
-                     f"{(total / plan_total if plan_total else float('nan')):>6.2f}")
+    elif plan_total:
+        lines.append(f"{'total':<12} {'':>6} {total:>8.1f} {plan_total:>11.0f} {total / plan_total:>6.2f}")
+    else:  # only experiments the plan has no GPU-hours for (the branches)
+        lines.append(f"{'total':<12} {'':>6} {total:>8.1f} {'-':>11} {'-':>6}")
     bad = [t for t in result.trials if not t.fits]
     if bad:
         worst = max(bad, key=lambda t: t.peak_gib)
