@@ -8,14 +8,16 @@ import argparse
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "run",
-        help="run experiments E2.1-E2.4 (or all) and write results.yaml, FINDINGS.md and the figures",
+        help="run experiments E2.1-E2.4 (all), the plan's branches (p8.1-p8.4, q1-q4: branches) and write "
+             "results.yaml, FINDINGS.md and the figures",
         description="Run the C2 experiments. Each trial is keyed by the hash of its resolved config, so re-running "
         "skips finished trials and resumes unfinished ones; failed/diverged trials are recorded and the rest go on. "
         "key=value pairs override the experiment YAMLs (configs/experiments/<exp>.<preset>.yaml): e.g. "
         "recipe.optim.max_steps=100 (every experiment) or e2_1.seeds=[0,1] (one experiment).",
     )
     p.add_argument("experiment", nargs="+", metavar="EXPERIMENT",
-                   help="one or more experiment ids (e2.1, e2.2, ...; the registered experiments) or all")
+                   help="one or more experiment ids (e2.1, e2.2, ..., p8.2, q4; the registered experiments) or a "
+                        "group: all (E2.1-E2.4), branches (pivots 8.1-8.4, open questions 1-4)")
     p.add_argument("--preset", default="mini", help="full | mini | tiny (default: mini)")
     p.add_argument("--out", metavar="RUN_DIR", help="study directory (default: runs/<preset>)")
     p.add_argument("--resume", action="store_true",

@@ -14,7 +14,8 @@ def register(subparsers) -> None:
                     "the real model configs and the run recipe; GPU-hours per experiment against the plan's "
                     "220 GPU-h; flags trials that do not fit the GPU. Formulas: docs/planner.md.",
     )
-    p.add_argument("experiments", nargs="*", metavar="EXPERIMENT", help="e2.1 .. e2.4 (default: all)")
+    p.add_argument("experiments", nargs="*", metavar="EXPERIMENT", help="experiment ids or groups: all (E2.1-E2.4), branches (p8.1-p8.4, q1-q4); default: every "
+                        "registered experiment, the study and the branches on separate total lines")
     p.add_argument("--preset", default="full", help="preset whose recipe and resolution to plan (default: full)")
     p.add_argument("--gpu", default="a100-80", choices=GPU_CHOICES, help="GPU to plan for (default: a100-80)")
     p.add_argument("--mfu", type=float, default=None, help="model FLOPs utilisation to assume (default 0.35)")
@@ -49,11 +50,9 @@ def _plan(args: argparse.Namespace) -> int:
 
     from c2bridge import planner
     from c2bridge.config import parse_overrides
-    from c2bridge.experiments.registry import ids
+    from c2bridge.experiments.registry import normalize_names
 
-    for name in args.experiments:
-        if name not in ids():
-            raise ValueError(f"unknown experiment {name!r}; expected one of {list(ids())}")
+    experiments = normalize_names(args.experiments) if args.experiments else None  # ids or groups (branches)
     mfu = args.mfu if args.mfu is not None else planner.DEFAULT_MFU
     measured = None
     if args.mfu_from is not None:
@@ -63,7 +62,7 @@ def _plan(args: argparse.Namespace) -> int:
 
         measured = read_gpu_check_mfu(args.mfu_from)
         mfu = measured["mfu"]
-    result = planner.plan(preset=args.preset, experiments=args.experiments or None, gpu=args.gpu, mfu=mfu,
+    result = planner.plan(preset=args.preset, experiments=experiments, gpu=args.gpu, mfu=mfu,
                           overrides=parse_overrides(args.overrides, example="optim.batch_size=2"))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, sort_keys=True))

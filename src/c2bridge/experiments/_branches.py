@@ -134,7 +134,7 @@ def run_branch(ctx, arms: list[Arm], baseline: str, reference: str | None = None
     for arm in arms:
         if arm.name != baseline:
             comparisons[arm.name] = compare(by_arm[arm.name], by_arm[baseline],
-                                            by_arm[reference] if reference else None)
+                                            by_arm[reference] if reference and arm.name != reference else None)
         elif reference and reference != baseline:
             comparisons[arm.name] = {"efficiency": compare(by_arm[arm.name], by_arm[baseline],
                                                            by_arm[reference])["efficiency"]}
