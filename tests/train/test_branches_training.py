@@ -127,3 +127,30 @@ def test_teacher_that_is_not_an_adapter_is_one_error_before_training(tiny_config
         train(tiny_config(**{"distill.teacher": str(bad)}), out)
     assert "\n" not in str(err.value)
     assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("kind", ["query", "bottleneck", "lora", "perceiver", "moe"])
+def test_position_and_stream_options_build_train_and_round_trip(kind, tmp_path):
+    """Q3's pos_emb none / learned / sincos and Q4's learned stream gate, on every kind."""
+    from c2bridge.adapters import build_adapter, load_adapter
+
+    dims = dict(vlm_dim=32, dino_dim=32, out_dim=32, n_tokens=8, n_patches=16, seed=0)
+    vlm, dino = torch.randn(2, 5, 32), torch.randn(2, 16, 32)
+    counts = {}
+    for pos in (True, "sincos", "none"):
+        a = build_adapter(kind, budget=4e4, pos_emb=pos, stream_weights="learned", **dims)
+        names = {n for n, p in a.named_parameters()}
+        counts[pos] = sum(p.numel() for n, p in a.named_parameters() if n.endswith(("pos.rows", "pos.cols")))
+        gate = [p for n, p in a.named_parameters() if n.endswith("gate")]
+        assert len(gate) == 1, names
+        a(vlm, dino).square().mean().backward()
+        assert gate[0].grad is not None and gate[0].grad.abs() > 0  # the gate learns
+        a.save_pretrained(tmp_path / str(pos))
+        b = load_adapter(tmp_path / str(pos))
+        assert b.config["pos_emb"] == pos and b.config["stream_weights"] == "learned"
+        assert torch.equal(a(vlm, dino), b(vlm, dino))
+    assert counts[True] > 0 and counts["sincos"] == 0 and counts["none"] == 0  # sincos is fixed (a buffer)
+    with pytest.raises(ValueError, match="pos_emb must be one of"):
+        build_adapter(kind, budget=4e4, pos_emb="rope", **dims)
+    with pytest.raises(ValueError, match="stream_weights must be"):
+        build_adapter(kind, budget=4e4, stream_weights="gated", **dims)
