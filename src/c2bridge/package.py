@@ -250,6 +250,23 @@ def write_adapter_package(directory: str | Path, adapter=None, provenance: dict 
     return directory
 
 
+def package_trained_adapter(directory: str | Path, cfg, bridge, cache, params: dict | None = None,
+                            sampled: dict | None = None) -> Path:
+    """Provenance + model card for an adapter a training run saved: the models are the run's decoder and the
+    encoders its feature cache was extracted with (``cache.manifest["spec"]["encoders"]``); ``sampled``: the run's
+    ``evaluate_adapter`` result on the val split, if any."""
+    encoders = ((getattr(cache, "manifest", None) or {}).get("spec") or {}).get("encoders") or {}
+    training = {"kind": cfg.adapter.kind, "budget": cfg.adapter.budget, "seed": cfg.seed,
+                "steps": cfg.optim.max_steps, "lr": cfg.optim.lr, "loss": cfg.loss.name}
+    metrics = None
+    if sampled:
+        metrics = {"val": {"distance": sampled.get("distance_mean"), "distance_name": sampled.get("distance"),
+                           "ssim": sampled.get("ssim"), "psnr": sampled.get("psnr"),
+                           "spatial_iou": sampled.get("mask_iou"), "n": sampled.get("n")}}
+    provenance = make_provenance(model_identity(cfg.preset, bridge, encoders), training=training, params=params)
+    return write_adapter_package(directory, provenance=provenance, metrics=metrics)
+
+
 def model_card(config: dict, provenance: dict, title: str | None = None) -> str:
     """The README.md of an adapter package (Hugging Face model card: YAML front-matter + markdown)."""
     import yaml
@@ -349,5 +366,5 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-__all__ = ["PROVENANCE_NAME", "CARD_NAME", "write_adapter_package", "make_provenance", "model_identity",
+__all__ = ["PROVENANCE_NAME", "CARD_NAME", "write_adapter_package", "package_trained_adapter", "make_provenance", "model_identity",
            "decoder_fingerprint", "read_provenance", "check_compatible", "check_dims", "model_card"]

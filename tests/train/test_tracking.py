@@ -1,4 +1,5 @@
-"""Experiment tracking for real: a tiny training run inside a study-style TrialTracker with W&B (offline) and
+"""Experiment tracking for real (and the adapter packages a run leaves): a tiny training run inside a study-style
+TrialTracker with W&B (offline) and
 TensorBoard on, read back from W&B's offline run directory (the wandb package's record types) and from the
 TensorBoard event files (tensorboard's EventAccumulator)."""
 from __future__ import annotations
@@ -137,3 +138,23 @@ def test_no_tracker_packages_touched_by_default(tiny_config, tmp_path):
         tracker.log_evaluation({"val": {"distance": 0.5}}, step=2)
     assert (out / "metrics.jsonl").is_file()
     assert not (out / "wandb").exists() and not (out / "tensorboard").exists()
+
+
+def test_a_training_run_leaves_self_describing_adapter_packages(tiny_config, tmp_path):
+    """`c2bridge train`'s adapter (and its best copy) carry provenance.json + a model card, which the pipeline
+    checks against the models it loads."""
+    import json
+
+    from c2bridge.pipeline import C2BridgePipeline
+    from c2bridge.train import train
+
+    out = tmp_path / "run"
+    result = train(tiny_config(**{"optim.max_steps": 2, "eval.every_steps": 2}), out)
+    for key in ("adapter_dir", "best_adapter_dir"):
+        directory = Path(result[key])
+        prov = json.loads((directory / "provenance.json").read_text())
+        assert prov["preset"] == "tiny" and prov["dino"]["model_id"] and prov["decoder"]["weights_sha256"]
+        assert prov["training"]["steps"] == 2
+        assert (directory / "README.md").read_text().startswith("---\nlicense: apache-2.0")
+    pipe = C2BridgePipeline.from_pretrained(result["adapter_dir"], device="cpu")  # preset from the package
+    assert pipe.preset.name == "tiny"

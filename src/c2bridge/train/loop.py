@@ -473,6 +473,12 @@ class AdapterTrainingRecipe:
                 out["sampled"] = _sampled_metrics(cfg, self.adapter, self.bridge, self.val_cache, self.n_val, out_dir)
             except Exception as exc:  # the weights are saved; a sampling failure is recorded, not raised
                 out["sampled_error"] = f"{type(exc).__name__}: {exc}"
+        from c2bridge.package import package_trained_adapter
+
+        params = {"trainable": int(self.adapter.num_params)}
+        package_trained_adapter(out["adapter_dir"], cfg, self.bridge, self.train_cache, params, out.get("sampled"))
+        if out.get("best_adapter_dir"):  # self-describing packages: provenance.json + model card
+            package_trained_adapter(out["best_adapter_dir"], cfg, self.bridge, self.train_cache, params)
         return out
 
 
