@@ -1,7 +1,6 @@
-"""Experiment tracking for real (and the adapter packages a run leaves): a tiny training run inside a study-style
-TrialTracker with W&B (offline) and
+"""Experiment tracking for real: a tiny training run inside a study-style TrialTracker with W&B (offline) and
 TensorBoard on, read back from W&B's offline run directory (the wandb package's record types) and from the
-TensorBoard event files (tensorboard's EventAccumulator)."""
+TensorBoard event files (tensorboard's EventAccumulator). And the adapter packages a training run leaves."""
 from __future__ import annotations
 
 import sys
