@@ -459,6 +459,13 @@ def trial_overrides(specs: list, cfg: Mapping, preset) -> list[dict]:
             t = deep_merge(t, nested(spec.patch))
             train_cache = spec.train_cache or cfg.get("train_cache")
             train, val = cache_data(train_cache), cache_data(cfg.get("val_cache"))
+            mix = [] if spec.train_cache else (cfg.get("train_mix") or [])
+            if mix:  # a mixed training set: each cache's items, and its share of the micro-batches (its weight)
+                train = {}
+                for entry in mix:
+                    for name, d in (cache_data(entry.get("cache")) or {}).items():
+                        train[name] = {**d, "weight": float(entry["weight"])}
+                train_cache = "+".join(str(e.get("cache")) for e in mix)
             if train:
                 t["_data"] = {"train": train, "val": val or {}}
                 t["_train_cache"] = train_cache  # a different cache is a different trial
@@ -559,6 +566,8 @@ class TrialEstimate:
     fits: bool
     max_batch: int = 0  # largest micro-batch whose peak fits the GPU (0: not even 1)
     shared_with: str | None = None  # "e2.1/query-10m": the same resolved recipe runs once (the runner keys trials)
+    # what it trains on: dataset -> {"n": items, "frames": per item (1 = image), "share": of the micro-batches}
+    train_data: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         from c2bridge._io import to_plain
@@ -676,6 +685,10 @@ def estimate_trial(experiment: str, overrides: Mapping, *, preset: str = "full",
                   for name, d in data["train"].items()}
     micro_per_epoch = {name: math.ceil(d["n"] / batch) for name, d in data["train"].items()}
     total_micro_epoch = sum(micro_per_epoch.values())
+    # each dataset's share of the micro-batches: its mix weight when the trial trains on a weighted mix (each
+    # micro-batch from one dataset), else its size
+    weights = {name: float(d.get("weight", micro_per_epoch[name])) for name, d in data["train"].items()}
+    share = {name: w / sum(weights.values()) for name, w in weights.items()}
     if eval_only:
         micro = 0
     elif o.get("max_steps"):
@@ -683,8 +696,7 @@ def estimate_trial(experiment: str, overrides: Mapping, *, preset: str = "full",
     else:
         micro = math.ceil(float(o["epochs"]) * total_micro_epoch)
     steps = math.ceil(micro / accum)
-    epoch_train_flops = sum(micro_per_epoch[n] * batch * sum(c["train"].values()) for n, c in per_sample.items())
-    train_flops = epoch_train_flops * micro / total_micro_epoch
+    train_flops = micro * sum(share[n] * batch * sum(c["train"].values()) for n, c in per_sample.items())
 
     # validation loss every eval.every_steps (and at the end), forward only
     val = data.get("val", {})
@@ -756,6 +768,8 @@ def estimate_trial(experiment: str, overrides: Mapping, *, preset: str = "full",
         flops={"train": train_flops, "eval": eval_flops, "sample": sample_flops, "total": total},
         memory_gib=memory, peak_gib=peak, worst_dataset=worst, hours=hours, fits=peak <= spec.memory_gib,
         max_batch=max_batch,
+        train_data={} if eval_only else {n: {"n": int(d["n"]), "frames": int(d["frames"]), "share": share[n]}
+                                         for n, d in data["train"].items()},
     )
 
 
@@ -844,6 +858,27 @@ def plan(preset: str = "full", experiments: Iterable[str] | None = None, gpu: st
                       sources=dict(src.get("sources", {})))
 
 
+def describe_training_set(train_data: Mapping) -> str:
+    """``shapes 10,000 images + coco 5,000 images + ssv2 5,000 clips (25 frames); shares 50/25/25%``."""
+    parts = [f"{name} {d['n']:,} " + ("images" if d["frames"] == 1 else f"clips ({d['frames']} frames)")
+             for name, d in train_data.items()]
+    text = " + ".join(parts)
+    if len(train_data) > 1:
+        text += "; shares " + "/".join(f"{100 * d['share']:.0f}" for d in train_data.values()) + "%"
+    return text
+
+
+def describe_training_sets(trials: Iterable["TrialEstimate"]) -> dict[str, list[str]]:
+    """Each distinct training set of these trials -> the experiments that train on it (study order)."""
+    out: dict[str, list[str]] = {}
+    for t in trials:
+        if t.train_data:
+            names = out.setdefault(describe_training_set(t.train_data), [])
+            if t.experiment not in names:
+                names.append(t.experiment)
+    return out
+
+
 def _group_hours(experiments: Mapping[str, dict]) -> dict[str, tuple[list[str], float]]:
     """GPU-hours per experiment group (``all`` = the study proper; ``branches`` = the plan's pivots and open
     questions), in study order."""
@@ -915,6 +950,10 @@ def format_plan(result: PlanResult, per_trial: bool = True) -> str:
                       f"{parts} GiB). Largest micro-batch that fits: {min(t.max_batch for t in bad)}; lower "
                       f"optim.batch_size and raise optim.grad_accum to keep the effective batch "
                       f"(--set optim.batch_size=N --set optim.grad_accum=M), or enable gradient checkpointing."]
+    sets = describe_training_sets(result.trials)
+    if sets:
+        lines += ["", "training data (one dataset per micro-batch, picked by its share):"]
+        lines += [f"  {', '.join(names)}: {text}" for text, names in sets.items()]
     src = {k: v for k, v in result.sources.items() if v != "plan"}
     lines += ["", "recipe/trials from: " + (", ".join(f"{k}={v}" for k, v in src.items()) if src
                                             else "the plan's numbers (no full-preset YAMLs yet)")]

@@ -120,6 +120,8 @@ def _run_trial(trial: dict) -> dict:
     for k in ("train_cache", "val_cache"):
         if train_cfg["data"].get(k):
             train_cfg["data"][k] = str(workspace / train_cfg["data"][k])
+    for entry in train_cfg["data"].get("mix") or []:  # a mixed training set: every cache relative to RUN_DIR
+        entry["cache"] = str(workspace / entry["cache"])
     teacher = (train_cfg.get("distill") or {}).get("teacher")
     if teacher and not Path(teacher).is_absolute():  # a study's teacher (plan 8.3) is named relative to RUN_DIR
         train_cfg["distill"]["teacher"] = str(workspace / teacher)
@@ -187,6 +189,10 @@ def _write_package(adapter_dir: Path, config: dict, params: dict | None, metrics
     package.write_adapter_package(adapter_dir, provenance=package.make_provenance(identity, training=training,
                                                                                   params=params),
                                   metrics=metrics, intervals=_sample_intervals(metrics))
+    from c2bridge.train.checkpoint import CHECKSUMS_FILE, write_checksums
+
+    if (adapter_dir.parent / CHECKSUMS_FILE).is_file():  # the trainer's best/adapter: keep that checkpoint whole
+        write_checksums(adapter_dir.parent)
 
 
 def _sample_intervals(metrics: dict) -> dict | None:

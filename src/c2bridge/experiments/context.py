@@ -58,29 +58,55 @@ class StudyContext:
         """
         from c2bridge.recipe import config_to_dict
 
-        train_ref = self.cache(train_cache or self.cfg.get("train_cache", "train"))
         val_ref = self.cache(self.cfg.get("val_cache", "val"))
-        resolved = config_to_dict(self._recipe(kind, budget, int(seed), patch, train_ref["path"], val_ref["path"]))
+        mix = self.train_mix(train_cache)
+        if mix:  # a mixed training set (``train_mix``: cache names + weights) -> data.mix
+            refs = {entry["cache"]: self.cache(entry["cache"]) for entry in mix}
+            data_mix = [{"cache": refs[e["cache"]]["path"], "weight": float(e["weight"]), "name": e["cache"]}
+                        for e in mix]
+            caches = {**{f"train/{name}": ref["key"] for name, ref in refs.items()}, "val": val_ref["key"]}
+            resolved = config_to_dict(self._recipe(kind, budget, int(seed), patch, None, val_ref["path"],
+                                                   mix=data_mix))
+        else:
+            train_ref = self.cache(train_cache or self.cfg.get("train_cache", "train"))
+            caches = {"train": train_ref["key"], "val": val_ref["key"]}
+            resolved = config_to_dict(self._recipe(kind, budget, int(seed), patch, train_ref["path"], val_ref["path"]))
         return {
             "kind": "train",
             "preset": self.preset.name,
             "models": self.study.models_fingerprint,
             "budget_params": self.budget(budget),
-            "caches": {"train": train_ref["key"], "val": val_ref["key"]},
+            "caches": caches,
             "train": resolved,
             "eval": self.eval_spec(),
         }
 
-    def _recipe(self, kind: str, budget, seed: int, patch: dict | None, train_path: str, val_path: str):
+    def train_mix(self, train_cache: str | None = None) -> list[dict]:
+        """The experiment's mixed training set (``train_mix: [{cache: NAME, weight: W}, ...]``), unless a trial
+        names its own ``train_cache`` (e.g. E2.3's augmented views) -> [] (train on that one cache)."""
+        if train_cache is not None:
+            return []
+        mix = self.cfg.get("train_mix") or []
+        for i, entry in enumerate(mix):
+            if not isinstance(entry, dict) or "cache" not in entry or "weight" not in entry:
+                raise ValueError(f"{self.name}: train_mix[{i}]={entry!r}: expected {{cache: NAME, weight: W}} "
+                                 f"(NAME under 'caches', W > 0)")
+        return list(mix)
+
+    def _recipe(self, kind: str, budget, seed: int, patch: dict | None, train_path: str | None, val_path: str,
+                mix: list | None = None):
         """The trainer's TrainConfig of one trial: preset recipe defaults <- ``recipe`` <- adapter/seed/data <-
         ``patch`` (dotted keys); ValueError naming every bad key."""
         from c2bridge.recipe import load_config
 
+        data = {"train_cache": train_path, "val_cache": val_path}
+        if mix:
+            data["mix"] = mix
         user = deep_merge(self.cfg.get("recipe") or {}, {
             "preset": self.preset.name,
             "seed": seed,
             "adapter": {"kind": kind, "budget": budget},
-            "data": {"train_cache": train_path, "val_cache": val_path},
+            "data": data,
             "log": {"progress_bar": False},
         })
         for key, value in (patch or {}).items():
@@ -102,8 +128,9 @@ class StudyContext:
             return
         kind, budget = spec.adapter or self.cfg.get("kind", "query"), spec.budget or "10m"
         try:
+            mix = [{**e, "cache": f"<{e['cache']} cache>"} for e in self.train_mix(spec.train_cache)]
             cfg = self._recipe(kind, budget, spec.seed, dict(spec.patch) if spec.kind == "train" else None,
-                               "<train cache>", "<val cache>")
+                               None if mix else "<train cache>", "<val cache>", mix=mix)
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
         identity = repr((cfg.adapter, cfg.preset))

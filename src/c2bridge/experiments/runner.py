@@ -88,6 +88,7 @@ class DryRunRow:
     done: bool
     gpu_hours: float | None  # the planner's estimate (None when it has no estimate for the trial)
     note: str | None = None
+    train_data: str | None = None  # what it trains on (planner.describe_training_set), e.g. the plan's mix
 
 
 # ----------------------------------------------------------------------------------------------------- study
@@ -388,7 +389,9 @@ class Study:
                     key, done, record = self._dry_key(ctx, spec, resolved)
                     if record is not None:
                         resolved[spec.label] = record
-                rows.append(DryRunRow(name, spec.label, spec.kind, key, done, est.hours if est else None, note))
+                data = planner.describe_training_set(est.train_data) if est is not None and est.train_data else None
+                rows.append(DryRunRow(name, spec.label, spec.kind, key, done, est.hours if est else None, note,
+                                      data))
         return rows
 
     def _dry_key(self, ctx: StudyContext, spec: TrialSpec, resolved: dict) -> tuple[str | None, bool, dict | None]:
@@ -421,6 +424,13 @@ def format_dry_run(rows: list[DryRunRow], run_dir: Path) -> str:
     lines.append(f"{len(rows)} trial(s), {n_done} done in {run_dir}; the rest ~{hours:.3g} GPU-h by the planner "
                  f"(trials sharing a key are costed once; '-' key: its caches are not extracted yet or it is decided "
                  f"at run time)")
+    sets: dict[str, list[str]] = {}
+    for r in rows:
+        if r.train_data and r.experiment not in sets.setdefault(r.train_data, []):
+            sets[r.train_data].append(r.experiment)
+    if sets:
+        lines.append("training data (one dataset per micro-batch, picked by its share):")
+        lines += [f"  {', '.join(names)}: {text}" for text, names in sets.items()]
     return "\n".join(lines)
 
 
