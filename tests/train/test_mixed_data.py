@@ -123,3 +123,27 @@ def test_bad_mixes_are_one_clear_error_before_anything_is_written(tiny_config, t
     with pytest.raises(ValueError, match=r"data.mix\[1\].cache=.*different encoders"):
         train(foreign, tmp_path / "e")
     assert not any((tmp_path / d).exists() for d in ("w", "b", "e"))
+
+
+def test_the_full_study_plans_the_plans_mix_with_clips_as_clips():
+    """On `full` every E2.1 trial trains on shapes 10,000 images + COCO 5,000 images + SSv2 5,000 clips; the
+    planner costs each dataset's share of the micro-batches by its mix weight, a clip step as a clip step."""
+    from c2bridge import planner as P
+
+    src = P.load_sources("full")
+    first = src["experiments"]["e2.1"][0]
+    assert first["_data"]["train"] == {"shapes": {"n": 10000, "frames": 1, "weight": 10000.0},
+                                       "coco": {"n": 5000, "frames": 1, "weight": 5000.0},
+                                       "ssv2": {"n": 5000, "frames": 25, "weight": 5000.0}}
+    est = P.estimate_trial("e2.1", first, preset="full", recipe=src["recipe"])
+    assert {k: round(v["share"], 6) for k, v in est.train_data.items()} == {"shapes": 0.5, "coco": 0.25,
+                                                                            "ssv2": 0.25}
+    assert P.describe_training_set(est.train_data) == ("shapes 10,000 images + coco 5,000 images + ssv2 5,000 clips "
+                                                       "(25 frames); shares 50/25/25%")
+    # the weights, not the sizes, set the shares: all-clip weights cost (about) a clip step per micro-batch
+    clip_heavy = {**first, "_data": {**first["_data"], "train": {
+        k: {**v, "weight": 1e-9 if k != "ssv2" else 1.0} for k, v in first["_data"]["train"].items()}}}
+    heavy = P.estimate_trial("e2.1", clip_heavy, preset="full", recipe=src["recipe"])
+    per_micro = heavy.flops["train"] / heavy.micro_batches
+    assert per_micro == pytest.approx(heavy.step_tflops["ssv2"] * 1e12 / heavy.grad_accum, rel=1e-6)
+    assert heavy.flops["train"] > 2 * est.flops["train"]
