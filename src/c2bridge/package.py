@@ -243,11 +243,7 @@ def write_adapter_package(directory: str | Path, adapter=None, provenance: dict 
     provenance = {**provenance, "metrics": metrics or None, "intervals": intervals or None}
     atomic_write_json(directory / PROVENANCE_NAME, provenance)
     atomic_write_text(directory / CARD_NAME, model_card(read_json(config_path), provenance, title=title))
-    from c2bridge.train.checkpoint import CHECKSUMS_FILE, write_checksums
-
-    if (directory.parent / CHECKSUMS_FILE).is_file():  # inside a checkpoint (best/adapter): keep its checksums whole
-        write_checksums(directory.parent)
-    return directory
+    return directory  # inside a checkpoint (best/adapter) the caller rewrites its checksums (train.checkpoint)
 
 
 def package_trained_adapter(directory: str | Path, cfg, bridge, cache, params: dict | None = None,

@@ -155,5 +155,8 @@ def test_a_training_run_leaves_self_describing_adapter_packages(tiny_config, tmp
         assert prov["preset"] == "tiny" and prov["dino"]["model_id"] and prov["decoder"]["weights_sha256"]
         assert prov["training"]["steps"] == 2
         assert (directory / "README.md").read_text().startswith("---\nlicense: apache-2.0")
+    from c2bridge.train.checkpoint import checkpoint_problems
+
+    assert checkpoint_problems(Path(result["best_adapter_dir"]).parent) == []  # the package is in its checksums
     pipe = C2BridgePipeline.from_pretrained(result["adapter_dir"], device="cpu")  # preset from the package
     assert pipe.preset.name == "tiny"

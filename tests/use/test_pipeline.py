@@ -165,15 +165,3 @@ def test_full_decoder_is_identified_by_its_weight_files(tmp_path, tiny_models):
     weights.write_bytes(bytes(data))
     assert load()["weights_sha256"] != first["weights_sha256"]
 
-
-def test_packaging_the_best_checkpoint_keeps_its_checksums_whole(tmp_path, tiny_models):
-    from c2bridge import package
-    from c2bridge.adapters import build_adapter_for_preset
-    from c2bridge.train.checkpoint import checkpoint_problems, save_best
-
-    bridge, encoders = tiny_models
-    best = save_best(tmp_path, build_adapter_for_preset("query", "5m", "tiny"), {"step": 1})
-    package.write_adapter_package(best / "adapter", provenance=package.make_provenance(
-        package.model_identity("tiny", bridge, encoders)))
-    assert (best / "adapter" / "provenance.json").is_file()
-    assert checkpoint_problems(best) == []

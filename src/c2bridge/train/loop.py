@@ -479,6 +479,7 @@ class AdapterTrainingRecipe:
         package_trained_adapter(out["adapter_dir"], cfg, self.bridge, self.train_cache, params, out.get("sampled"))
         if out.get("best_adapter_dir"):  # self-describing packages: provenance.json + model card
             package_trained_adapter(out["best_adapter_dir"], cfg, self.bridge, self.train_cache, params)
+            ckpt_io.write_checksums(self.ckpt_root / "best")  # the package's files are part of the checkpoint
         return out
 
 
