@@ -209,7 +209,8 @@ def test_full_plan_against_the_plan_table(tmp_path):
     assert set(plan_numbers["sources"].values()) == {"plan"}
     result = P.plan(preset="full", gpu="a100-80", sources=plan_numbers)
     assert list(result.experiments) == ["e2.1", "e2.2", "e2.3", "e2.4"]
-    e21 = [t for t in result.trials if t.experiment == "e2.1"]
+    base = {f"query-{b}-s0" for b in ("5m", "10m", "20m", "50m", "100m")}  # stage 1 (later stages: run-time choices)
+    e21 = [t for t in result.trials if t.experiment == "e2.1" and t.name in base]
     assert len(e21) == 5 and sorted(t.adapter_params for t in e21) == [5e6, 10e6, 20e6, 50e6, 100e6]
     # more parameters never cost less
     by_size = sorted(e21, key=lambda t: t.adapter_params)
@@ -228,8 +229,9 @@ def test_full_plan_against_the_plan_table(tmp_path):
     shared = [t for t in result.trials if t.shared_with]
     assert shared and all(t.hours == 0 for t in shared)
     assert any(t.experiment == "e2.2" and t.shared_with == "e2.1/query-10m-s0" for t in shared)
-    # the trials come from each experiment's own trials(): the runner's labels
-    assert [t.name for t in e21] == [f"query-{b}-s0" for b in ("5m", "10m", "20m", "50m", "100m")]
+    # the trials come from each experiment's own trials(): the runner's labels, smallest budget first
+    first = [t.name for t in result.trials if t.experiment == "e2.1"][:5]
+    assert first == [f"query-{b}-s0" for b in ("5m", "10m", "20m", "50m", "100m")]
 
 
 def test_the_study_configs_load():
@@ -277,7 +279,7 @@ def test_experiment_yaml_drives_the_trial_list(tmp_path):
          "combine": True}))
     src = P.load_sources("full", config_dir=tmp_path)
     e21 = src["experiments"]["e2.1"]
-    assert [t["name"] for t in e21] == ["lora-5m-s0", "lora-5m-s1", "lora-100m-s0", "lora-100m-s1"]
+    assert [t["name"] for t in e21][:4] == ["lora-5m-s0", "lora-5m-s1", "lora-100m-s0", "lora-100m-s1"]
     assert e21[0]["loss"]["name"] == "flow" and e21[0]["adapter"] == {"kind": "lora", "budget": "5m"}
     assert [t["name"] for t in src["experiments"]["e2.3"]] == ["loss/flow-s0", "loss/l2-s0", "combined-s0"]
     assert src["experiments"]["e2.3"][2]["_runtime_choice"]  # decided after stage 1: never shared
