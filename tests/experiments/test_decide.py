@@ -90,42 +90,55 @@ def test_gate2_and_failure_rules_use_the_interval():
         assert rule["fired"] is (False if low > 0.85 else None)  # [0.70, 0.89] straddles the 0.80-0.85 band
 
 
-def study(tmp_path, backend, *overrides, name="run"):
-    return Study(tmp_path / name, preset="tiny", overrides=list(overrides), backend=backend, log=lambda s: None)
+def study(tmp_path, backend, *overrides, name="run", **kw):
+    return Study(tmp_path / name, preset="tiny", overrides=list(overrides), backend=backend, log=lambda s: None, **kw)
 
 
-NOISY = dict(per_sample=True, seed_sd=0.004, sample_sd=0.01)
+NOISY = dict(per_sample=True, seed_sd=0.003, sample_sd=0.003)
+ROUNDS = ["e2_1.seeds=[0,1,2]", "e2_1.decide.enabled=true", "e2_1.decide.max_seeds=12", "e2_1.decide.max_rounds=3",
+          "e2_1.pivot=false"]
 
 
-def test_sequential_design_adds_seeds_until_the_verdict_clears_or_the_cap(tmp_path):
+def test_sequential_design_adds_seeds_until_the_verdict_clears(tmp_path):
     backend = FakeBackend(**NOISY)
-    over = ["e2_1.seeds=[0,1]", "e2_1.decide.enabled=true", "e2_1.decide.max_seeds=4", "e2_1.decide.max_eval_samples=8",
-            "e2_1.pivot=false"]
-    s = study(tmp_path, backend, *over)
-    dry = [r for r in s.dry_run(["e2.1"]) if r.note and "sequential design" in r.note]
-    assert dry, "the worst case of the sequential design is listed (and costed)"
-    assert {r.label for r in dry if r.kind == "train"} == {f"query-{b}-s{k}" for b in ("10m", "100m") for k in (2, 3)}
-    s = study(tmp_path, backend, *over)
-    s.run(["e2.1"])
+    dry = [r for r in study(tmp_path, backend, *ROUNDS, "e2_1.decide.max_seeds=5").dry_run(["e2.1"])
+           if r.note and "sequential design" in r.note]
+    # the worst case (up to the caps) is listed and costed: seeds 3 and 4 of the two deciding budgets
+    assert {r.label for r in dry if r.kind == "train"} == {f"query-{b}-s{k}" for b in ("10m", "100m") for k in (3, 4)}
+    assert all(r.gpu_hours is not None for r in dry)
+    study(tmp_path, backend, *ROUNDS).run(["e2.1"])
     res = load_results(tmp_path / "run")
     summary = res["experiments"]["e2.1"]["summary"]
     decide = summary["decide"]
-    assert decide["enabled"] and decide["stopped"] in ("cleared the line", "cap reached", "cannot settle within cap",
-                                                      "max rounds")
-    assert decide["rounds"] == len(decide["history"])
-    if decide["rounds"]:
-        assert len(decide["seeds"]["10m"]) > 2 or max(decide["samples"].values()) > 4
+    # 3 seeds leave param_efficiency undetermined between target and acceptable; one round of 3 more seeds settles it
+    assert decide["enabled"] and decide["rounds"] == len(decide["history"]) >= 1
+    assert decide["stopped"] == "cleared the line"
+    assert decide["history"][0]["add_seeds"] == {"10m": [3, 4, 5], "100m": [3, 4, 5]}  # the same new seeds: paired
+    assert "undetermined between target and acceptable" in decide["history"][0]["why"]["param_efficiency"]
     assert len(backend.calls) == len(set(backend.calls))  # every finished trial re-used, none run twice
     iv = summary["intervals"]["param_efficiency"]
-    assert iv["n_seeds"] == len(decide["seeds"]["10m"]) and iv["n_resamples"] == 200 and "bootstrap" in iv["method"]
+    assert iv["n_seeds"] == len(decide["seeds"]["10m"]) == 6 and iv["n_resamples"] == 200 and "bootstrap" in iv["method"]
     v = res["experiments"]["e2.1"]["verdicts"]["param_efficiency"]
-    assert v["interval"]["low"] == iv["low"] and (v["certain"] or decide["stopped"] != "cleared the line")
+    assert v["certain"] and v["interval"]["low"] == iv["low"] and "certain at 95%" in v["confidence"]
     findings = (tmp_path / "run" / "FINDINGS.md").read_text()
-    assert "Sequential design:" in findings and "95% CI" in findings and "200 resamples" in findings
+    assert "Sequential design: 1 extra round(s); stopped: **cleared the line**" in findings
+    assert "95% CI" in findings and "200 resamples" in findings
     # a second run re-uses everything, rounds included
     again = FakeBackend(**NOISY)
-    study(tmp_path, again, *over).run(["e2.1"])
+    study(tmp_path, again, *ROUNDS, render=False).run(["e2.1"])
     assert again.calls == []
+
+
+def test_sequential_design_opts_out_and_stops_when_it_cannot_settle(tmp_path):
+    backend = FakeBackend(per_sample=True, seed_sd=0.006, sample_sd=0.005)
+    study(tmp_path, backend, "e2_1.seeds=[0,1,2]", "e2_1.decide.enabled=true", "e2_1.decide.max_seeds=4",
+          "e2_1.pivot=false", render=False).run(["e2.1"])
+    decide = load_results(tmp_path / "run")["experiments"]["e2.1"]["summary"]["decide"]
+    assert decide["stopped"] == "cannot settle within cap" and decide["rounds"] == 0
+    assert "cannot settle within cap (caps: 4 seeds, 8 samples)" in decide["final"]["param_efficiency"]
+    off = FakeBackend(per_sample=True, seed_sd=0.006, sample_sd=0.005)
+    study(tmp_path, off, "e2_1.seeds=[0,1,2]", "e2_1.pivot=false", name="off", render=False).run(["e2.1"])  # tiny: off by default
+    assert load_results(tmp_path / "off")["experiments"]["e2.1"]["summary"]["decide"]["stopped"].startswith("opted out")
 
 
 def steep(budget, seed):
