@@ -289,6 +289,11 @@ def _evaluate(config: dict, workspace: Path, run_dir: Path, adapter=None, cond_f
             # confidence intervals resample them (c2bridge.stats)
             "per_sample": _per_sample(m),
         }
+        if m.get("iou_note"):  # spatial IoU is not reported on this dataset: why (c2bridge.datasets)
+            metrics[split]["iou_note"] = m["iou_note"]
+        for name in TEMPORAL:  # clips: temporal coherence of the reconstruction (c2bridge.metrics.temporal)
+            if m.get(name) is not None:
+                metrics[split][name] = m[name]
         if m.get("grid_png"):
             grids[split] = _rel(Path(m["grid_png"]), workspace)
     out = {"metrics": metrics, "artifacts": {"grids": grids}}
@@ -298,7 +303,9 @@ def _evaluate(config: dict, workspace: Path, run_dir: Path, adapter=None, cond_f
     return out
 
 
-PER_SAMPLE = {"distance": "distance", "spatial_iou": "mask_iou", "ssim": "ssim", "psnr": "psnr"}  # ours: theirs
+TEMPORAL = ("flicker", "warp_error", "mask_iou_std", "mask_iou_delta")  # only on clip splits
+PER_SAMPLE = {"distance": "distance", "spatial_iou": "mask_iou", "ssim": "ssim", "psnr": "psnr",
+              **{name: name for name in TEMPORAL}}  # ours: theirs
 
 
 def _per_sample(m: dict) -> dict:

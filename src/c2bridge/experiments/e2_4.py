@@ -74,6 +74,9 @@ class E24Summary(an.Summary):
     training_time_ratio_note: str | None = None
     intervals: dict = field(default_factory=dict)  # summary key -> Interval.to_dict() (95% bootstrap)
     decide: dict = field(default_factory=dict)  # the sequential design: rounds, why it stopped, caps
+    # evaluated split -> {dataset, kind (image|clip), n, distance, spatial_iou (None where IoU means nothing:
+    # iou_note says why), flicker, warp_error (clip splits), intervals}: the final adapter on each dataset
+    per_dataset: dict = field(default_factory=dict)
 
     OPTIONAL = ("miniature_checks",)
 
@@ -334,6 +337,7 @@ def run(ctx) -> dict:
         "kind": kind, "budget": small, "budget_source": d["budget_source"], "params": g_final.get("params"),
         "recipe": describe(recipe), "checkpoint": (checkpoints.get("final") or {}).get("path"),
     }
+    summary["per_dataset"] = _per_dataset(cfg, d["all_splits"], final_recs, g_final["intervals"])
     summary = E24Summary(**summary).to_dict()
     eff = summary["param_efficiency"]
     text = (f"{kind} at {small} ({g_final.get('params') or ctx.budget(small):,.0f} params) with {describe(recipe)}: "
@@ -348,6 +352,60 @@ def run(ctx) -> dict:
         "grids": grids,
         "recommendation": text,
     }
+
+
+PER_DATASET_METRICS = ("distance", "spatial_iou", "flicker", "warp_error")
+
+
+def _per_dataset(cfg: dict, all_splits: Mapping[str, str], records: list, intervals: dict) -> dict:
+    """The final adapter on each evaluated split, named by its dataset: mean over seeds of each metric the split
+    reports (spatial IoU only where the dataset's IoU protocol makes it meaningful; the temporal metric on clips),
+    with the 95% intervals over seeds x samples."""
+    from c2bridge.datasets import DATASET_SPECS
+
+    caches = cfg.get("caches") or {}
+    done = [r for r in records if r.completed]
+    out = {}
+    for split, cache_name in all_splits.items():
+        dataset = (caches.get(cache_name) or {}).get("dataset", cache_name)
+        spec = DATASET_SPECS.get(dataset)
+        row: dict = {"dataset": dataset, "kind": spec.kind if spec else None,
+                     "n": next((r.metrics.get(split, {}).get("n") for r in done if r.metrics.get(split)), None)}
+        for metric in PER_DATASET_METRICS:
+            values = [v for v in (r.metric(metric, split) for r in done) if v is not None]
+            row[metric] = sum(values) / len(values) if values else None
+        note = next((r.metrics.get(split, {}).get("iou_note") for r in done if r.metrics.get(split, {}).get("iou_note")),
+                    None)
+        if note is None and spec is not None and spec.iou_protocol is None:
+            note = spec.iou_note
+        row["iou_note"] = note
+        row["intervals"] = dict(intervals.get(split) or {})
+        out[split] = row
+    return out
+
+
+def per_dataset_table(per_dataset: Mapping) -> str:
+    """FINDINGS' per-dataset table of the final adapter (n/a where a metric does not apply, with the reason)."""
+    if not per_dataset:
+        return ""
+    rows, notes = [], []
+    for split, row in per_dataset.items():
+        ivs = row.get("intervals") or {}
+
+        def cell(metric, digits=3):
+            if row.get(metric) is None:
+                return "n/a"
+            return md.num(row[metric], digits) + md.ci(ivs.get(metric))
+
+        iou = cell("spatial_iou")
+        if row.get("spatial_iou") is None and row.get("iou_note"):
+            iou = f"n/a ({len(notes) + 1})"
+            notes.append(f"({len(notes) + 1}) {split}: {row['iou_note']}")
+        is_clip = row.get("kind") == "clip"
+        rows.append([split, row.get("dataset"), row.get("kind") or "–", row.get("n") or "–", cell("distance"), iou,
+                     cell("flicker") if is_clip else "–", cell("warp_error") if is_clip else "–"])
+    table = md.table(["split", "dataset", "items", "n", "distance", "spatial IoU", "flicker", "warp error"], rows)
+    return "\n".join([table] + ([""] + notes if notes else []))
 
 
 # ----------------------------------------------------------------------------------------------------- report
@@ -386,6 +444,9 @@ def findings(results: dict, exp: dict, figs: dict) -> str:
              f"headline split: **{split}**.", "", md.protocol_table(exp), "",
              md.table(["row", "role", "params", f"{split} distance ({s.get('distance_name')})", f"{split} spatial IoU",
                     "val distance", "train-split distance", "adapter latency (ms)", "weights (MB)"], rows), "",
+             "Final adapter per dataset (mean over seeds, 95% interval over seeds x samples; spatial IoU only "
+             "where a reconstruction's mask can honestly be read; flicker / warp error on clips, relative to the "
+             "target's own, `c2bridge.metrics.temporal`):", "", per_dataset_table(s.get("per_dataset") or {}), "",
              f"- param_efficiency (final recipe, {split}): **{md.num(s.get('param_efficiency'))}**"
              f"{md.ci(ivs.get('param_efficiency'), method=True)}; per seed pair "
              f"{md.pm(s.get('param_efficiency_per_seed'))}.",

@@ -100,11 +100,12 @@ def split_gap(records: Iterable, split_a: str, split_b: str, metric: str = "dist
 
 
 def arm_intervals(records: Iterable, splits: Iterable[str], **options: Any) -> dict:
-    """Per-arm intervals for the tables and plots: ``{split: {distance, spatial_iou}, "perf": {latency_ms}}``."""
+    """Per-arm intervals for the tables and plots: ``{split: {distance, spatial_iou, flicker, warp_error}, "perf":
+    {latency_ms}}`` (a metric a split does not report, e.g. IoU on COCO or flicker on images, is left out)."""
     records = list(records)
     out: dict = {}
     for split in splits:
-        for metric in ("distance", "spatial_iou"):
+        for metric in ("distance", "spatial_iou", "flicker", "warp_error"):
             iv = arm_interval(records, metric, split, **options)
             if iv is not None:
                 out.setdefault(split, {})[metric] = to_record(iv)
