@@ -169,9 +169,15 @@ def line_decision(iv: Interval | None, op: str, threshold: Any, caps: dict | Non
                 f"{ci} {text}", "interval": interval_record(iv), "settle": None}
     cv = confident_verdict(iv, line_criterion(op, float(threshold)), **_caps(caps))
     met = (cv.verdict == "acceptable") if cv.certain else None
-    text = (f"{'met' if met else 'not met'} (value {op} {threshold:g}), certain at {iv.level:.0%}: {ci}"
-            if met is not None else f"undetermined: {ci} straddles {threshold:g}; "
-            + (cv.settle.text if cv.settle else ""))
+    settle = cv.settle.text if cv.settle else ""
+    if met is not None:
+        text = f"{'met' if met else 'not met'} (value {op} {threshold:g}), certain at {iv.level:.0%}: {ci}"
+    elif len(cv.between) == 1:  # one side of the line, but the interval misses a variance component (one seed)
+        side = "meets" if cv.between[0] == "acceptable" else "misses"
+        text = (f"undetermined: {ci} {side} value {op} {threshold:g}, but the interval is incomplete "
+                f"({iv.note or 'a variance component is missing'}); {settle}")
+    else:
+        text = f"undetermined: {ci} straddles {threshold:g}; {settle}"
     return {"met": met, "text": text, "interval": interval_record(iv), "settle": cv.settle.text if cv.settle else None}
 
 

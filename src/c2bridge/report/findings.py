@@ -126,15 +126,23 @@ def _setup(results: dict, preset: dict, dist: dict) -> str:
 def _decisions(results: dict) -> str:
     d = results.get("decisions") or {}
     lines = ["## Decisions (plan §6.4) and Gate 2", ""]
-    rows = [[p.get("checkpoint"), p.get("criterion"), num(p.get("value")), num(p.get("met")), p.get("decision")]
+    rows = [[p.get("checkpoint"), p.get("criterion"), num(p.get("value")), num(p.get("met")),
+             p.get("decision") + (f" ({' or '.join(p['between'])})" if p.get("between") else ""),
+             p.get("confidence") or "–"]
             for p in d.get("decision_points") or []]
     if rows:
-        lines.append(table(["checkpoint", "criterion", "value", "met", "decision"], rows))
+        lines.append(table(["checkpoint", "criterion", "value", "met", "decision", "on the 95% interval"], rows))
     fired = [f for f in d.get("failures") or [] if f.get("fired")]
     lines += ["", "Failure rules (plan §7) that fired: " + ("none." if not fired else "")]
     for f in fired:
-        lines.append(f"- {f['kind']}: {f['description']} (value {num(f.get('value'))})"
+        lines.append(f"- {f['kind']}: {f['description']} (value {num(f.get('value'))}"
+                     + (f"; {f['confidence']}" if f.get("confidence") else "") + ")"
                      + (" — indicative only: " + f["note"] if not f.get("comparable") else "") + f". Action: {f.get('action')}")
+    open_rules = [f for f in d.get("failures") or []
+                  if f.get("fired") is None and f.get("confidence")]
+    if open_rules:
+        lines += ["", "Failure rules whose 95% interval straddles their line (undetermined):"]
+        lines += [f"- {f['kind']}: {f['description']} ({f['confidence']})" for f in open_rules]
     g = results.get("gate2") or {}
     if g:
         lines += ["", f"**{g.get('name')}** — C2's part: **{g.get('c2')}** ({g.get('reason')})"
