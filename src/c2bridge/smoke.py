@@ -170,13 +170,14 @@ def build_real_width_bridge(layers: int = 1, image_size: int = 512, seed: int = 
 # Shared by `c2bridge smoke` (below) and the GPU check (benchmarks/gpu_check.py).
 
 
-def extract_stage(preset, encoders, bridge, out, samples: int, seed: int = SMOKE_SEED):
+def extract_stage(preset, encoders, bridge, out, samples: int, seed: int = SMOKE_SEED, dataset: str | None = None):
     """The shapes world's first ``samples`` train items through both encoders and the VAE (latents cached), at
     ``preset``'s resolution: images, or clips of its frame count (``shapes_clips``) -> the ``FeatureCache`` in
-    ``out``."""
+    ``out``. ``dataset`` forces one (``shapes``: images even on a clip preset)."""
     from c2bridge.encoders.extraction import extract
 
-    dataset = "shapes" if preset.num_frames == 1 else "shapes_clips"  # shapes are images on every preset
+    if dataset is None:
+        dataset = "shapes" if preset.num_frames == 1 else "shapes_clips"  # shapes are images on every preset
     return extract(preset, dataset, "train", out, limit=samples, seed=seed, encoders=encoders,
                    latents_fn=bridge.encode_latents, latents_key={"vae": f"random-{bridge.preset}-ltx-vae"},
                    batch_size=samples, progress=False)
@@ -192,24 +193,31 @@ def load_batch(cache, device=None) -> dict:
     return {k: (v.to(device) if device is not None and torch.is_tensor(v) else v) for k, v in batch.items()}
 
 
-def train_step(adapter, bridge, batch: dict, loss, optimizer, generator=None, autocast_dtype=None,
+def train_step(adapter, bridge, batch: "dict | list[dict]", loss, optimizer, generator=None, autocast_dtype=None,
                max_norm: float = 1.0) -> dict:
     """One optimizer step of the adapter's objective, as the trainer takes it (autocast over the adapter and the
-    frozen decoder, backward, gradient clipping, AdamW) -> ``{"loss": {term: value}, "grad_norm"}``.
-    Raises when the step did not train (non-finite loss, zero gradient)."""
+    frozen decoder, backward, gradient clipping, AdamW) -> ``{"loss": {term: value}, "grad_norm"}``. A list of
+    micro-batches is one accumulated step, as a mixed training set takes it (one dataset per micro-batch: an image
+    batch and a clip batch); ``loss`` is then the mean over them. Raises when the step did not train (non-finite
+    loss, zero gradient)."""
     import contextlib
     import math
 
     import torch
 
     device = next(adapter.parameters()).device
-    autocast = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None
-                else contextlib.nullcontext())
-    with autocast:
-        cond = adapter(batch["vlm"], batch["dino"], vlm_mask=batch["vlm_mask"])  # [B, 77, 4096]
-        total, parts = bridge.training_loss(cond, None, batch["latent"], batch.get("target"), loss=loss,
-                                            generator=generator)
-    total.backward()
+    batches = batch if isinstance(batch, (list, tuple)) else [batch]
+    parts: dict[str, float] = {}
+    for micro in batches:
+        autocast = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None
+                    else contextlib.nullcontext())
+        with autocast:
+            cond = adapter(micro["vlm"], micro["dino"], vlm_mask=micro["vlm_mask"])  # [B, 77, 4096]
+            total, micro_parts = bridge.training_loss(cond, None, micro["latent"], micro.get("target"), loss=loss,
+                                                      generator=generator)
+        (total / len(batches)).backward()
+        for k, v in micro_parts.items():
+            parts[k] = parts.get(k, 0.0) + v / len(batches)
     grad_norm = float(torch.nn.utils.clip_grad_norm_(adapter.parameters(), max_norm))
     if not (math.isfinite(parts["total"]) and math.isfinite(grad_norm) and grad_norm > 0):
         raise RuntimeError(f"training step did not train: loss {parts}, grad norm {grad_norm}")
@@ -236,7 +244,8 @@ def run_smoke(out: str | os.PathLike | None = None, image_size: int | None = Non
               seed: int = SMOKE_SEED) -> dict:
     """Run every stage; returns ``{"ok", "stages": [{name, seconds, peak_rss_gib, shapes}], "peak_rss_gib",
     "settings"}``. Defaults: the full preset's resolution (512 px) and one frame (the study trains on images;
-    pass ``num_frames=25`` for the clip path, ~10x the compute)."""
+    pass ``num_frames=25`` for the clip path, ~10x the compute: its training step is then one mixed step, an
+    image micro-batch and a clip micro-batch accumulated, as a mixed training set trains)."""
     import torch
 
     from c2bridge.presets import get_preset
@@ -303,28 +312,38 @@ def run_smoke(out: str | os.PathLike | None = None, image_size: int | None = Non
 
         from c2bridge.encoders.cache import FeatureCache
 
+        mixed = num_frames > 1  # clips: the mixed training set's step, one image micro-batch + one clip one
         with stage("extract") as info:
             cache = extract_stage(preset, encoders, bridge, out / "cache", samples, seed)
             info["shapes"] = {"samples": len(cache), "key": cache.key}
+            if mixed:
+                images = extract_stage(preset, encoders, bridge, out / "cache_images", samples, seed, "shapes")
+                info["shapes"]["image_samples"] = len(images)
         del encoders  # the cache is all training needs
 
         with stage("cache") as info:
             batch = load_batch(FeatureCache(out / "cache"))
             info["shapes"] = {k: _shape(v) for k, v in batch.items() if hasattr(v, "shape")}
+            micro_batches = [batch]
+            if mixed:
+                image_batch = load_batch(FeatureCache(out / "cache_images"))
+                micro_batches = [image_batch, batch]
+                info["shapes"].update({f"image_{k}": _shape(v) for k, v in image_batch.items()
+                                       if k in ("target", "latent")})
 
         from c2bridge.decoder import LossSpec
 
         with stage("train_step") as info:
             optimizer = torch.optim.AdamW(adapter.parameters(), lr=1e-4, weight_decay=1e-4)
             before = [p.detach().clone() for p in adapter.parameters()]
-            step = train_step(adapter, bridge, batch, LossSpec(terms={"flow": 1.0, "l2": 0.1}), optimizer,
+            step = train_step(adapter, bridge, micro_batches, LossSpec(terms={"flow": 1.0, "l2": 0.1}), optimizer,
                               generator=torch.Generator().manual_seed(seed))
             if all(torch.equal(a, p.detach()) for a, p in zip(before, adapter.parameters())):
                 raise RuntimeError("training step did not change the adapter's weights")
             with torch.no_grad():
                 cond = adapter(batch["vlm"], batch["dino"], vlm_mask=batch["vlm_mask"])  # [B, 77, 4096]
             info["shapes"] = {"cond": _shape(cond), "latent": _shape(batch["latent"]), "loss": step["loss"],
-                              "grad_norm": step["grad_norm"]}
+                              "grad_norm": step["grad_norm"], "micro_batches": len(micro_batches)}
 
         with stage("sample") as info:
             pixels = sample_stage(bridge, cond, num_frames, image_size, sample_steps, seed)

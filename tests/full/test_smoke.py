@@ -36,3 +36,23 @@ def test_smoke_real_widths_reduced_resolution(tmp_path, capsys):
     assert "multiple of 32" in capsys.readouterr().err
     assert main(["smoke", "--steps", "1"]) == 2
     assert "steps must be >= 2" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_smoke_clip_path_takes_one_mixed_image_and_clip_step(tmp_path):
+    """With clips the training step is one mixed step (an image micro-batch + a clip micro-batch, accumulated), at
+    the real widths; 9 frames (8k+1) -> 2 latent frames; sampling decodes the clip through LTXPipeline."""
+    from c2bridge.full_dims import LTX_TRANSFORMER
+    from c2bridge.smoke import run_smoke
+
+    report = run_smoke(out=tmp_path / "smoke", image_size=64, num_frames=9, layers=1, samples=1, sample_steps=2,
+                       echo=False)
+    assert report["ok"]
+    stages = {s["name"]: s for s in report["stages"]}
+    cache = stages["cache"]["shapes"]
+    assert cache["target"] == [1, 3, 9, 64, 64] and cache["image_target"] == [1, 3, 64, 64]
+    assert cache["latent"] == [1, LTX_TRANSFORMER["in_channels"], 2, 2, 2]
+    assert cache["image_latent"] == [1, LTX_TRANSFORMER["in_channels"], 1, 2, 2]
+    train = stages["train_step"]["shapes"]
+    assert train["micro_batches"] == 2 and train["grad_norm"] > 0
+    assert stages["sample"]["shapes"]["pixels"] == [1, 3, 9, 64, 64]
