@@ -35,4 +35,14 @@ def test_mini_study_micro_end_to_end(tmp_path, capsys):
     findings = (out / "FINDINGS.md").read_text()
     assert "This is the miniature" in findings and "one_minus_ssim" in findings
     assert (out / "scaling_curve.png").stat().st_size > 0
+    # every headline number has its 95% interval (per-sample values stored, 2 seeds x 4 samples), and the verdicts
+    # and FINDINGS.md say what it was built with
+    for exp in ("e2.1", "e2.4"):
+        summary = res["experiments"][exp]["summary"]
+        iv = summary["intervals"]["param_efficiency"]
+        assert iv["low"] <= summary["param_efficiency"] <= iv["high"] and (iv["n_seeds"], iv["n_samples"]) == (2, 4)
+        assert res["experiments"][exp]["verdicts"]["param_efficiency"]["interval"]["n_resamples"] == 2000
+        assert summary["decide"]["enabled"] and summary["decide"]["stopped"]
+    assert len(trained["query-10m-s0"]["metrics"]["val"]["per_sample"]["distance"]) == 4
+    assert "95% CI, bootstrap-t" in findings and "2000 resamples" in findings and "Sequential design:" in findings
     assert "not meaningful: see FINDINGS.md" in capsys.readouterr().out
