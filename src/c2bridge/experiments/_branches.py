@@ -189,7 +189,8 @@ def headline(exp: dict, what: str) -> str | None:
     s = exp.get("summary")
     if not s:
         return None
-    return f"- **{what} ({exp.get('title', '').split(':')[0]}):** {s.get('recommendation')}."
+    caveat = " Not an answer on this preset: see its section." if s.get("note") else ""
+    return f"- **{what} ({exp.get('title', '').split(':')[0]}):** {s.get('recommendation')}.{caveat}"
 
 
 def findings_section(results: dict, exp: dict, figs: dict, experiment: str,
