@@ -461,10 +461,12 @@ def trial_overrides(specs: list, cfg: Mapping, preset) -> list[dict]:
             train, val = cache_data(train_cache), cache_data(cfg.get("val_cache"))
             mix = [] if spec.train_cache else (cfg.get("train_mix") or [])
             if mix:  # a mixed training set: each cache's items, and its share of the micro-batches (its weight)
-                train = {}
-                for entry in mix:
-                    for name, d in (cache_data(entry.get("cache")) or {}).items():
-                        train[name] = {**d, "weight": float(entry["weight"])}
+                train, parts = {}, [(e, cache_data(e.get("cache")) or {}) for e in mix]
+                datasets = [name for _, d in parts for name in d]
+                for entry, d in parts:
+                    for name, item in d.items():  # two caches of one dataset: named by their caches
+                        train[name if datasets.count(name) == 1 else str(entry["cache"])] = {
+                            **item, "weight": float(entry["weight"])}
                 train_cache = "+".join(str(e.get("cache")) for e in mix)
             if train:
                 t["_data"] = {"train": train, "val": val or {}}
