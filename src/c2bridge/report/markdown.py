@@ -135,22 +135,6 @@ def figure(figs: dict, name: str, caption: str) -> str:
     return f"![{caption}]({figs[name]})\n" if name in figs else ""
 
 
-# ----------------------------------------------------------------------------------------------------- sections
-def render(results: dict, figs: dict | None = None) -> str:
-    figs = figs or {}
-    preset = results.get("preset") or {}
-    dist = results.get("distance") or {}
-    exps = results.get("experiments") or {}
-    parts = [_header(results, preset, dist), _headline(results, exps), _claims(results, preset, dist, exps),
-             _setup(results, preset, dist)]
-    for name, fn in (("e2.1", _e2_1), ("e2.2", _e2_2), ("e2.3", _e2_3), ("e2.4", _e2_4)):
-        if name in exps:
-            parts.append(fn(results, exps[name], figs))
-    parts.append(_decisions(results))
-    parts.append(_trials(results))
-    return "\n\n".join(p.strip() for p in parts if p and p.strip()) + "\n"
-
-
 def status_line(exp: dict) -> str:
     return (f"Status: **{exp.get('status')}** · config `{exp.get('config_file')}` · wall {exp.get('wall_s') or 0:.0f} s "
             "(trials reused from earlier runs cost nothing)")
