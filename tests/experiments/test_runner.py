@@ -143,6 +143,15 @@ def test_changing_the_recipe_changes_the_trial_key(tmp_path):
     assert len(backend.calls) == n + 2
 
 
+def test_turning_tracking_on_reuses_every_finished_trial(tmp_path):
+    backend = FakeBackend()
+    study(tmp_path, backend, "e2_1.seeds=[0]", "e2_1.budgets=[10m,100m]").run(["e2.1"])
+    n = len(backend.calls)
+    study(tmp_path, backend, "e2_1.seeds=[0]", "e2_1.budgets=[10m,100m]", "recipe.log.tensorboard=true",
+          "recipe.log.every_steps=7").run(["e2.1"])
+    assert len(backend.calls) == n  # the log section changes no number, so it is not part of the trial key
+
+
 def test_cli_accepts_overrides_after_options():
     from c2bridge.cli import build_parser
     from c2bridge.cli.experiments import _split_args

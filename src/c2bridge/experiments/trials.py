@@ -151,7 +151,11 @@ def _finite(x: Any) -> float | None:
 
 
 def trial_key(config: dict) -> str:
-    """Hash of the resolved config (key order does not matter)."""
+    """Hash of the resolved config (key order does not matter). The recipe's ``log`` section (trackers, run names)
+    cannot change a number, so it is left out: turning W&B or TensorBoard on reuses every finished trial."""
+    train = config.get("train")
+    if isinstance(train, dict) and "log" in train:
+        config = {**config, "train": {k: v for k, v in train.items() if k != "log"}}
     return stable_hash(config, length=KEY_LENGTH)
 
 
