@@ -6,7 +6,7 @@ same-seed repeat of one trial, side by side in one run.
     python benchmarks/mini_study_time.py --out runs/bench  # keep the study dir
     python benchmarks/mini_study_time.py --quick           # 20 steps a trial: checks the script itself (~3 min)
 
-Printed: total wall time and its ratio to the 15-minute target (20 at most, issue 7); per experiment, its wall time
+Printed: total wall time and its ratio to the 15-minute target (20 at most); per experiment, its wall time
 and trials run; where the time went (cache extraction, training, sampled evaluation, everything else); then the
 repeat: E2.1's 10m seed-0 trial trained again from scratch in a second study dir, its metrics next to the first
 run's, and whether they are identical (same seed -> same numbers on CPU).
