@@ -9,26 +9,12 @@ import pytest
 import torch
 from enc_fakes import FakeImages
 
-from c2bridge.encoders import build_encoders
 from c2bridge.encoders import cache as cache_mod
 from c2bridge.encoders.cache import FeatureCache, verify_cache
 from c2bridge.encoders.extraction import expected_key, extract
 from c2bridge.presets import get_preset
 
 TINY = get_preset("tiny")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def enc():
-    return build_encoders("tiny", device="cpu")
 
 
 def run(out, ds, enc, **kw):

@@ -13,19 +13,6 @@ from c2bridge.encoders.dinov2 import DinoPreprocess, DinoV2Encoder
 from c2bridge.encoders.qwen_vl import QwenVLEncoder
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def enc():
-    return build_encoders("tiny", device="cpu")
-
-
 def images(n=3, size=32, seed=0):
     return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
 

@@ -15,20 +15,6 @@ from c2bridge.presets import get_preset
 TINY = get_preset("tiny")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # the shared 2-core machine: more threads than free cores makes tiny matmuls ~100x slower
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def enc():
-    return build_encoders("tiny", device="cpu")
-
-
 def run(out, ds, enc, **kw):
     kw.setdefault("batch_size", 4)
     kw.setdefault("shard_size", 4)
