@@ -6,7 +6,17 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 # Small models on a shared 2-core box run much faster single-threaded (measured ~8x in the training tests).
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Every module starts single-threaded again (a test that changes the thread count cannot leak it)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

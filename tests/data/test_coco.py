@@ -11,14 +11,6 @@ from c2bridge.data.registry import build_dataset
 from data_files import CORRUPT_ID, N_IMAGES, make_coco
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # the shared 2-core machine: oversubscribed threads make tiny matmuls crawl
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def coco_root(tmp_path_factory):
     return make_coco(tmp_path_factory.mktemp("coco"))

@@ -39,14 +39,6 @@ def _batch(ds, n: int) -> dict:
     return {"target": torch.stack([it[pixels] for it in items]), "mask": torch.stack([it["mask"] for it in items])}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("name", ["shapes", "shapes_clips"])
 def test_perfect_reconstruction_scores_iou_one_where_reported(name):
     assert DATASET_SPECS[name].iou_protocol is not None

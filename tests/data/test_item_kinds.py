@@ -16,14 +16,6 @@ from data_files import EXT, make_coco, write_video
 LONG_VIDEO_FRAMES = 26  # more than any preset's clip frames (full: 25)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make_ssv2_root(root, videos: dict[str, int | bytes]):
     """SSv2 layout; ``videos``: id -> frame count (a real video) or raw bytes (a broken file). All in validation."""
     (root / "20bn-something-something-v2").mkdir(parents=True)

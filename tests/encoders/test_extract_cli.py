@@ -3,19 +3,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import torch
 
 from c2bridge.cli import main
 from c2bridge.encoders.cache import FeatureCache
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_extract_verify_info(tmp_path, capsys):
