@@ -28,9 +28,13 @@ def test_dinov2_patch_tokens_without_cls(enc):
     with torch.no_grad():
         full = enc.dino.model(pixel_values=pre).last_hidden_state
     assert full.shape[1] == 17 and torch.allclose(tokens, full[:, 1:], atol=1e-5)
-    # a clip is encoded through its middle frame
+    # a clip is encoded frame by frame: [B, F, P, D], each frame as that image alone
     clip = torch.stack([images(3, seed=s) for s in range(5)], dim=2)  # [3, 3, 5, 32, 32]
-    assert torch.allclose(enc.dino(clip), enc.dino(clip[:, :, 2]))
+    per_frame = enc.dino(clip)
+    assert per_frame.shape == (3, 5, 16, 32)
+    for t in (0, 2, 4):
+        assert torch.allclose(per_frame[:, t], enc.dino(clip[:, :, t]), atol=1e-6)
+    assert not torch.allclose(per_frame[:, 0], per_frame[:, 4])
     with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
         enc.dino(torch.rand(3, 32, 32))
 

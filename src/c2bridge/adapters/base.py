@@ -20,6 +20,8 @@ CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "model.safetensors"
 IO_DIMS = ("vlm_dim", "dino_dim", "out_dim", "n_tokens", "n_patches")  # fixed by the preset, not by the budget
 POS_EMB_CHOICES = (True, False, "learned", "sincos", "none")
+# how a clip's per-frame DINOv2 tokens [B, F, P, D] become conditioning (see Adapter.forward)
+TEMPORAL_CHOICES = ("frame", "pool", "spacetime")
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,17 @@ class Adapter(nn.Module):
 
     vlm [B, T, vlm_dim] (padded), vlm_mask [B, T] bool (True = real token), dino [B, P, dino_dim]
     -> cond [B, n_tokens, out_dim]. Subclasses implement ``_forward`` on checked inputs.
+
+    Clips: dino [B, F, P, dino_dim] (every frame's patch tokens; the VLM read the clip as one video, so ``vlm`` is
+    the clip's). The ``temporal`` option decides what comes out (plan open question 5):
+
+    - ``"frame"``: each frame through the adapter with the clip's VLM tokens -> cond [B, F, n_tokens, out_dim],
+      one conditioning per frame (the decoder reconstructs each frame with its own: ``LTXBridge``);
+    - ``"pool"``: the mean of the frames' tokens -> cond [B, n_tokens, out_dim] for the whole clip;
+    - ``"spacetime"``: the F x P tokens of every frame in one context, each with its 2-D grid position plus a fixed
+      sin-cos embedding of its frame index (``layers.patch_positions``) -> cond [B, n_tokens, out_dim].
+
+    None adds parameters, so a kind has the same count (and budget) under each.
     """
 
     kind: str = ""
@@ -98,6 +111,10 @@ class Adapter(nn.Module):
         # sin-cos table, no parameters), False / "none"
         pos_emb: bool | str = True,
         out_init_scale: float = 0.1,  # output projection ~ N(0, scale²/width): cond starts at ~scale per element
+        # clips (dino [B, F, P, D]): "frame" one conditioning per frame [B, F, n_tokens, out_dim] (each frame decoded
+        # with its own), "pool" the mean over frames -> one conditioning for the clip, "spacetime" every frame's
+        # patches at once with a fixed temporal position embedding -> one conditioning. No parameters in any.
+        temporal: str = "pool",
         seed: int | None = None,  # init under this seed without touching the global RNG (None: global RNG)
         budget: float | None = None,  # the budget this was sized for (informational)
     ):
@@ -116,6 +133,9 @@ class Adapter(nn.Module):
             raise ValueError(f"stream_weights must be (vlm_weight, dino_weight) or 'learned', got {stream_weights!r}")
         if pos_emb not in POS_EMB_CHOICES:
             raise ValueError(f"pos_emb must be one of {list(POS_EMB_CHOICES)}, got {pos_emb!r}")
+        if temporal not in TEMPORAL_CHOICES:
+            raise ValueError(f"temporal must be one of {list(TEMPORAL_CHOICES)}, got {temporal!r}")
+        self.temporal = temporal
         self.vlm_dim, self.dino_dim, self.out_dim, self.n_tokens, self.n_patches = dims.values()
         self._aux_loss: torch.Tensor | None = None
 
@@ -151,7 +171,23 @@ class Adapter(nn.Module):
         return torch.zeros((), device=p.device, dtype=torch.float32)
 
     def forward(self, vlm: torch.Tensor, dino: torch.Tensor, vlm_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if isinstance(dino, torch.Tensor) and dino.dim() == 4:  # a clip's per-frame tokens [B, F, P, D]
+            return self._forward_clip(vlm, dino, vlm_mask)
         self.check_inputs(vlm, dino, vlm_mask)
+        return self._run(vlm, dino, vlm_mask)
+
+    def _forward_clip(self, vlm, dino, vlm_mask):
+        b, f = dino.shape[:2]
+        self.check_inputs(vlm, dino[:, 0], vlm_mask)  # every frame must be [B, P, dino_dim]
+        if self.temporal == "pool":
+            return self._run(vlm, dino.mean(1), vlm_mask)  # [B, n_tokens, out_dim]
+        if self.temporal == "spacetime":
+            return self._run(vlm, dino.flatten(1, 2), vlm_mask)  # F*P context tokens -> [B, n_tokens, out_dim]
+        repeat = (lambda x: None if x is None else x.repeat_interleave(f, 0))  # the clip's VLM tokens per frame
+        cond = self._run(repeat(vlm), dino.flatten(0, 1), repeat(vlm_mask))  # [B*F, n_tokens, out_dim]
+        return cond.view(b, f, *cond.shape[1:])  # [B, F, n_tokens, out_dim]
+
+    def _run(self, vlm, dino, vlm_mask):
         dtype = next(self.parameters()).dtype
         self._aux_loss = None
         cond = self._forward(vlm.to(dtype), dino.to(dtype), vlm_mask)  # [B, n_tokens, out_dim]

@@ -83,7 +83,7 @@ def _count_cached(kind: str, cfg_json: str) -> int:
 
 
 # options that never change the parameter count: left out of the count cache key (and of the counting build)
-COUNT_NEUTRAL = ("seed", "budget", "dropout", "stream_weights", "out_init_scale", "routing")
+COUNT_NEUTRAL = ("seed", "budget", "dropout", "stream_weights", "out_init_scale", "routing", "temporal")
 
 
 def count_params(kind: str, cfg: dict) -> int:

@@ -138,6 +138,7 @@ class StreamEncoder(nn.Module):
         self.weights = StreamWeights(stream_weights)
         self.type_emb = normal_param(2, width, std=0.02) if type_emb else None  # [2, W]: vlm, dino
         self.pos = position_embedding(pos_emb, n_patches, width)
+        self.n_patches = n_patches
 
     def forward(self, vlm: torch.Tensor, dino: torch.Tensor, vlm_mask: torch.Tensor | None):
         w_vlm, w_dino = self.weights()
@@ -146,9 +147,10 @@ class StreamEncoder(nn.Module):
         if self.type_emb is not None:
             v = v + self.type_emb[0]
             d = d + self.type_emb[1]
-        if self.pos is not None:
-            d = d + self.pos()
-        context = torch.cat([v, d], dim=1)  # [B, T+P, W]
+        positions = patch_positions(self.pos, d.shape[1], self.n_patches, d)
+        if positions is not None:
+            d = d + positions
+        context = torch.cat([v, d], dim=1)  # [B, T+P, W] (P -> F*P for space-time clips)
         if vlm_mask is None:
             return context, None
         # DINOv2 keys are always real, so every row of the key mask has a True: attention never sees an
@@ -185,6 +187,23 @@ def position_embedding(pos_emb, n_patches: int, width: int) -> "GridPositionEmbe
     if pos_emb in (False, "none", None):
         return None
     return GridPositionEmbedding(n_patches, width, learned=pos_emb != "sincos")
+
+
+def patch_positions(pos: "GridPositionEmbedding | None", n_tokens: int, n_patches: int,
+                    like: torch.Tensor) -> torch.Tensor | None:
+    """Position embeddings ``[n_tokens, W]`` of a DINOv2 token set: one image's P patches, or (space-time clips)
+    F frames of P patches, frame-major. Each patch gets its 2-D grid embedding (``pos``, if any); with F > 1 each
+    frame's tokens also get a fixed 1-D sin-cos embedding of the frame index (rms ``SINCOS_RMS``, no parameters,
+    any F), so the adapter can tell the frames apart. None: nothing to add."""
+    if n_tokens % n_patches:
+        raise ValueError(f"{n_tokens} DINOv2 tokens are not whole frames of {n_patches} patches")
+    frames, width = n_tokens // n_patches, like.shape[-1]
+    grid = pos().repeat(frames, 1) if pos is not None else None  # [F*P, W]
+    if frames == 1:
+        return grid
+    time = sincos_table(frames, width, scale=SINCOS_RMS).to(like.device, like.dtype)  # [F, W]
+    time = time.repeat_interleave(n_patches, 0)  # [F*P, W]
+    return time if grid is None else grid + time
 
 
 SINCOS_RMS = 0.5  # rms of the initial position table per token (projected DINOv2 tokens: ~0.7 at stream weight 0.7)
@@ -282,6 +301,7 @@ class StreamPooling:
                            stream_weights) -> None:
         self.stream_weights = StreamWeights(stream_weights)
         self.pos = position_embedding(pos_emb, n_patches, stream_width)
+        self.n_patches = n_patches
         if spatial:
             self.vlm_pool = AttentionPool(n_tokens, stream_width)
             self.dino_pool = AttentionPool(n_tokens, stream_width)
@@ -291,8 +311,9 @@ class StreamPooling:
 
     def pool_streams(self, v: torch.Tensor, d: torch.Tensor, vlm_mask: torch.Tensor | None) -> torch.Tensor:
         """v [B, T, s], d [B, P, s] -> the weighted streams side by side per output token [B, N, 2s]."""
-        if self.pos is not None:
-            d = d + self.pos()
+        positions = patch_positions(self.pos, d.shape[1], self.n_patches, d)
+        if positions is not None:
+            d = d + positions
         w_vlm, w_dino = self.stream_weights()
         if self.token_emb is None:
             v, d = self.vlm_pool(v, vlm_mask), self.dino_pool(d)  # [B, N, s] each

@@ -12,7 +12,7 @@ A shard holds ``n`` samples as a few flat tensors (variable-length VLM tokens co
     mask bool [n, H, W] (opt.)   latent [n, C, F, h, w] (opt.)   caption_ids [sum L_i] + caption_offsets [n+1] (opt.)
 
 and one metadata entry ``c2bridge`` (JSON: sample ids, key, per-sample augmentation info). Clips store
-``target [n, 3, F, H, W]`` and, where the dataset has them, ``mask [n, F, H, W]``. Features keep the encoders'
+``dino [n, F, P, dino_dim]`` (every frame's patch tokens), ``target [n, 3, F, H, W]`` and, where the dataset has them, ``mask [n, F, H, W]``. Features keep the encoders'
 dtype (bf16 for ``full`` on GPU, float32 for mini/tiny).
 
 Shards and the manifest are written atomically (temp + rename), the manifest after each shard, so a crash leaves

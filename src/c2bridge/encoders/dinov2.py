@@ -1,9 +1,10 @@
 """DINOv2 (transformers ``Dinov2Model``) as a frozen patch-token encoder.
 
-``DinoV2Encoder(images)`` takes ``[B, 3, H, W]`` in [0, 1] (or clips ``[B, 3, F, H, W]``: the middle frame is
-encoded, so every sample has the same ``P`` patch tokens), resizes to the encoder's input size (bicubic,
+``DinoV2Encoder(images)`` takes ``[B, 3, H, W]`` in [0, 1], resizes to the encoder's input size (bicubic,
 antialiased), normalizes with the ImageNet mean/std (the DINOv2 processor's), and returns the layer-normed patch
-tokens ``[B, P, dino_dim]`` with CLS and any register tokens removed.
+tokens ``[B, P, dino_dim]`` with CLS and any register tokens removed. Clips ``[B, 3, F, H, W]`` are encoded frame
+by frame (DINOv2 is an image model) -> ``[B, F, P, dino_dim]``; how the frames become conditioning is the adapter's
+``temporal`` option (``c2bridge.adapters``).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ class DinoPreprocess:
     mean: tuple[float, float, float] = IMAGENET_MEAN  # normalization (DINOv2's processor uses ImageNet stats)
     std: tuple[float, float, float] = IMAGENET_STD
     resample: str = "bicubic"  # torch interpolate mode, antialiased
-    clip_frame: str = "middle"  # which frame of a clip is encoded
+    clip_frames: str = "every"  # clips: every frame encoded on its own -> [B, F, P, D]
 
 
 def tiny_dinov2_config(dino_dim: int, n_patches: int, image_size: int, num_layers: int = 2, num_heads: int = 4):
@@ -89,10 +90,12 @@ class DinoV2Encoder(FrozenEncoder):
 
     # ------------------------------------------------------------------ forward
     def __call__(self, images):
-        if images.ndim == 5:  # clip [B, 3, F, H, W] -> its middle frame
-            images = images[:, :, images.shape[2] // 2]
+        if images.ndim == 5 and images.shape[1] == 3:  # clip [B, 3, F, H, W]: every frame as an image
+            b, _, f = images.shape[:3]
+            frames = images.transpose(1, 2).reshape(b * f, 3, *images.shape[-2:])  # [B*F, 3, H, W]
+            return self(frames).view(b, f, self.n_patches, self.dim)  # [B, F, P, dino_dim]
         if images.ndim != 4 or images.shape[1] != 3:
-            raise ValueError(f"DinoV2Encoder expects images [B, 3, H, W] in [0, 1], got {tuple(images.shape)}")
+            raise ValueError(f"DinoV2Encoder expects images [B, 3, H, W] (or clips [B, 3, F, H, W]) in [0, 1], got {tuple(images.shape)}")
         size = self.preprocess.image_size
         x = images.to(self.device, torch.float32)
         if tuple(x.shape[-2:]) != (size, size):

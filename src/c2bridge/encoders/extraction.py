@@ -261,7 +261,7 @@ def _check_layout(manifest: dict, samples: list[dict]) -> None:
     """Dims and fields are fixed by the first shard; later shards (and resumed runs) must match."""
     s = samples[0]
     dims = {"vlm_dim": int(s["vlm"].shape[-1]), "dino_dim": int(s["dino"].shape[-1]),
-            "n_patches": int(s["dino"].shape[0])}
+            "n_patches": int(s["dino"].shape[-2])}  # dino [P, D], or [F, P, D] for a clip
     fields = sorted(k for k in ("mask", "latent", "caption_ids") if s.get(k) is not None)
     if manifest["dims"] is None:
         manifest["dims"], manifest["fields"] = dims, fields
