@@ -192,7 +192,7 @@ PRESETS: dict[str, Preset] = {
         n_tokens=16,
         encoder_image_size=32,
         image_size=32,
-        num_frames=1,
+        num_frames=9,  # shapes_clips: 9-frame moving-shapes clips (8k+1, as the LTX VAE takes them)
         # The plan's five scales mapped onto the miniature (see docs/mini_world.md for how they were chosen).
         budgets={"5m": 6.25e3, "10m": 1.25e4, "20m": 2.5e4, "50m": 6.25e4, "100m": 1.25e5},  # = full / 800
         is_miniature=True,
@@ -207,7 +207,7 @@ PRESETS: dict[str, Preset] = {
         n_tokens=8,
         encoder_image_size=8,
         image_size=32,
-        num_frames=1,
+        num_frames=5,  # clips at 4k+1 frames for the tiny VAE's 4x temporal compression
         budgets={"5m": 2e4, "10m": 4e4, "20m": 8e4, "50m": 2e5, "100m": 4e5},
         is_miniature=True,
         description="Test-sized random models: plumbing only, numbers mean nothing.",
