@@ -52,7 +52,9 @@ def _config_digest(config: Any) -> str:
 
 def weights_digest(modules) -> str:
     """sha256 (16 hex) over the parameters and buffers of ``modules`` in state-dict order (name, dtype, shape,
-    bytes). Cheap for the tiny and mini worlds; the full decoder is identified by its hub revision instead."""
+    bytes). Cheap for the tiny and mini worlds; the full decoder is identified by its hub revision instead.
+    A decoder carrying a peft LoRA digests as its frozen base: the LoRA matrices are left out and the wrapped
+    layers' ``base_layer`` names read as the original ones (a decoder LoRA is recorded on its own)."""
     import torch
 
     h = hashlib.sha256()
@@ -60,6 +62,9 @@ def weights_digest(modules) -> str:
         if module is None:
             continue
         for name, tensor in module.state_dict().items():
+            if "lora_" in name:
+                continue
+            name = name.replace(".base_layer", "")
             t = tensor.detach().to("cpu").contiguous()
             h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
             h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
@@ -254,6 +259,9 @@ def package_trained_adapter(directory: str | Path, cfg, bridge, cache, params: d
     encoders = ((getattr(cache, "manifest", None) or {}).get("spec") or {}).get("encoders") or {}
     training = {"kind": cfg.adapter.kind, "budget": cfg.adapter.budget, "seed": cfg.seed,
                 "steps": cfg.optim.max_steps, "lr": cfg.optim.lr, "loss": cfg.loss.name}
+    lora = getattr(cfg, "decoder_lora", None)
+    if lora is not None and lora.rank is not None:  # the adapter works only with the LoRA saved next to it
+        training["decoder_lora"] = {"rank": lora.rank, "alpha": lora.alpha, "targets": list(lora.targets)}
     metrics = None
     if sampled:
         metrics = {"val": {"distance": sampled.get("distance_mean"), "distance_name": sampled.get("distance"),
@@ -322,6 +330,11 @@ def model_card(config: dict, provenance: dict, title: str | None = None) -> str:
     if training:
         lines.append("- training: " + ", ".join(f"{k}={_fmt(v)}" for k, v in training.items()
                                                 if not isinstance(v, (dict, list))))
+    lora = training.get("decoder_lora")
+    if lora:
+        lines.append(f"- decoder LoRA: trained jointly (rank {lora.get('rank')} on "
+                     f"{', '.join(f'`{t}`' for t in lora.get('targets') or [])}), saved with peft in `decoder_lora/`; "
+                     "the pipeline loads it into the decoder. Without it the adapter reconstructs wrongly.")
     lines += ["", "## Metrics", ""]
     if metrics:
         names = ("distance", "ssim", "psnr", "spatial_iou")

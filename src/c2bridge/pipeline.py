@@ -294,6 +294,25 @@ def center_square(pixels: torch.Tensor, size: int) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------------ the pipeline
+def decoder_lora_dir(adapter_dir: str | os.PathLike, provenance: dict | None = None) -> Path | None:
+    """The decoder LoRA an adapter package was trained with (``<adapter>/decoder_lora``, peft's files), or None
+    when it has none. One ValueError when the provenance records a LoRA but its files are missing or partial."""
+    from c2bridge.decoder import lora
+    from c2bridge.train.loop import DECODER_LORA_DIR
+
+    path = Path(adapter_dir) / DECODER_LORA_DIR
+    recorded = ((provenance or {}).get("training") or {}).get("decoder_lora")
+    if not recorded and not path.exists():
+        return None
+    if not lora.is_lora_dir(path):
+        missing = [n for n in (lora.LORA_CONFIG, lora.LORA_WEIGHTS) if not (path / n).is_file()]
+        what = f"rank {recorded.get('rank')} " if isinstance(recorded, dict) else ""
+        raise ValueError(f"adapter {adapter_dir} was trained with a {what}decoder LoRA, but {path} lacks "
+                         f"{', '.join(missing)} (peft's save_pretrained files); on the frozen decoder alone it "
+                         f"reconstructs wrongly: copy the run's adapter/{DECODER_LORA_DIR}/ next to it")
+    return path
+
+
 class C2BridgePipeline:
     """Frozen encoders + a trained adapter + LTXPipeline (via ``LTXBridge``): pictures and clips in, their
     reconstructions out."""
@@ -316,7 +335,10 @@ class C2BridgePipeline:
         """Load an adapter package and the frozen models of ``preset`` (default: the preset its provenance
         names, else ``mini``). ``device``: default CUDA when available (the full preset then runs in bf16).
         ``bridge`` / ``encoders``: already-built models to use instead. Refuses models other than the ones the
-        package records (one ValueError) and widths that do not fit."""
+        package records (one ValueError) and widths that do not fit. An adapter trained jointly with a decoder
+        LoRA (its ``decoder_lora/``, peft's ``save_pretrained``) gets that LoRA loaded into the decoder with
+        ``PeftModel.from_pretrained`` (in place: a ``bridge`` passed in carries it afterwards); a package that
+        records such a LoRA but lacks its files is refused, since the frozen decoder alone reconstructs wrongly."""
         from c2bridge import package
         from c2bridge.adapters import load_adapter
         from c2bridge.presets import get_preset
@@ -332,6 +354,7 @@ class C2BridgePipeline:
         if recorded and recorded != preset:  # before loading any model: one line, nothing built
             raise ValueError(f"adapter {adapter_dir} was trained on the {recorded!r} preset's models, not {preset!r}; "
                              f"use --preset {recorded}")
+        lora_dir = decoder_lora_dir(adapter_dir, provenance)  # a missing LoRA: refused before loading models
         from c2bridge.device import pick_device
 
         dev = pick_device(device)  # "auto"/None: CUDA when there is one
@@ -353,6 +376,11 @@ class C2BridgePipeline:
         else:
             warnings.warn(f"adapter {adapter_dir} has no {package.PROVENANCE_NAME}: the models it was trained "
                           "against cannot be checked (only the widths are)", stacklevel=2)
+        if lora_dir is not None:  # the decoder LoRA trained with this adapter, into the decoder (in place)
+            from peft import PeftModel
+
+            PeftModel.from_pretrained(bridge.transformer, str(lora_dir), is_trainable=False)
+            bridge.transformer.eval().requires_grad_(False)
         return cls(adapter.to(bridge.device), bridge, encoders, preset, provenance)
 
     @property
