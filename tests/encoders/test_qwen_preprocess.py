@@ -69,3 +69,19 @@ def test_bad_pixel_bounds_are_one_clear_error():
         QwenVLEncoder.random(32, max_pixels=32)
     with pytest.raises(ValueError, match="video_min_pixels"):
         QwenVLEncoder.random(32, image_size=32, video_min_pixels=4096)
+
+
+def test_clips_reach_the_model_as_a_video_with_their_aspect_ratio(full_sized, mini):
+    """A clip goes through the processor's video path (pixel_values_videos / video_grid_thw, frames merged in
+    temporal patches of 2), each frame resized by smart_resize within the video pixel bounds."""
+    h, w = full_sized.input_size(480, 640, video=True)
+    assert h % 28 == 0 and w % 28 == 0 and h * w <= 224 * 224
+    assert abs(h / w - 480 / 640) <= (480 / 640) * (28 / h + 28 / w)
+    batch = full_sized.build_inputs(torch.rand(1, 3, 4, 480, 640))  # [B, 3, F, H, W]
+    assert "pixel_values_videos" in batch and "pixel_values" not in batch
+    assert batch["video_grid_thw"].tolist() == [[4 // 2, h // 14, w // 14]]
+    video_token = mini.model.config.video_token_id
+    wide = mini.build_inputs(torch.rand(1, 3, 4, 16, 40))
+    assert (wide["input_ids"] == video_token).sum() == (4 // 2) * (16 // 8) * (40 // 8)  # not squashed to a square
+    hidden, mask = mini(torch.rand(2, 3, 4, 16, 40))
+    assert hidden.shape[0] == 2 and bool(mask.all(1).any())

@@ -80,3 +80,24 @@ def test_dry_run_after_a_run_lists_the_trials_it_trained(tmp_path):
     assert all("decided after stage 1" in r.note for r in rows if not r.key)
     assert {r.label for r in rows if not r.key and r.experiment != "e2.1"} <= {"combined-s0", "combined-s1", "combined-s2"}
     assert len(backend.calls) == len(trained)  # nothing more ran
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_q5_trains_each_temporal_option_on_clips_and_measures_zero_conditioning(preset):
+    from c2bridge.datasets import dataset_spec
+
+    cfg = registry.load_experiment_config("q5", preset)
+    specs = registry.get("q5").trials(cfg, get_preset(preset), {})
+    seeds = cfg["seeds"]
+    train = [s for s in specs if s.kind == "train"]
+    options = [s.patch["adapter.overrides"]["temporal"] for s in train]
+    assert sorted(set(options)) == ["frame", "pool", "spacetime"] and len(train) == 3 * len(seeds)
+    assert {(o, s.seed) for o, s in zip(options, train)} == {(o, s) for o in ("frame", "pool", "spacetime")
+                                                            for s in seeds}
+    assert {s.adapter for s in train} == {"query"} and {s.budget for s in train} == {"10m"}
+    assert [(s.kind, s.reference) for s in specs if s.kind != "train"] == [("reference", "zero")]
+    assert cfg["baseline"] == "pool" and not cfg.get("train_mix")
+    # trained and evaluated on clips (the clip split), never on images
+    caches = cfg["caches"]
+    for name in (cfg["train_cache"], cfg["val_cache"], cfg["eval"]["splits"]["val"]):
+        assert dataset_spec(caches[name]["dataset"]).kind == "clip", name
