@@ -66,6 +66,9 @@ class Plateau:
         return asdict(self)
 
 
+PLATEAU_MODES = ("first", "current")
+
+
 def detect_plateau(
     val_losses: Sequence[float],
     val_steps: Sequence[int] | None = None,
@@ -73,6 +76,7 @@ def detect_plateau(
     patience: int = 2,
     min_rel_improvement: float = 0.01,
     total_steps: int | None = None,
+    mode: str = "first",
 ) -> Plateau:
     """The step at which the validation loss plateaued, early-stopping style (the ``threshold_mode="rel"`` rule
     of torch's ReduceLROnPlateau): an evaluation *improves* when its loss is below ``best · (1 −
@@ -80,7 +84,15 @@ def detect_plateau(
     the plateau step is that of the last improving evaluation. A curve that still improves within its last
     ``patience`` evaluations did not plateau: ``Plateau(step=None, reason="did not plateau within N steps ...")``
     (N = ``total_steps``, else the last evaluated step), so ratios of steps to plateau become n/a instead of
-    "the run length" by construction."""
+    "the run length" by construction.
+
+    ``mode``: ``"first"`` (a finished run's convergence speed) reports the first plateau anywhere in the curve;
+    ``"current"`` (early stopping while the run goes on: call it after every evaluation) reports a plateau only
+    when the curve *ends* on one, i.e. its last ``patience`` evaluations did not improve on the best before them.
+    Called after each new evaluation, both modes first report a plateau at the same evaluation; they differ once
+    a curve improves again after a plateau (then ``"current"`` waits for the next one)."""
+    if mode not in PLATEAU_MODES:
+        raise ValueError(f"detect_plateau: mode={mode!r}; expected one of {list(PLATEAU_MODES)}")
     arr = _as_curve(val_losses, "detect_plateau")
     steps = list(range(arr.size)) if val_steps is None else [int(s) for s in val_steps]
     if len(steps) != arr.size:
@@ -96,8 +108,10 @@ def detect_plateau(
             best, best_i, since = float(arr[i]), i, 0
         else:
             since += 1
-            if since >= patience:
+            if since >= patience and mode == "first":
                 return Plateau(steps[best_i], None, patience, min_rel_improvement)
+    if since >= patience:  # mode "current": the curve ends on a plateau
+        return Plateau(steps[best_i], None, patience, min_rel_improvement)
     if arr.size <= patience:
         why = f"{arr.size} validation evaluation(s) are too few to see {patience} without improvement"
     else:
@@ -129,6 +143,7 @@ def generalization_gap(train_value: float | Sequence[float], val_value: float | 
 
 
 __all__ = [
+    "PLATEAU_MODES",
     "Plateau",
     "detect_plateau",
     "distance_for_efficiency",
