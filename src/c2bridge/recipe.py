@@ -24,8 +24,8 @@ from typing import Any, Mapping, Sequence, Union
 
 from c2bridge.config import (apply_to_dataclass, coerce, get_dotted, parse_overrides, presets_dir, read_mapping,
                              resolve_budget, set_dataclass_key)
-from c2bridge.names import (ADAPTER_KINDS, AUGMENTATIONS, DISTANCES, LOSS_NAMES, LOSS_TERMS, PERCEPTUAL, SCHEDULES,
-                            SIGMA_DISTRIBUTIONS, X0_WEIGHTINGS)
+from c2bridge.names import (ADAPTER_KINDS, AUGMENTATIONS, DISTANCES, FLOW_TERM, LOSS_NAMES, LOSS_TERMS, NAMED_LOSSES,
+                            PERCEPTUAL, PIXEL_TERMS, SCHEDULES, SIGMA_DISTRIBUTIONS, X0_WEIGHTINGS)
 
 __all__ = ["TrainConfig", "load_config", "validate_config", "config_hash", "config_to_dict", "resolve_budget",
            "schedule_warmup_steps"]
@@ -37,6 +37,8 @@ AMP_MODES = ("auto", "bf16", "none")
 BEST_METRICS = ("val_loss",)
 
 PRESET_CONFIG_DIR = presets_dir()
+# top-level keys of a preset file that are not recipe keys: the planner's assumptions (`plan:`)
+PRESET_FILE_EXTRA_KEYS = ("plan",)
 
 
 @dataclass
@@ -116,6 +118,18 @@ class LossSection:
     logit_std: float = 1.0
     x0_weighting: str = "none"  # per-sample weight of pixel terms: none | one_minus_sigma
     moe_aux_weight: float = 0.01  # weight of adapter.aux_loss (MoE load balancing; 0 for other adapters)
+    # Cheaper pixel terms (l2, lpips, ssim, ms_lpips: the VAE decode of the one-step x0 estimate is their cost).
+    # The flow term runs on every step; the pixel terms only on the steps scheduled here. Validation always
+    # evaluates the whole objective (all terms, whole frames), so val_loss means the same thing all run long.
+    pixel_start: float = 0.0  # pixel terms join after this fraction of the total steps (0 = from the first step)
+    pixel_every: int = 1  # after pixel_start, pixel terms on every k-th optimizer step only (1 = every step)
+    # pixel terms on one random square crop of this side (pixels) per micro-batch, from (seed, micro-batch): the
+    # x0 estimate is cropped in latent space (side / the VAE's spatial compression) and only the crop is decoded;
+    # null = whole frames. Must be a multiple of the VAE's spatial compression and at most the image size.
+    pixel_crop: Union[int, None] = None
+    # clips: decode only this many consecutive latent frames (window from (seed, micro-batch)) for the pixel
+    # terms, compared with the target frames they decode to; null = all frames. Images have one latent frame.
+    pixel_latent_frames: Union[int, None] = None
 
 
 @dataclass
@@ -159,6 +173,33 @@ class CheckpointSection:
 
 
 @dataclass
+class StopSection:
+    # Early stopping at a plateau of the validation loss (needs data.val_cache; counted in validations, every
+    # eval.every_steps, plus the one at step 0 with eval.at_start): stop after this many validations in a row
+    # without a relative improvement > min_delta over the best so far (c2bridge.metrics.detect_plateau, online).
+    # null = off: train to the max steps. The best checkpoint stays what evaluation uses.
+    patience: Union[int, None] = None
+    min_delta: float = 0.0  # relative val-loss improvement that counts (0.01 = 1 %); 0 = any decrease
+    min_fraction: float = 0.0  # never stop before this fraction of the max steps
+
+
+@dataclass
+class MemorySection:
+    # recompute the frozen LTX transformer's blocks (and the VAE decoder's, where it supports it) in backward
+    # instead of keeping their activations: less GPU memory, ~1 more transformer forward per step
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class ComputeSection:
+    # torch.compile the frozen LTX transformer's training forward (sampling stays eager). The compile happens in
+    # setup, before the run dir is touched: a machine where torch.compile fails is one clear error. Numerics may
+    # differ in the last digits (part of the trial key). Compiled graphs are cached across runs in
+    # C2BRIDGE_COMPILE_CACHE / TORCHINDUCTOR_CACHE_DIR (default: ~/.cache/c2bridge/inductor).
+    compile: bool = False
+
+
+@dataclass
 class LogSection:
     progress_bar: bool = True  # tqdm progress bar on stderr
     every_steps: int = 1  # train records in metrics.jsonl every N steps
@@ -196,6 +237,9 @@ class TrainConfig:
     distill: DistillSection = field(default_factory=DistillSection)
     decoder_lora: DecoderLoraSection = field(default_factory=DecoderLoraSection)
     eval: EvalSection = field(default_factory=EvalSection)
+    stop: StopSection = field(default_factory=StopSection)
+    memory: MemorySection = field(default_factory=MemorySection)
+    compute: ComputeSection = field(default_factory=ComputeSection)
     checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
     log: LogSection = field(default_factory=LogSection)
     debug: DebugSection = field(default_factory=DebugSection)
@@ -234,7 +278,8 @@ def load_config(
     cfg = TrainConfig()
     preset_file = PRESET_CONFIG_DIR / f"{preset}.yaml"
     if preset_file.is_file():
-        apply_to_dataclass(cfg, read_mapping(preset_file), errors, origin=f"{preset_file.name}: ")
+        recipe = {k: v for k, v in read_mapping(preset_file).items() if k not in PRESET_FILE_EXTRA_KEYS}
+        apply_to_dataclass(cfg, recipe, errors, origin=f"{preset_file.name}: ")
     apply_to_dataclass(cfg, user, errors)
     for dotted, raw in override_items.items():
         set_dataclass_key(cfg, dotted, raw, errors)
@@ -313,6 +358,23 @@ def validate_config(cfg: TrainConfig) -> None:
     need(cfg.loss.x0_weighting in X0_WEIGHTINGS, "loss.x0_weighting", f"expected one of {list(X0_WEIGHTINGS)}")
     need(cfg.loss.logit_std > 0, "loss.logit_std", "expected a number > 0")
     need(cfg.loss.moe_aux_weight >= 0, "loss.moe_aux_weight", "expected a number >= 0")
+    L = cfg.loss
+    need(0.0 <= L.pixel_start < 1.0, "loss.pixel_start", "expected a fraction of the total steps in [0, 1)")
+    need(not isinstance(L.pixel_every, bool) and L.pixel_every >= 1, "loss.pixel_every", "expected an integer >= 1")
+    need(L.pixel_crop is None or (not isinstance(L.pixel_crop, bool) and L.pixel_crop >= 1), "loss.pixel_crop",
+         "expected null (whole frames) or a crop side in pixels >= 1")
+    need(L.pixel_latent_frames is None or (not isinstance(L.pixel_latent_frames, bool) and L.pixel_latent_frames >= 1),
+         "loss.pixel_latent_frames", "expected null (all frames) or a number of latent frames >= 1")
+    if (L.pixel_start > 0 or L.pixel_every > 1) and L.name in LOSS_NAMES:
+        terms = {k: v for k, v in {**NAMED_LOSSES[L.name], **L.weights}.items() if isinstance(v, (int, float))}
+        if not terms.get(FLOW_TERM, 0) > 0:
+            errors.append(f"loss.pixel_start={L.pixel_start:g} / loss.pixel_every={L.pixel_every}: the steps without "
+                          f"pixel terms train on the flow term alone, but loss {L.name!r} has no flow weight; expected "
+                          f"loss.name=flow (e.g. with loss.weights.lpips) or loss.weights.flow > 0")
+        if not any(terms.get(t, 0) > 0 for t in PIXEL_TERMS):
+            errors.append(f"loss.pixel_start={L.pixel_start:g} / loss.pixel_every={L.pixel_every}: loss {L.name!r} has "
+                          f"no pixel term to schedule; expected a pixel weight (loss.weights.lpips, l2, ssim, "
+                          f"ms_lpips) or the defaults pixel_start=0, pixel_every=1")
     for term, w in cfg.loss.weights.items():
         if term not in LOSS_TERMS:
             errors.append(f"loss.weights.{term}: unknown loss term; expected any of {list(LOSS_TERMS)}")
@@ -346,6 +408,11 @@ def validate_config(cfg: TrainConfig) -> None:
     need(e.distance in DISTANCES, "eval.distance", f"expected one of {list(DISTANCES)}")
     need(e.distance_fallback is None or e.distance_fallback in DISTANCES, "eval.distance_fallback",
          f"expected null or one of {list(DISTANCES)}")
+    st = cfg.stop
+    need(st.patience is None or (not isinstance(st.patience, bool) and st.patience >= 1), "stop.patience",
+         "expected null (no early stopping) or a number of validations >= 1")
+    need(0.0 <= st.min_delta < 1.0, "stop.min_delta", "expected a relative improvement in [0, 1)")
+    need(0.0 <= st.min_fraction <= 1.0, "stop.min_fraction", "expected a fraction of the max steps in [0, 1]")
     need(cfg.checkpoint.every_steps >= 0, "checkpoint.every_steps", "expected an integer >= 0 (0 = only at the end)")
     need(cfg.checkpoint.keep_last >= 1, "checkpoint.keep_last", "expected an integer >= 1")
     need(cfg.log.every_steps >= 1, "log.every_steps", "expected an integer >= 1")
@@ -403,7 +470,8 @@ def config_hash(cfg: TrainConfig) -> str:
 
 def config_to_dict(cfg: TrainConfig) -> dict:
     """The plain form of a config (what trial keys hash). An unused decoder LoRA section is left out, so the keys
-    of configs that never name it stay what they were before the section existed."""
+    of configs that never name it stay what they were before the section existed; so are the compute levers
+    (stop, memory, compute, the loss's pixel schedule) while at their defaults."""
     from c2bridge._io import to_plain
 
     plain = to_plain(cfg)
@@ -411,7 +479,23 @@ def config_to_dict(cfg: TrainConfig) -> dict:
         plain.pop("decoder_lora", None)
     if not cfg.data.mix:  # likewise a single-cache run's data section
         plain.get("data", {}).pop("mix", None)
+    # likewise the compute levers, while off (their defaults change no number)
+    for section, defaults in ((plain, {"stop": _plain(StopSection()), "memory": _plain(MemorySection()),
+                                       "compute": _plain(ComputeSection())}),
+                              (plain.get("loss", {}), PIXEL_SCHEDULE_DEFAULTS)):
+        for key, default in defaults.items():
+            if section.get(key) == default:
+                section.pop(key, None)
     return plain
+
+
+PIXEL_SCHEDULE_DEFAULTS = {"pixel_start": 0.0, "pixel_every": 1, "pixel_crop": None, "pixel_latent_frames": None}
+
+
+def _plain(section) -> dict:
+    from c2bridge._io import to_plain
+
+    return to_plain(section)
 
 
 def schedule_warmup_steps(cfg: TrainConfig) -> int:

@@ -23,8 +23,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from c2bridge.decoder.objective import (FLOW_TERM, LossSpec, flow_target, noisy_latents, pixel_losses, sample_sigmas,
-                                        x0_weights)
+from c2bridge.decoder.objective import (FLOW_TERM, LossSpec, PixelRegion, flow_target, noisy_latents, pixel_losses,
+                                        random_pixel_region, sample_sigmas, x0_weights)
 from c2bridge.presets import FullPreset, get_preset
 
 FULL_MODEL_ID = FullPreset.decoder_model_id  # "Lightricks/LTX-Video"
@@ -161,6 +161,7 @@ class LTXBridge:
                 f"{self.latent_channels} × patch {self.patch_size}²×{self.patch_size_t}"
             )
         self._pipeline = None
+        self._compiled_transformer = None  # compile_transformer(): the training forward's compiled module
         if gradient_checkpointing:
             self.enable_gradient_checkpointing()
 
@@ -208,6 +209,16 @@ class LTXBridge:
         self.transformer.enable_gradient_checkpointing()
         if getattr(self.vae, "_supports_gradient_checkpointing", False):
             self.vae.enable_gradient_checkpointing()
+
+    def compile_transformer(self, **options: Any) -> None:
+        """``torch.compile`` the transformer for the training objective (``predict_velocity``); sampling through
+        ``LTXPipeline`` keeps the eager module. The compile itself happens at the first call (lazy): call
+        ``predict_velocity`` once to surface a machine where it fails."""
+        self._compiled_transformer = torch.compile(self.transformer, **options)
+
+    @property
+    def compiled(self) -> bool:
+        return self._compiled_transformer is not None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -272,10 +283,16 @@ class LTXBridge:
         return self._check_cond(cond, mask)
 
     # ------------------------------------------------------------------ latents
-    def encode_latents(self, pixels: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] or [B, 3, F, H, W] in [0, 1] -> normalized LTX latents [B, C, F', h, w] (posterior mode)."""
+    def encode_latents(self, pixels: torch.Tensor, per_frame: bool = False) -> torch.Tensor:
+        """[B, 3, H, W] or [B, 3, F, H, W] in [0, 1] -> normalized LTX latents [B, C, F', h, w] (posterior mode).
+        ``per_frame``: each frame of a clip encoded as an image -> [B, C, F, h, w] (the latents of one conditioning
+        per frame: see ``training_loss``)."""
         from diffusers import LTXPipeline
 
+        if per_frame and pixels.ndim == 5:
+            b, _, f = pixels.shape[:3]
+            z = self.encode_latents(pixels.transpose(1, 2).flatten(0, 1))  # [B*F, C, 1, h, w]
+            return z.view(b, f, *z.shape[1:2], *z.shape[3:]).transpose(1, 2)  # [B, C, F, h, w]
         video = self._as_video(pixels, "pixels")
         with torch.no_grad(), self._autocast():
             posterior = self.vae.encode(video.to(self.device, self.vae.dtype) * 2 - 1).latent_dist
@@ -338,11 +355,12 @@ class LTXBridge:
         from diffusers import LTXPipeline
 
         b, _, f, h, w = x_t.shape
+        forward = self.transformer if self._compiled_transformer is None else self._compiled_transformer
         packed = LTXPipeline._pack_latents(x_t.to(self.dtype), self.patch_size, self.patch_size_t)  # [B, S, C·p²·pt]
         latent_fhw = (f // self.patch_size_t, h // self.patch_size, w // self.patch_size)
         with self._autocast():
             v_packed = transformer_velocity(
-                self.transformer, packed, sigmas.to(self.device), cond.to(self.device, self.dtype),
+                forward, packed, sigmas.to(self.device), cond.to(self.device, self.dtype),
                 cond_mask.to(self.device), latent_fhw, self.rope_interpolation_scale(frame_rate),
                 num_train_timesteps=self.scheduler.config.num_train_timesteps,
             )
@@ -356,6 +374,7 @@ class LTXBridge:
         target_pixels: torch.Tensor | None = None,
         loss: LossSpec | None = None,
         generator: torch.Generator | None = None,
+        region: PixelRegion | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """One batch of the adapter's objective -> (scalar loss, {term: unweighted value, "total": ...}).
 
@@ -363,7 +382,18 @@ class LTXBridge:
         ``[B, C, F', h, w]`` (``encode_latents``, or cached; None -> encoded from ``target_pixels``),
         ``target_pixels`` ``[B, 3, H, W]``/``[B, 3, F, H, W]`` in [0, 1] (needed for pixel terms). ``generator``
         draws σ and the noise (pass one for reproducible losses). ``parts["flow"]`` is always reported (free).
+        ``cond [B, F, L, cond_dim]`` (an adapter with ``temporal="frame"``): one conditioning per frame of a clip;
+        each frame is then a 1-frame sample of its own, with per-frame latents ``[B, C, F, h, w]``
+        (``encode_latents(clips, per_frame=True)``), as ``sample`` reconstructs it.
+        ``region`` (``pixel_region``): the pixel terms see only that part of x0_hat, and only it is decoded.
         """
+        if cond.ndim == 4:  # one conditioning per frame: each frame is its own 1-frame sample
+            if region is not None:  # each frame is its own 1-frame sample: the spatial crop applies, no frame window
+                import dataclasses
+
+                region = dataclasses.replace(region, frame=0, frames=None)
+            return self.training_loss(*self._frames_as_images(cond, cond_mask, latents, target_pixels),
+                                      loss=loss, generator=generator, region=region)
         spec = (loss or LossSpec()).resolve()
         cond, cond_mask = self._check_cond(cond, cond_mask)
         target_video = None
@@ -393,6 +423,10 @@ class LTXBridge:
         total = spec.terms.get(FLOW_TERM, 0.0) * flow if spec.terms.get(FLOW_TERM, 0.0) > 0 else 0.0
         if spec.needs_pixels:
             x0_hat = x_t - s * v  # one-step estimate of the clean latents
+            if region is not None:  # decode only the part the pixel terms see
+                region.check_fits((f, h, w))
+                x0_hat = region.latents(x0_hat)
+                target_video = region.pixels(target_video, self.spatial_ratio, self.temporal_ratio)
             pred_pixels = self.decode_latents(x0_hat)  # [B, 3, F, H, W], gradients flow to v -> cond
             if pred_pixels.shape != target_video.shape:
                 raise ValueError(f"decoded frames {tuple(pred_pixels.shape)} do not match target_pixels "
@@ -404,6 +438,38 @@ class LTXBridge:
                 total = total + spec.terms[term] * value
         parts["total"] = float(total.detach())
         return total, parts
+
+    def pixel_region(self, latent_fhw: tuple[int, int, int], *, crop: int | None = None,
+                     latent_frames: int | None = None, seed: int = 0) -> PixelRegion | None:
+        """The part of a ``latent_fhw`` latent the pixel terms see: a ``crop`` × ``crop`` pixel square (a multiple
+        of the VAE's spatial compression) and a window of ``latent_frames`` latent frames, placed from ``seed``.
+        None = the whole latent."""
+        size = None
+        if crop is not None:
+            if crop % self.spatial_ratio:
+                raise ValueError(f"pixel crop {crop} px is not a multiple of the VAE's spatial compression "
+                                 f"{self.spatial_ratio}; expected a multiple of {self.spatial_ratio}")
+            size = crop // self.spatial_ratio
+        return random_pixel_region(latent_fhw, size=size, frames=latent_frames, seed=seed)
+
+    def _frames_as_images(self, cond, cond_mask, latents, target_pixels):
+        """Per-frame conditioning [B, F, L, D] of clips -> a batch of B*F frames: cond [B*F, L, D], mask, latents
+        [B*F, C, 1, h, w] (per-frame latents; encoded from the targets when not given), targets [B*F, 3, H, W]."""
+        b, f = cond.shape[:2]
+        if target_pixels is not None and (target_pixels.ndim != 5 or tuple(target_pixels.shape[:3]) != (b, 3, f)):
+            raise ValueError(f"per-frame cond {tuple(cond.shape)} needs target clips [B={b}, 3, F={f}, H, W]; got "
+                             f"{tuple(target_pixels.shape)}")
+        if latents is None:
+            if target_pixels is None:
+                raise ValueError("training_loss needs latents or target_pixels")
+            latents = self.encode_latents(target_pixels, per_frame=True)
+        if latents.ndim != 5 or latents.shape[0] != b or latents.shape[2] != f:
+            raise ValueError(f"per-frame cond {tuple(cond.shape)} needs per-frame latents [B={b}, C, F={f}, h, w] "
+                             f"(encode_latents(clips, per_frame=True)); got {tuple(latents.shape)}")
+        mask = None if cond_mask is None else cond_mask.reshape(b * f, -1)
+        frames = latents.transpose(1, 2).flatten(0, 1).unsqueeze(2)  # [B*F, C, 1, h, w]
+        target = None if target_pixels is None else target_pixels.transpose(1, 2).flatten(0, 1)  # [B*F, 3, H, W]
+        return cond.flatten(0, 1), mask, frames, target
 
     # ------------------------------------------------------------------ sampling
     @property
@@ -436,7 +502,23 @@ class LTXBridge:
 
         ``guidance_scale > 1`` runs classifier-free guidance against ``null_cond``. ``seed``: an int (one CPU
         generator for the batch) or one seed per sample (each sample's noise then depends only on its seed).
+
+        ``cond [B, F, L, cond_dim]`` (one conditioning per frame, ``num_frames = F``): every frame is sampled as a
+        1-frame image with its own conditioning, all frames of a clip from the same initial noise (the clip's seed),
+        and stacked -> [B, 3, F, H, W].
         """
+        if cond.ndim == 4:
+            b, f = cond.shape[:2]
+            if num_frames != f:
+                raise ValueError(f"per-frame cond {tuple(cond.shape)} has {f} frames, but num_frames={num_frames}")
+            seeds = [seed + i for i in range(b)] if isinstance(seed, int) else list(seed)
+            if len(seeds) != b:
+                raise ValueError(f"got {len(seeds)} seeds for a batch of {b}")
+            frames = self.sample(cond.flatten(0, 1), None if cond_mask is None else cond_mask.reshape(b * f, -1),
+                                 num_frames=1, height=height, width=width, steps=steps, guidance_scale=guidance_scale,
+                                 seed=[s for s in seeds for _ in range(f)], frame_rate=frame_rate,
+                                 decode_noise_scale=decode_noise_scale)  # [B*F, 3, H, W]
+            return frames.view(b, f, *frames.shape[1:]).transpose(1, 2)  # [B, 3, F, H, W]
         cond, cond_mask = self._check_cond(cond, cond_mask)
         height, width = int(height or self.image_size), int(width or self.image_size)
         if height % 32 or width % 32:

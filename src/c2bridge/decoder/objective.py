@@ -9,6 +9,11 @@ Terms (weights in ``LossSpec.terms``; any combination):
   ``l2`` (pixel MSE), ``lpips`` (the distance named by ``LossSpec.perceptual``), ``ssim`` (1 − SSIM),
   ``ms_lpips`` (multi-scale version of the perceptual distance).
 
+Cheaper pixel terms: ``PixelRegion`` names the part of ``x0_hat`` they see (a window of latent frames, a square
+crop), ``random_pixel_region`` picks one from a seed; only that part is decoded, and compared with the target
+pixels it decodes to. Which steps get pixel terms at all is the trainer's schedule (``LossSpec.flow_only``
+on the others: no decode).
+
 Named recipes (``LossSpec.named``): ``flow``, ``lpips_l2`` (the plan's default, LPIPS + 0.1·L2), ``lpips``,
 ``lpips_ssim``, ``ms_lpips`` (the E2.3 loss grid).
 
@@ -115,6 +120,12 @@ class LossSpec:
         """True when some pixel term has a nonzero weight (then x0_hat is decoded through the VAE)."""
         return any(self.terms.get(t, 0.0) > 0 for t in PIXEL_TERMS)
 
+    def flow_only(self) -> "LossSpec":
+        """This spec without its pixel terms (the steps where they are scheduled off: no VAE decode)."""
+        if self.terms.get(FLOW_TERM, 0.0) <= 0:
+            raise ValueError(f"loss {self.describe()} has no flow term to train on without its pixel terms")
+        return self.replace(terms={FLOW_TERM: self.terms[FLOW_TERM]})
+
     @property
     def uses_perceptual(self) -> bool:
         return self.terms.get("lpips", 0.0) > 0 or self.terms.get("ms_lpips", 0.0) > 0
@@ -185,6 +196,70 @@ def x0_weights(spec: LossSpec, sigmas: torch.Tensor) -> torch.Tensor:
     return torch.ones_like(sigmas)
 
 
+@dataclass(frozen=True)
+class PixelRegion:
+    """What of the one-step estimate the pixel terms see, in latent units: latent frames ``[frame, frame +
+    frames)`` and the square ``[top, top + size) × [left, left + size)`` (``size`` None = whole frames). The
+    decoder maps a window of ``k`` latent frames starting at ``j`` to pixel frames ``[j·t, j·t + 1 + (k − 1)·t)``
+    (t = temporal compression: the first latent frame decodes to one frame), and a latent square to the pixel
+    square ``ratio`` times larger. Decoding a part is not bit-equal to cropping a whole decode (the VAE's
+    receptive field at the borders): it is a training signal, validation decodes whole frames."""
+
+    frame: int = 0
+    frames: int | None = None  # None = all latent frames from `frame` on
+    top: int = 0
+    left: int = 0
+    size: int | None = None  # None = whole frames
+
+    def check_fits(self, latent_fhw: tuple[int, int, int]) -> None:
+        """One clear error unless the region lies inside a ``latent_fhw`` = (F', h, w) latent."""
+        f, h, w = latent_fhw
+        frames_ok = self.frame >= 0 and (self.frame < f if self.frames is None else self.frame + self.frames <= f)
+        square_ok = self.size is None or (self.top >= 0 and self.left >= 0 and self.top + self.size <= h
+                                          and self.left + self.size <= w)
+        if not (frames_ok and square_ok):
+            raise ValueError(f"pixel region {self} does not fit latents of (frames, height, width) = {latent_fhw}")
+
+    def latents(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, C, F', h, w]`` -> the region's latents."""
+        f_end = None if self.frames is None else self.frame + self.frames
+        x = x[:, :, self.frame:f_end]
+        if self.size is not None:
+            x = x[:, :, :, self.top:self.top + self.size, self.left:self.left + self.size]
+        return x
+
+    def pixels(self, video: torch.Tensor, spatial_ratio: int, temporal_ratio: int) -> torch.Tensor:
+        """``[B, 3, F, H, W]`` target pixels -> the frames and square this region decodes to."""
+        first = self.frame * temporal_ratio
+        end = None if self.frames is None else first + 1 + (self.frames - 1) * temporal_ratio
+        video = video[:, :, first:end]
+        if self.size is not None:
+            r = spatial_ratio
+            video = video[:, :, :, self.top * r:(self.top + self.size) * r, self.left * r:(self.left + self.size) * r]
+        return video
+
+
+def random_pixel_region(latent_fhw: tuple[int, int, int], *, size: int | None = None, frames: int | None = None,
+                        seed: int = 0) -> PixelRegion | None:
+    """A region of a ``latent_fhw`` = (F', h, w) latent: a window of ``frames`` consecutive latent frames and a
+    ``size`` × ``size`` square (latent units), placed uniformly at random from ``seed`` (a pure function of it,
+    so a resumed run draws the same). None when the region is the whole latent (nothing to save)."""
+    f, h, w = latent_fhw
+    frames = None if frames is None or frames >= f else int(frames)
+    size = None if size is None or (size >= h and size >= w) else min(int(size), h, w)
+    if frames is None and size is None:
+        return None
+    if size is not None and size < 1:
+        raise ValueError(f"a pixel region needs a side >= 1 latent pixel; got {size}")
+    g = torch.Generator().manual_seed(int(seed))
+    frame = int(torch.randint(0, f - frames + 1, (1,), generator=g)) if frames is not None else 0
+    top = left = 0
+    if size is not None:
+        top = int(torch.randint(0, h - size + 1, (1,), generator=g))
+        left = int(torch.randint(0, w - size + 1, (1,), generator=g))
+    return PixelRegion(frame=frame, frames=frames, top=top, left=left, size=size)
+
+
 def pixel_losses(pred: torch.Tensor, target: torch.Tensor, spec: LossSpec) -> dict[str, torch.Tensor]:
     """Per-sample pixel terms with nonzero weight -> {term: [B]}. ``pred`` is the decoded x0_hat (unclamped; the
     perceptual distances clamp, L2 does not, so out-of-range pixels are still pulled back), ``target`` in [0, 1]."""
@@ -211,9 +286,11 @@ __all__ = [
     "NAMED_LOSSES",
     "PERCEPTUAL",
     "PIXEL_TERMS",
+    "PixelRegion",
     "SIGMA_DISTRIBUTIONS",
     "TERMS",
     "pixel_losses",
+    "random_pixel_region",
     "sample_sigmas",
     "x0_weights",
 ]

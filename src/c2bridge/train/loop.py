@@ -8,8 +8,8 @@ top to bottom:
 3. ``setup_model``: the frozen decoder, the adapter (and a distillation teacher), the samples in memory;
 4. ``claim_run_dir`` then ``restore``: from here on the run dir is ours; the optimizer, RNGs and loop state, fresh
    or from the last checkpoint;
-5. ``fit``: ``train_step`` (accumulate, clip, divergence check, update, log), ``validate`` + best-so-far,
-   ``save_checkpoint``; SIGTERM finishes the step, checkpoints and stops;
+5. ``fit``: ``train_step`` (accumulate, clip, divergence check, update, log), ``validate`` + best-so-far (and
+   early stopping at a plateau, ``stop.*``), ``save_checkpoint``; SIGTERM finishes the step, checkpoints and stops;
 6. ``finish``: final adapter, sampled metrics, ``result.json``, ``learning_curve.png``.
 
 Bad input raises ValueError/FileNotFoundError in stages 1-3, before anything in ``out_dir`` changes.
@@ -19,7 +19,10 @@ Determinism (same seed -> same numbers; resume -> bit-identical weights on CPU):
   a generator seeded by ``(seed, epoch)`` (M = micro-batches per epoch), so a resumed run recomputes it from the step;
 - σ/noise for the objective come from one explicit generator whose state is checkpointed; dropout uses the global
   torch RNG, checkpointed too; feature MixUp draws from a numpy generator, checkpointed as well;
-- validation uses its own generator reset to ``eval.noise_seed`` each time and never touches the training RNGs.
+- validation uses its own generator reset to ``eval.noise_seed`` each time and never touches the training RNGs;
+- the pixel-term schedule (``loss.pixel_*``: which steps, which crop / latent frames) is a pure function of (seed,
+  step, micro-batch), and early stopping reads the validation history kept in the checkpointed loop state, so a
+  resumed run decodes the same regions and stops at the same step.
 """
 from __future__ import annotations
 
@@ -41,7 +44,10 @@ import torch
 from c2bridge._io import atomic_write_json, atomic_write_yaml, read_json, read_yaml, to_plain
 from c2bridge.device import pick_device
 from c2bridge.train import checkpoint as ckpt_io
+from c2bridge.data.augment import derive_seed
+from c2bridge.metrics.efficiency import detect_plateau
 from c2bridge.train.config import TrainConfig, config_hash, load_config, resolve_budget
+from c2bridge.train.losses import pixel_start_step, pixel_terms_on
 from c2bridge.train.schedules import check_schedule, lr_at, set_lr
 
 RESULT_FILE = "result.json"
@@ -54,15 +60,19 @@ class Diverged(Exception):
 
 
 def train(config: "TrainConfig | dict | str | os.PathLike", out_dir: "str | os.PathLike", resume: bool = False,
-          overwrite: bool = False) -> dict:
+          overwrite: bool = False, pause_at_step: int | None = None) -> dict:
     """Train one adapter. Bad input raises ValueError/FileNotFoundError before any step and before anything in
-    ``out_dir`` changes. A run that diverges or fails returns (and writes) a result with that status."""
+    ``out_dir`` changes. A run that diverges or fails returns (and writes) a result with that status.
+
+    ``pause_at_step`` (successive halving's rungs; never part of the config): at that step, checkpoint and return
+    status ``paused`` without a ``result.json``, like an interrupted run; ``resume=True`` continues it exactly
+    (pause at a validation step, so the continued run validates where an uninterrupted one does)."""
     cfg = load_config(config)  # a fresh, validated copy (accepts a TrainConfig, a dict or a YAML path)
     previous_threads = torch.get_num_threads()
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     try:
-        return AdapterTrainingRecipe(cfg, Path(out_dir)).run(resume=resume, overwrite=overwrite)
+        return AdapterTrainingRecipe(cfg, Path(out_dir), pause_at_step).run(resume=resume, overwrite=overwrite)
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -70,8 +80,9 @@ def train(config: "TrainConfig | dict | str | os.PathLike", out_dir: "str | os.P
 class AdapterTrainingRecipe:
     """One adapter's training run in ``out_dir``: the stages above as methods, the run's objects as attributes."""
 
-    def __init__(self, cfg: TrainConfig, out_dir: Path):
+    def __init__(self, cfg: TrainConfig, out_dir: Path, pause_at_step: int | None = None):
         self.cfg = cfg
+        self.pause_at = pause_at_step
         self.out_dir = Path(out_dir)
         self.ckpt_root = self.out_dir / "checkpoints"
         self.resume = False
@@ -138,6 +149,11 @@ class AdapterTrainingRecipe:
             self.total_steps = max(1, math.ceil(cfg.optim.epochs * self.micro_per_epoch / self.accum))
         self.mix = _MixSchedule(cfg.seed, [s.weight for s in self.sources], self.total_steps * self.accum)
         check_schedule(cfg, self.total_steps)
+        if cfg.stop.patience is not None and not self.n_val:
+            raise ValueError(f"stop.patience={cfg.stop.patience}: early stopping watches the validation loss; "
+                             f"expected a non-empty data.val_cache")
+        self.earliest_stop = math.ceil(round(cfg.stop.min_fraction * self.total_steps, 9))  # stop.min_fraction
+        self.pixel_start = pixel_start_step(cfg, self.total_steps)
 
     # ------------------------------------------------------------------ 3. model
     def setup_model(self) -> None:
@@ -148,7 +164,12 @@ class AdapterTrainingRecipe:
 
         cfg, device = self.cfg, self.device
         self.loss_spec = make_loss_spec(cfg) if cfg.distill.recon_weight > 0 else None
-        self.bridge = LTXBridge.from_preset(cfg.preset, device=device)  # frozen; the tiny one seeds its own init
+        # the steps without pixel terms (loss.pixel_start / pixel_every): the flow term alone, no VAE decode
+        self.flow_spec = (self.loss_spec.flow_only() if self.loss_spec is not None and self.loss_spec.needs_pixels
+                          and (cfg.loss.pixel_start > 0 or cfg.loss.pixel_every > 1) else None)
+        self.bridge = LTXBridge.from_preset(cfg.preset, device=device,  # frozen; the tiny one seeds its own init
+                                            gradient_checkpointing=cfg.memory.gradient_checkpointing)
+        _check_pixel_region(cfg, self.bridge, self.preset)
         torch.manual_seed(cfg.seed)  # the global RNG dropout draws from follows the run's seed
         self.adapter = build_adapter_from_config(cfg, device)
         self.teacher = (_load_teacher(cfg.distill.teacher, self.preset, device)
@@ -163,11 +184,14 @@ class AdapterTrainingRecipe:
             self.decoder_lora = lora.attach(self.bridge.transformer, cfg.decoder_lora.rank, cfg.decoder_lora.alpha,
                                             cfg.decoder_lora.dropout, tuple(cfg.decoder_lora.targets), seed=cfg.seed)
             self.params += lora.trainable(self.decoder_lora)
+        if cfg.compute.compile:  # before anything is written: a machine where it fails is one clear error
+            compile_decoder(self.bridge, self.batch_size, self.preset, self.sources[0].cache, self.amp_dtype)
         self.trained = _TrainedWeights(self.adapter, self.decoder_lora)  # what checkpoints and the final save write
+        per_frame = getattr(self.adapter, "temporal", None) == "frame"  # clips: one conditioning per frame
         for source in self.sources:
-            source.samples = _Samples(source.cache, source.groups, cfg, self.bridge, device)
+            source.samples = _Samples(source.cache, source.groups, cfg, self.bridge, device, per_frame)
         self.train_samples = self.sources[0].samples
-        self.val_samples = (_Samples(self.val_cache, self.val_groups, cfg, self.bridge, device)
+        self.val_samples = (_Samples(self.val_cache, self.val_groups, cfg, self.bridge, device, per_frame)
                             if self.n_val else None)
 
     # ------------------------------------------------------------------ 4. run dir + restore
@@ -196,6 +220,8 @@ class AdapterTrainingRecipe:
             "train_time_s": 0.0,  # summed over sessions (resume)
             "last_val": None,
             "initial_val": None,  # validation before the first step (eval.at_start)
+            "val_history": [],  # [step, eval.best_metric] of every validation (early stopping reads it)
+            "stop_step": None,  # the step early stopping ended the run at (None: it ran to the max steps)
         }
         self.step = self.start_step = 0
         self.restored_from, self.skipped_checkpoints = None, []
@@ -244,13 +270,20 @@ class AdapterTrainingRecipe:
         try:
             if self.val_samples is not None and cfg.eval.at_start and self.start_step == 0:
                 self.state["initial_val"] = self.validate()
-            while self.step < self.total_steps:
+                self._note_val(self.state["initial_val"])
+            while self.step < self.total_steps and self.state["stop_step"] is None:
+                if self.pause_at is not None and self.step >= self.pause_at:
+                    status, detail = "paused", {"reason": f"paused at step {self.step}; resume with --resume"}
+                    break
                 self.train_step()
                 if self._due(cfg.eval.every_steps) and self.val_samples is not None:
                     self.validate_and_keep_best()
-                if self._due(cfg.checkpoint.every_steps) or stop.requested:
+                    if self.plateaued():
+                        self.state["stop_step"] = self.step
+                if (self._due(cfg.checkpoint.every_steps) or stop.requested or self.state["stop_step"] is not None
+                        or self.step == self.pause_at):
                     self.save_checkpoint()
-                if stop.requested and self.step < self.total_steps:
+                if stop.requested and self.step < self.total_steps and self.state["stop_step"] is None:
                     status = "interrupted"
                     detail = {"reason": f"{stop.name} after step {self.step}; checkpointed, resume with --resume"}
                     break
@@ -265,6 +298,19 @@ class AdapterTrainingRecipe:
             self.logger.close()
             self.session_time = time.perf_counter() - session_start
         return status, detail
+
+    def plateaued(self) -> bool:
+        """Early stopping (``stop.*``): the validation curve so far ends on a plateau (``detect_plateau``,
+        online mode) and the run is past ``stop.min_fraction`` of its max steps."""
+        cfg = self.cfg
+        if cfg.stop.patience is None or self.step >= self.total_steps or self.step < self.earliest_stop:
+            return False
+        steps, values = zip(*self.state["val_history"])
+        return detect_plateau(values, steps, patience=cfg.stop.patience, min_rel_improvement=cfg.stop.min_delta,
+                              mode="current").step is not None
+
+    def _note_val(self, record: dict) -> None:
+        self.state["val_history"].append([record["step"], record[f"val_{self.cfg.eval.best_metric[len('val_'):]}"]])
 
     def _due(self, every: int | None) -> bool:
         """At the last step, and every ``every`` steps (0/None: only the last)."""
@@ -305,7 +351,7 @@ class AdapterTrainingRecipe:
                 batch["vlm"] = batch["vlm"] * float("nan")  # poison: the divergence path must catch it
             with self._autocast():
                 cond = self.adapter(batch["vlm"], batch["dino"], vlm_mask=batch["vlm_mask"])  # [B, N, cond_dim]
-                loss, parts = self.objective(cond, batch, self.noise_gen)
+                loss, parts = self.objective(cond, batch, self.noise_gen, micro=(step, step * accum + a))
             (loss / accum).backward()
             loss_sum += float(loss.detach()) / accum
             for k, v in parts.items():
@@ -343,16 +389,27 @@ class AdapterTrainingRecipe:
             batch = _feature_mixup(batch, self.mixup_rng, self.cfg.data.feature_mixup_alpha)
         return batch
 
-    def objective(self, cond, batch: dict, generator) -> tuple:
-        """One micro-batch's loss (see losses.py for how terms combine)."""
+    def objective(self, cond, batch: dict, generator, micro: tuple[int, int] | None = None) -> tuple:
+        """One micro-batch's loss (see losses.py for how terms combine). ``micro`` = (optimizer step, micro-batch
+        index) in training: the pixel-term schedule (``loss.pixel_*``) applies; None (validation): the whole
+        objective, whole frames."""
         from c2bridge.train.losses import combine_losses, distillation_loss
 
         cfg = self.cfg
         recon = recon_parts = distill = None
-        cond_mask = torch.ones(cond.shape[:2], dtype=torch.bool, device=cond.device)  # [B, n_tokens]
+        cond_mask = torch.ones(cond.shape[:-1], dtype=torch.bool, device=cond.device)  # [B, (F,) n_tokens]
         if self.loss_spec is not None:
+            spec, region = self.loss_spec, None
+            if micro is not None and spec.needs_pixels:
+                step, m = micro
+                if self.flow_spec is not None and not pixel_terms_on(cfg, step, self.pixel_start):
+                    spec = self.flow_spec
+                else:
+                    region = self.bridge.pixel_region(
+                        tuple(batch["latent"].shape[2:]), crop=cfg.loss.pixel_crop,
+                        latent_frames=cfg.loss.pixel_latent_frames, seed=derive_seed(cfg.seed, "pixel_region", m))
             recon, recon_parts = self.bridge.training_loss(cond, cond_mask, batch["latent"], batch["target"],
-                                                           loss=self.loss_spec, generator=generator)
+                                                           loss=spec, generator=generator, region=region)
         if self.teacher is not None and cfg.distill.weight > 0:
             with torch.no_grad():
                 target_tokens = self.teacher(batch["vlm"], batch["dino"], vlm_mask=batch["vlm_mask"])
@@ -389,6 +446,7 @@ class AdapterTrainingRecipe:
     def validate_and_keep_best(self) -> None:
         cfg, state = self.cfg, self.state
         record = self.validate()
+        self._note_val(record)
         state["last_val"] = record
         value = record[f"val_{cfg.eval.best_metric[len('val_'):]}"]
         if state["best_value"] is None or value < state["best_value"]:
@@ -414,7 +472,7 @@ class AdapterTrainingRecipe:
 
         cfg = self.cfg
         result = {**self._summary(status), **detail}
-        if status == "interrupted":  # no result.json: the run dir stays an unfinished, resumable run
+        if status in ("interrupted", "paused"):  # no result.json: the run dir stays an unfinished, resumable run
             return result
         if status == "completed":
             result.update(self._save_final())
@@ -436,6 +494,10 @@ class AdapterTrainingRecipe:
             "status": status,
             "step": self.step,
             "total_steps": self.total_steps,
+            "steps_run": self.step,  # optimizer steps actually taken (early stopping: fewer than max_steps)
+            "max_steps": self.total_steps,
+            "stopped_early": state["stop_step"] is not None,
+            "stop_step": state["stop_step"],
             "resumed_from_step": self.start_step if self.restored_from is not None else None,
             "skipped_checkpoints": self.skipped_checkpoints,  # damaged checkpoints a resume passed over
             "final": {"train_loss": self.last_train.get("loss"), **(state["last_val"] or {})},
@@ -588,6 +650,46 @@ class _StopOnSigterm:
         for s, h in self._previous.items():
             signal.signal(s, h)
         self._previous = {}
+
+
+def _check_pixel_region(cfg: TrainConfig, bridge, preset) -> None:
+    """``loss.pixel_crop`` fits the decoder: a multiple of the VAE's spatial compression, at most the image."""
+    crop = cfg.loss.pixel_crop
+    if crop is None:
+        return
+    ratio = bridge.spatial_ratio
+    if crop % ratio or crop > preset.image_size:
+        raise ValueError(f"loss.pixel_crop={crop}: expected a multiple of the VAE's spatial compression ({ratio}) "
+                         f"of at most the {cfg.preset} image size ({preset.image_size} px)")
+
+
+def compile_decoder(bridge, batch_size: int, preset, cache, amp_dtype) -> None:
+    """``compute.compile``: torch.compile the frozen transformer's training forward and compile it now, on one
+    zero batch of the training shapes (forward + backward to the conditioning, which touches no RNG), so a machine
+    where torch.compile fails is one clear error before anything is written, and the first step runs compiled.
+    Compiled graphs go to the persistent inductor cache (``use_compile_cache``)."""
+    from c2bridge.train.compute import use_compile_cache
+
+    use_compile_cache()
+    bridge.compile_transformer()
+    item = cache[0]
+    latent = item.get("latent")
+    if latent is None:
+        latent = bridge.encode_latents(item["target"].unsqueeze(0))[0]
+    x_t = torch.zeros((batch_size, *latent.shape), device=bridge.device)  # [B, C, F', h, w]
+    cond = torch.zeros(batch_size, preset.n_tokens, bridge.cond_dim, device=bridge.device, requires_grad=True)
+    mask = torch.ones(batch_size, preset.n_tokens, dtype=torch.bool, device=bridge.device)
+    sigmas = torch.full((batch_size,), 0.5, device=bridge.device)
+    autocast = torch.autocast(bridge.device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
+    try:
+        with autocast:
+            v = bridge.predict_velocity(x_t, sigmas, cond, mask)
+        v.float().sum().backward()
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise ValueError(f"compute.compile=true: torch.compile of the LTX transformer failed on this machine "
+                         f"({type(exc).__name__}: {first}); expected a working torch.compile (a C++ compiler on "
+                         f"CPU, triton on CUDA), or set compute.compile=false") from None
 
 
 def _amp_dtype(amp: str, device):
@@ -800,8 +902,10 @@ class _Samples:
     Either way a batch equals ``collate_features`` of its items (vlm padded to the batch's longest sequence).
     """
 
-    def __init__(self, cache, groups: list[list[int]], cfg: TrainConfig, bridge, device):
+    def __init__(self, cache, groups: list[list[int]], cfg: TrainConfig, bridge, device, per_frame: bool = False):
         from c2bridge.encoders import collate_features
+
+        self.per_frame = per_frame  # clips get each frame's own latents (one conditioning per frame), never the cache's
 
         self.cache, self.groups, self.bridge, self.device = cache, groups, bridge, device
         self.seed = cfg.seed
@@ -810,7 +914,7 @@ class _Samples:
         size_mb = 4 * cache.stored_bytes / 2**20  # uint8 -> float
         if size_mb <= cfg.data.in_memory_max_mb:
             data = cache.load_all()
-            if data.get("latent") is None:
+            if data.get("latent") is None or self._own_latents(data["target"]):
                 data["latent"] = torch.cat([self._encode(data["target"][i:i + 32])
                                             for i in range(0, len(data["target"]), 32)]).cpu()
             self.data = data
@@ -818,9 +922,12 @@ class _Samples:
     def __len__(self) -> int:
         return len(self.groups)
 
+    def _own_latents(self, target) -> bool:
+        return self.per_frame and target.ndim == 5
+
     def _encode(self, target):
         with torch.no_grad():
-            return self.bridge.encode_latents(target.to(self.device))
+            return self.bridge.encode_latents(target.to(self.device), per_frame=self.per_frame)
 
     def batch(self, ids: list[int], epoch: int = 0) -> dict:
         from c2bridge.data.augment import derive_seed
@@ -836,7 +943,7 @@ class _Samples:
             batch["vlm"], batch["vlm_mask"] = batch["vlm"][:, :length], batch["vlm_mask"][:, :length]
         else:
             batch = self.collate([self.cache[r] for r in rows])
-            if batch.get("latent") is None:
+            if batch.get("latent") is None or self._own_latents(batch["target"]):
                 batch["latent"] = self._encode(batch["target"])
         return {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
 

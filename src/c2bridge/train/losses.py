@@ -4,10 +4,13 @@
           + distill.weight       · distillation          (teacher tokens as a regression target, plan 8.3)
           + loss.moe_aux_weight  · adapter.aux_loss      (MoE load balancing; 0 for other adapters)
 
-A term whose weight is 0 is not computed at all (pure distillation never runs the decoder).
+A term whose weight is 0 is not computed at all (pure distillation never runs the decoder). The reconstruction's
+pixel terms run only on the steps ``loss.pixel_start`` / ``loss.pixel_every`` schedule (``pixel_terms_on``); the
+other steps train on its flow term alone.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -27,6 +30,17 @@ def make_loss_spec(cfg: TrainConfig):
         logit_std=cfg.loss.logit_std, x0_weighting=cfg.loss.x0_weighting,
     )
     return spec.resolve()
+
+
+def pixel_start_step(cfg: TrainConfig, total_steps: int) -> int:
+    """The first optimizer step (0-based) with pixel terms: ``ceil(loss.pixel_start · total_steps)``."""
+    return math.ceil(round(cfg.loss.pixel_start * total_steps, 9))
+
+
+def pixel_terms_on(cfg: TrainConfig, step: int, start: int) -> bool:
+    """Whether optimizer step ``step`` (0-based) trains the pixel terms: from ``start`` on, every
+    ``loss.pixel_every``-th step (``start`` itself included)."""
+    return step >= start and (step - start) % cfg.loss.pixel_every == 0
 
 
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, metric: str = "mse") -> torch.Tensor:
