@@ -193,13 +193,30 @@ def trials(cfg: dict, preset, upstream: Mapping[str, dict] | None = None) -> lis
     arms = _arm_specs(cfg, d, start)
     train = [t for t in arms if t.kind == "train"]
     specs = train + [TrialSpec(f"ref:{r}", kind="reference", reference=r, adapter=d["kind"], budget=d["small"],
-                               seed=d["seeds"][0], splits=d["all_splits"], assumption=d["assumption"])
+                               seed=d["seeds"][0], splits=_reference_splits(cfg, r, d["all_splits"]),
+                               assumption=d["assumption"])
                      for r in d["references"]]
     specs += [t for t in arms if t.kind != "train"]
     settings = decide_settings(cfg, d)
     if settings.enabled:
         specs += unc.worst_case(specs, _arm_specs(cfg, d, start.at_caps(settings)), SEQUENTIAL_ASSUMPTION)
     return specs
+
+
+def _reference_splits(cfg: dict, reference: str, splits: Mapping[str, str]) -> dict:
+    """The splits a reference is evaluated on: every split, except that the decoder's own captions (the mini
+    world's) describe still images, so the caption reference skips clip splits."""
+    if reference != "caption":
+        return dict(splits)
+    from c2bridge.datasets import DATASET_SPECS
+
+    caches = cfg.get("caches") or {}
+
+    def is_clip(cache: str) -> bool:
+        spec = DATASET_SPECS.get((caches.get(cache) or {}).get("dataset"))
+        return spec is not None and spec.kind == "clip"
+
+    return {split: cache for split, cache in splits.items() if not is_clip(cache)}
 
 
 def run(ctx) -> dict:
@@ -337,7 +354,7 @@ def run(ctx) -> dict:
         "kind": kind, "budget": small, "budget_source": d["budget_source"], "params": g_final.get("params"),
         "recipe": describe(recipe), "checkpoint": (checkpoints.get("final") or {}).get("path"),
     }
-    summary["per_dataset"] = _per_dataset(cfg, d["all_splits"], final_recs, g_final["intervals"])
+    summary["per_dataset"] = _per_dataset(cfg, d["all_splits"], final_recs, g_final["intervals"], opts)
     summary = E24Summary(**summary).to_dict()
     eff = summary["param_efficiency"]
     text = (f"{kind} at {small} ({g_final.get('params') or ctx.budget(small):,.0f} params) with {describe(recipe)}: "
@@ -354,13 +371,15 @@ def run(ctx) -> dict:
     }
 
 
-PER_DATASET_METRICS = ("distance", "spatial_iou", "flicker", "warp_error")
+PER_DATASET_METRICS = ("distance", "spatial_iou", "flicker", "warp_error", "mask_iou_delta")
 
 
-def _per_dataset(cfg: dict, all_splits: Mapping[str, str], records: list, intervals: dict) -> dict:
+def _per_dataset(cfg: dict, all_splits: Mapping[str, str], records: list, intervals: dict,
+                 options: dict | None = None) -> dict:
     """The final adapter on each evaluated split, named by its dataset: mean over seeds of each metric the split
-    reports (spatial IoU only where the dataset's IoU protocol makes it meaningful; the temporal metric on clips),
-    with the 95% intervals over seeds x samples."""
+    reports (spatial IoU only where the dataset's IoU protocol makes it meaningful; the temporal metrics on clips:
+    flicker, warp error and, with masks, the per-frame IoU's mean change between frames), with the 95% intervals
+    over seeds x samples (``intervals``; the IoU change's computed here with ``options``)."""
     from c2bridge.datasets import DATASET_SPECS
 
     caches = cfg.get("caches") or {}
@@ -380,6 +399,10 @@ def _per_dataset(cfg: dict, all_splits: Mapping[str, str], records: list, interv
             note = spec.iou_note
         row["iou_note"] = note
         row["intervals"] = dict(intervals.get(split) or {})
+        if row["mask_iou_delta"] is not None and "mask_iou_delta" not in row["intervals"]:
+            iv = unc.arm_interval(done, "mask_iou_delta", split, **(options or {}))
+            if iv is not None:
+                row["intervals"]["mask_iou_delta"] = unc.to_record(iv)
         out[split] = row
     return out
 
@@ -403,8 +426,10 @@ def per_dataset_table(per_dataset: Mapping) -> str:
             notes.append(f"({len(notes) + 1}) {split}: {row['iou_note']}")
         is_clip = row.get("kind") == "clip"
         rows.append([split, row.get("dataset"), row.get("kind") or "–", row.get("n") or "–", cell("distance"), iou,
-                     cell("flicker") if is_clip else "–", cell("warp_error") if is_clip else "–"])
-    table = md.table(["split", "dataset", "items", "n", "distance", "spatial IoU", "flicker", "warp error"], rows)
+                     cell("flicker") if is_clip else "–", cell("warp_error") if is_clip else "–",
+                     cell("mask_iou_delta") if is_clip else "–"])
+    table = md.table(["split", "dataset", "items", "n", "distance", "spatial IoU", "flicker", "warp error",
+                      "IoU change / frame"], rows)
     return "\n".join([table] + ([""] + notes if notes else []))
 
 
