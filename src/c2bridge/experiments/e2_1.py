@@ -34,7 +34,7 @@ from c2bridge.stats.records import arm_table
 EXPERIMENT = ExperimentInfo(id="e2.1", order=1, title="E2.1: Baseline adapter scaling study")
 TITLE = EXPERIMENT.title
 # what this module reads from its config (besides the engine's keys)
-CONFIG_KEYS = ('kind', 'budgets', 'seeds', 'small_budget', 'reference_budget')
+CONFIG_KEYS = ('kind', 'budgets', 'seeds', 'budget_seeds', 'small_budget', 'reference_budget')
 
 
 @dataclass
@@ -65,6 +65,7 @@ class E21Summary(an.Summary):
     scaling_fit: dict | None = None  # D(N) = D_inf + a N^-alpha over every budget and seed (or its error)
     scaling_band: dict | None = None  # the fitted curve and its band on a grid of N (for the plot)
     smallest_passing: dict = field(default_factory=dict)  # "0.9" / "0.85" -> the predicted smallest N
+    budget_seeds: dict = field(default_factory=dict)  # budget -> seeds trained, where ``budget_seeds:`` sets fewer
     decide: dict = field(default_factory=dict)  # the sequential design: rounds, why it stopped, caps
     pivot: dict = field(default_factory=dict)  # pivot §8.1: acted on or why not
     pivot_budget: str | None = None  # the trained pivot size (E2.4 validates it)
@@ -77,7 +78,7 @@ def protocol(cfg: dict, preset) -> dict:
     return {
         "adapter kind": cfg.get("kind", "query"),
         "budgets": {b: human(resolve_budget(b, preset)) for b in (cfg.get("budgets") or preset.budgets)},
-        "seeds per budget": len(cfg.get("seeds") or [0]),
+        "seeds per budget": _seeds_text(cfg, preset),
         **recipe_summary(cfg, preset.name),
     }
 
@@ -92,6 +93,32 @@ def _design(cfg: dict, preset) -> tuple[str, list[str], list[int], str, str]:
             raise ValueError(f"e2.1: {b!r} must be one of the budgets {budgets} (small_budget / reference_budget)")
     budgets.sort(key=lambda b: resolve_budget(b, preset))
     return kind, budgets, seeds, small, ref
+
+
+def budget_seeds(cfg: dict, preset) -> dict[str, list[int]]:
+    """Seeds per budget: ``seeds`` for every budget, except those ``budget_seeds: {5m: [0]}`` names. The small and
+    reference budgets (param_efficiency's, grown by the sequential design) always train ``seeds``."""
+    _, budgets, seeds, small, ref = _design(cfg, preset)
+    own = cfg.get("budget_seeds") or {}
+    if not isinstance(own, dict):
+        raise ValueError(f"e2.1.budget_seeds={own!r}: expected a mapping budget -> [seeds], e.g. {{5m: [0]}}")
+    for b, ss in own.items():
+        if b not in budgets:
+            raise ValueError(f"e2.1.budget_seeds: {b!r} is not one of the budgets {budgets}")
+        if b in (small, ref):
+            raise ValueError(f"e2.1.budget_seeds: {b!r} is the small or reference budget (param_efficiency's); "
+                             f"it trains `seeds` {seeds}, grown by the sequential design (decide:)")
+        if not isinstance(ss, list) or not ss or not all(isinstance(x, int) and x >= 0 for x in ss):
+            raise ValueError(f"e2.1.budget_seeds.{b}={ss!r}: expected a non-empty list of seeds, e.g. [0]")
+    return {b: [int(x) for x in own.get(b, seeds)] for b in budgets}
+
+
+def _seeds_text(cfg: dict, preset) -> str:
+    per = budget_seeds(cfg, preset)
+    counts = {len(v) for v in per.values()}
+    if len(counts) == 1:
+        return str(counts.pop())
+    return ", ".join(f"{b}: {len(v)}" for b, v in per.items())
 
 
 def _label(kind: str, budget: str, seed: int) -> str:
@@ -141,7 +168,8 @@ def trials(cfg: dict, preset, upstream=None) -> list[TrialSpec]:
     """Every budget (smallest first) x every seed, the same kind and recipe; then, decided at run time (stage 2),
     the sequential design's extra trials up to its caps and the pivot size's trials."""
     kind, budgets, seeds, small, ref = _design(cfg, preset)
-    specs = [TrialSpec(_label(kind, b, s), adapter=kind, budget=b, seed=s) for b in budgets for s in seeds]
+    per_budget = budget_seeds(cfg, preset)
+    specs = [TrialSpec(_label(kind, b, s), adapter=kind, budget=b, seed=s) for b in budgets for s in per_budget[b]]
     settings = decide_settings(cfg)
     pivot_seeds = list(seeds)
     if settings.enabled:
@@ -179,6 +207,7 @@ def _arm_records(records: dict, kind: str, budget: str, seeds: list[int], sample
 def run(ctx) -> dict:
     cfg = ctx.cfg
     kind, budgets, seeds, small, ref = _design(cfg, ctx.preset)
+    per_budget = budget_seeds(cfg, ctx.preset)
     opts = unc.interval_options(cfg)
     records = ctx.run_trials([t for t in trials(cfg, ctx.preset, ctx.upstream()) if t.stage == 1])
     splits = list(ctx.eval_spec()["splits"])
@@ -190,7 +219,7 @@ def run(ctx) -> dict:
     design = _start(cfg, seeds, small, ref)
 
     def recs_of(b: str) -> list:
-        return _arm_records(records, kind, b, design.seeds.get(b, seeds), design.samples.get(b, base), base)
+        return _arm_records(records, kind, b, design.seeds.get(b, per_budget[b]), design.samples.get(b, base), base)
 
     def verdicts(_records) -> dict:
         iv = unc.paired(efficiency_interval, recs_of(small), recs_of(ref), **opts)
@@ -243,6 +272,7 @@ def run(ctx) -> dict:
         "intervals": {k: unc.to_record(v) for k, v in intervals.items() if v is not None},
         "efficiency_intervals": {b: unc.to_record(v) for b, v in eff_iv.items() if v is not None},
         "decide": decide,
+        "budget_seeds": {b: len(v) for b, v in per_budget.items() if v != seeds},
     }
     summary.update(_scaling(ctx, budgets, by_budget, ref, opts))
     summary.update(_recommend(ctx, budgets, eff_by_budget, eff_iv))
@@ -468,6 +498,10 @@ def findings(results: dict, exp: dict, figs: dict) -> str:
             fit_text += f"\n- Smallest passing size: {p.get('text')}."
     else:
         fit_text = ""
+    if s.get("budget_seeds"):
+        fewer = ", ".join(f"{b} ({n} seed{'s' if n != 1 else ''})" for b, n in s["budget_seeds"].items())
+        fit_text += (f"\n- Fewer seeds on the budgets outside param_efficiency: {fewer}; they shape the curve and "
+                     "the fit (weighted by their seeds), the small and reference budgets keep every seed.")
     pivot_text = ""
     if pivot:
         pivot_text = (f"- **Pivot §8.1:** trained the predicted smallest passing size **{pivot.get('budget')}** "
