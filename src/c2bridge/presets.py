@@ -107,7 +107,8 @@ class MiniPreset(Preset):
                   "→ frozen decoder → sampled metrics → verdicts → report) works end to end.\n\n"
                   "It **cannot** claim: any absolute number for the real models; LPIPS values comparable to the "
                   "plan's thresholds (this run's distance is `{distance}` at {image_size} px); GPU latency or memory "
-                  "(measured here on a CPU at miniature widths); temporal coherence (single frames); Gate 2 (which "
+                  "(measured here on a CPU at miniature widths); temporal coherence of real video (its clips are 9 "
+                  "frames of shapes moving in straight lines at {image_size} px); Gate 2 (which "
                   "also needs Q3). The plan's quoted baselines (P2, C1) are quotes, not measurements.",
         "gate2": "computed on the {name} preset: it shows the decision procedure and the direction of the effects; "
                  "it is not a Gate 2 decision about the real models",
