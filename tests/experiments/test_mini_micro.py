@@ -6,7 +6,7 @@ from c2bridge.report.results import load_results
 MICRO = [
     "e2_1.budgets=[5m,10m,100m]", "e2_1.seeds=[0,1]", "e2_4.seeds=[0,1]", "e2_4.reference_seeds=[0,1]",
     "caches.train.limit=64", "caches.val.limit=16", "caches.heldout.limit=16",
-    "caches.train_color_jitter.limit=64", "caches.train_random_crop.limit=64",
+    "caches.train_color_jitter.limit=64", "caches.train_random_crop.limit=64", "e2_4.caches.clips_heldout.limit=4",
     "recipe.optim.max_steps=3", "recipe.schedule.warmup_steps=1", "recipe.eval.every_steps=3",
     "recipe.checkpoint.every_steps=3", "eval.n_samples=4", "eval.sample_steps=2", "eval.latency_iters=2",
 ]
