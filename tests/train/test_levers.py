@@ -205,6 +205,14 @@ def test_compile_failure_is_one_error_before_anything_is_written(tiny_config, tm
         train(tiny_config(**{"compute.compile": True}), tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
+    def unsupported(module, **kwargs):  # torch.compile refusing at once (e.g. an unsupported Python)
+        raise RuntimeError("torch.compile is not supported on this Python")
+
+    monkeypatch.setattr(torch, "compile", unsupported)
+    with pytest.raises(ValueError, match=r"compute.compile=true: .*not supported on this Python"):
+        train(tiny_config(**{"compute.compile": True}), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
 
 def test_pause_at_a_step_checkpoints_and_resumes_exactly(tiny_config, tmp_path):
     """Successive halving's rungs: pause at a validation step (no result.json), resume to the same weights."""

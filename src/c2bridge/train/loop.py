@@ -671,7 +671,6 @@ def compile_decoder(bridge, batch_size: int, preset, cache, amp_dtype) -> None:
     from c2bridge.train.compute import use_compile_cache
 
     use_compile_cache()
-    bridge.compile_transformer()
     item = cache[0]
     latent = item.get("latent")
     if latent is None:
@@ -682,6 +681,7 @@ def compile_decoder(bridge, batch_size: int, preset, cache, amp_dtype) -> None:
     sigmas = torch.full((batch_size,), 0.5, device=bridge.device)
     autocast = torch.autocast(bridge.device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
     try:
+        bridge.compile_transformer()  # torch.compile itself may refuse (an unsupported Python, no backend)
         with autocast:
             v = bridge.predict_velocity(x_t, sigmas, cond, mask)
         v.float().sum().backward()
