@@ -53,8 +53,8 @@ def test_clips_splits_and_broken_video(ssv2_root):
 
 def test_registry_uses_preset_frames(ssv2_root, tmp_path):
     full_frames = build_dataset("ssv2", "val", "tiny", root=ssv2_root, limit=1)
-    assert full_frames[0]["clip"].shape == (3, 1, 32, 32)  # tiny preset: 1 frame at 32 px
-    assert full_frames.dataset_key()["num_frames"] == 1
+    assert full_frames[0]["clip"].shape == (3, 9, 32, 32)  # tiny preset: 9 frames (8k+1) at 32 px
+    assert full_frames.dataset_key()["num_frames"] == 9
     with pytest.raises(FileNotFoundError, match="video directory"):
         (tmp_path / "labels").mkdir()
         SSv2Dataset(tmp_path, "train", 16, 2)

@@ -7,7 +7,7 @@ import pytest
 from c2bridge.experiments import registry
 from c2bridge.presets import get_preset
 
-BRANCHES = ("p8.1", "p8.2", "p8.3", "p8.4", "q1", "q2", "q3", "q4")
+BRANCHES = ("p8.1", "p8.2", "p8.3", "p8.4", "q1", "q2", "q3", "q4", "q5")
 
 
 def test_branches_group_and_all():
