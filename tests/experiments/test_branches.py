@@ -27,7 +27,7 @@ def test_baseline_arms_are_the_trials_e2_already_trains(preset):
     e21_specs = {(s.adapter, s.budget, s.seed) for s in registry.get("e2.1").trials(e21, p, {})}
     e22 = registry.load_experiment_config("e2.2", preset)
     e22_specs = {(s.adapter, s.budget, s.seed) for s in registry.get("e2.2").trials(e22, p, {}) if not s.patch}
-    for name in BRANCHES:
+    for name in (b for b in BRANCHES if b != "q5"):  # q5 trains on clips with its own recipe: nothing to reuse
         cfg = registry.load_experiment_config(name, preset)
         assert cfg["recipe"] == e21["recipe"] and cfg["eval"] == e21["eval"], name  # same recipe -> same keys
         specs = registry.get(name).trials(cfg, p, {})
