@@ -16,6 +16,8 @@ from c2bridge.encoders.qwen_vl import FULL_VLM_ID, QwenVLEncoder
 from c2bridge.presets import Preset, get_preset
 
 MINI_DINO_DIR = Path(__file__).resolve().parent.parent / "assets" / "mini" / "dinov2"
+MINI_VLM_DIR = MINI_DINO_DIR.parent / "qwen_vl"
+MINI_IMAGE_SIZE = 32  # the mini VLM's input side (the mini preset's image_size)
 TINY_DINO_SEED = 0
 RANDOM_QWEN_SEED = 1
 TINY_QWEN_IMAGE_SIZE = 16  # 4x4 patches of 4 px, merged 2x2 -> 4 image tokens
@@ -80,6 +82,30 @@ def _check_dims(preset, dino, vlm) -> None:
     want = {"dino_dim": preset.dino_dim, "n_patches": preset.n_patches, "vlm_dim": preset.vlm_dim}
     if got != want:
         raise ValueError(f"encoders for preset {preset.name!r} give {got}, but the preset fixes {want}")
+
+
+def mini_vlm_encoder(model, device=None, revision: str = "untrained", **qwen_options) -> QwenVLEncoder:
+    """A mini ``Qwen2_5_VLForConditionalGeneration`` behind the encoder the ``mini`` preset uses: the in-memory mini
+    processor, the mini image size (``qwen_options`` as ``QwenVLEncoder.random`` takes them)."""
+    from c2bridge.encoders.qwen_vl import _preprocess, mini_processor
+
+    qwen_options.setdefault("image_size", MINI_IMAGE_SIZE)
+    image_size = qwen_options.pop("image_size")
+    pre = _preprocess(image_size, qwen_options.pop("video_size", None) or image_size, qwen_options)
+    return QwenVLEncoder(model, mini_processor(), pre, model_id="c2bridge-mini-qwen2.5-vl", revision=revision,
+                         device=device)
+
+
+def load_mini_vlm(device=None, **qwen_options) -> QwenVLEncoder:
+    """The mini world's Qwen2.5-VL (trained by ``c2bridge mini build`` on shape captions), fp32; missing ->
+    FileNotFoundError naming the build command. Its revision is a hash of the weight files."""
+    if not (MINI_VLM_DIR / "config.json").exists():
+        raise FileNotFoundError(f"the mini world's Qwen2.5-VL is not built (no {MINI_VLM_DIR}/config.json); "
+                                f"build it with: c2bridge mini build --stages vlm --out {MINI_VLM_DIR.parent}")
+    from c2bridge.mini.assets import load_mini_vlm_model
+
+    return mini_vlm_encoder(load_mini_vlm_model(MINI_VLM_DIR.parent), device=device,
+                            revision=weights_revision(MINI_VLM_DIR), **qwen_options)
 
 
 def load_mini_dino(preset, device=None):

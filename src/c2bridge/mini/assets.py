@@ -2,7 +2,8 @@
 
 Layout of an assets directory (diffusers / transformers ``save_pretrained`` layout, fp16 safetensors):
 ``vae/``, ``transformer/``, ``scheduler/``, ``dinov2/`` (+ ``preprocessor_config.json``), ``captions/``,
-``build_report.json``, ``samples.png``. ``c2bridge mini build`` (``c2bridge.mini.build``) writes them.
+``qwen_vl/`` (the mini Qwen2.5-VL; its processor is built in memory), ``build_report.json``, ``samples.png``.
+``c2bridge mini build`` (``c2bridge.mini.build``) writes them.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ REQUIRED = {
     "dinov2": ("config.json", "model.safetensors"),
     "captions": ("captions_config.json", "model.safetensors"),
 }
+VLM_FILES = ("config.json", "model.safetensors")  # qwen_vl/: the mini Qwen2.5-VL
 
 
 def check_assets(assets_dir: str | Path | None = None) -> Path:
@@ -61,6 +63,22 @@ def load_mini_components(assets_dir: str | Path | None = None) -> dict:
         if isinstance(module, torch.nn.Module):
             module.eval().requires_grad_(False)
     return components
+
+
+def load_mini_vlm_model(assets_dir: str | Path | None = None):
+    """The shipped mini ``Qwen2_5_VLForConditionalGeneration`` (``qwen_vl/``), frozen, eval mode, fp32 on CPU (the
+    ``mini`` preset's encoder wraps it: ``c2bridge.encoders.load_mini_vlm``)."""
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    directory = Path(assets_dir) if assets_dir is not None else default_assets_dir()
+    missing = [name for name in VLM_FILES if not (directory / "qwen_vl" / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"mini Qwen2.5-VL weights missing in {directory / 'qwen_vl'} ({', '.join(missing)});"
+                                f" create them with `c2bridge mini build --stages vlm --out {directory}`")
+    model = _quietly(lambda: Qwen2_5_VLForConditionalGeneration.from_pretrained(
+        directory / "qwen_vl", dtype=torch.float32, local_files_only=True))
+    return model.float().eval().requires_grad_(False)
 
 
 def _quietly(load):

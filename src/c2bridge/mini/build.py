@@ -1,4 +1,5 @@
-"""``c2bridge mini build``: train the mini world (VAE, text-to-image transformer + caption embedder, DINOv2).
+"""``c2bridge mini build``: train the mini world (VAE, text-to-image transformer + caption embedder, DINOv2,
+Qwen2.5-VL).
 
 Stages (each seeded; budgets are step counts, so the same command gives the same weights):
 1. ``vae``: AutoencoderKLLTXVideo on shapes images in [-1, 1], trained on the posterior mode with a
@@ -8,8 +9,15 @@ Stages (each seeded; budgets are step counts, so the same command gives the same
    target noise - x0, the pipeline's rope_interpolation_scale), 10% null conditioning, noised caption embeddings.
 3. ``dinov2``: Dinov2Model pre-trained with linear heads (per-patch pixel colour/kind maps from the patch tokens,
    colour/kind presence and shape count from CLS) so its patch tokens carry position and shape.
-4. ``eval``: the shipped (fp16) weights reloaded and sampled through ``LTXPipeline`` from caption conditioning on
+4. ``vlm``: Qwen2_5_VLForConditionalGeneration trained by caption language modelling: it reads the image (through
+   the mini processor and chat template, as ``QwenVLEncoder`` feeds it) and predicts the caption's words (size,
+   colour, kind, coarse place of each shape). Then linear probes on held-out images say what its hidden states
+   carry, against the untrained VLM and the mini DINOv2.
+5. ``eval``: the shipped (fp16) weights reloaded and sampled through ``LTXPipeline`` from caption conditioning on
    val and heldout shapes: spatial IoU and colour accuracy; VAE reconstruction quality; DINOv2 probe accuracy.
+
+``build(out, cfg, stages=("vlm",))`` runs only the named training stages and writes only their weights (the others
+in ``out`` are kept; their report sections too): the VLM is used by no other stage, so it can be rebuilt alone.
 
 Everything is written with ``save_pretrained`` layouts under ``out`` plus ``build_report.json`` and ``samples.png``.
 """
@@ -63,6 +71,11 @@ class BuildConfig:
     dinov2_steps: int = 400
     dinov2_batch: int = 128
     dinov2_lr: float = 2e-3
+    # stage 4: Qwen2.5-VL (caption language modelling)
+    vlm_steps: int = 1200
+    vlm_batch: int = 64
+    vlm_lr: float = 3e-3
+    vlm_probe_images: int = 2048  # single-shape train images the probes are fitted on (+ a quarter of that held out)
     # eval
     eval_images: int = 256  # val and heldout images sampled through LTXPipeline
     eval_steps: int = 20  # LTXPipeline num_inference_steps
@@ -74,7 +87,8 @@ class BuildConfig:
     def quick(cls, **overrides) -> "BuildConfig":
         """Seconds, not minutes: proves the command end to end (weights mean nothing)."""
         base = dict(vae_steps=3, vae_batch=8, latent_stats_images=32, transformer_steps=3, transformer_batch=8,
-                    transformer_images=64, dinov2_steps=3, dinov2_batch=8, eval_images=8, eval_steps=2, log_every=1)
+                    transformer_images=64, dinov2_steps=3, dinov2_batch=8, vlm_steps=3, vlm_batch=8,
+                    vlm_probe_images=64, eval_images=8, eval_steps=2, log_every=1)
         return cls(**{**base, **overrides})
 
 
@@ -457,6 +471,178 @@ def train_dinov2(cfg: BuildConfig, report: dict):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# stage 4: the mini Qwen2.5-VL, trained by caption language modelling
+
+VLM_DIR = "qwen_vl"  # its save_pretrained directory in the assets dir
+VLM_WORDS = {  # the caption words the build scores the VLM on naming (teacher-forced next-word accuracy)
+    "colour": set(S.COLOURS), "kind": set(S.KINDS), "size": {"small", "medium", "large"},
+    "place": {"top", "bottom", "middle", "left", "right", "centre"},
+}
+
+
+def vlm_encoder(model):
+    """``model`` behind the ``QwenVLEncoder`` the mini preset uses (mini processor, 32 px, all tokens, last layer):
+    the build trains and probes through exactly the inputs the feature cache will see."""
+    from c2bridge.encoders.build import mini_vlm_encoder
+
+    return mini_vlm_encoder(model)
+
+
+def vlm_lm_batch(encoder, images: torch.Tensor, captions: list[str]) -> dict:
+    """Processor inputs for ``prompt + caption words + <|im_end|>`` with ``labels`` on the answer only."""
+    from c2bridge.mini.captions import vlm_caption_text
+
+    prompt = encoder.chat_text(False)
+    end = encoder.processor.tokenizer.convert_ids_to_tokens(encoder.model.config.text_config.eos_token_id)
+    base = encoder.build_inputs(images)  # the prompt as the encoder feeds it (pixels resized, patchified)
+    texts = [prompt + vlm_caption_text(c) + end for c in captions]
+    n_image = int((base["input_ids"][0] == encoder.model.config.image_token_id).sum())
+    expanded = [t.replace("<|image_pad|>", "<|image_pad|>" * n_image, 1) for t in texts]
+    text = encoder.processor.tokenizer(expanded, return_tensors="pt", padding=True, add_special_tokens=False)
+    prompt_len = base["input_ids"].shape[1]
+    if not torch.equal(text["input_ids"][:, :prompt_len], base["input_ids"]):
+        raise RuntimeError("the caption-LM inputs do not start with the encoder's prompt tokens")
+    labels = text["input_ids"].clone()
+    labels[:, :prompt_len] = -100
+    labels[text["attention_mask"] == 0] = -100
+    out = {**base, "input_ids": text["input_ids"], "attention_mask": text["attention_mask"], "labels": labels}
+    for key, value in base.items():  # other per-token inputs (the processor's mm_token_type_ids): text = 0
+        if key not in ("input_ids", "attention_mask") and value.ndim == 2 and value.shape[1] == prompt_len:
+            out[key] = F.pad(value, (0, labels.shape[1] - prompt_len))
+    return out
+
+
+def train_vlm(cfg: BuildConfig, report: dict):
+    from c2bridge.mini.models import build_vlm
+
+    model = build_vlm(cfg.seed + 4)
+    encoder = vlm_encoder(model)  # freezes the model: training re-enables it below
+    model.train().requires_grad_(True)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.vlm_lr, weight_decay=0.01)
+    ckpt, curve, steps_done, offset = _Checkpoint(cfg, "vlm"), [], 0, 0.0
+    if (state := ckpt.load()) is not None:
+        model.load_state_dict(state["vlm"])
+        opt.load_state_dict(state["opt"])
+        curve, steps_done, offset = state["curve"], state["step"], state["seconds"]
+    timer = _Timer(cfg.max_seconds_per_stage, offset)
+    for step in range(steps_done, cfg.vlm_steps):
+        if timer.over():
+            break
+        batch = _train_images(cfg, 40_000_000 + step * cfg.vlm_batch, cfg.vlm_batch)  # own index range
+        loss = model(**vlm_lm_batch(encoder, batch["image"], batch["caption"])).loss
+        set_lr(opt, _lr_at(step, cfg.vlm_steps, cfg.vlm_lr))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        steps_done = step + 1
+        if step % cfg.log_every == 0 or step == cfg.vlm_steps - 1:
+            curve.append({"step": step, "loss": loss.item(), "seconds": timer.elapsed()})
+            _log(f"vlm step {step} loss {loss.item():.4f} ({timer.elapsed():.0f}s)")
+        if ckpt.due(steps_done, cfg.vlm_steps):
+            ckpt.save({"step": steps_done, "vlm": model.state_dict(), "opt": opt.state_dict(), "curve": curve,
+                       "seconds": timer.elapsed()})
+    model.eval().requires_grad_(False)
+    _round_fp16_(model)
+    report["vlm"] = {"steps": steps_done, "seconds": timer.elapsed(), "curve": curve,
+                     "num_params": sum(p.numel() for p in model.parameters())}
+    return model
+
+
+def _single_shape_batch(cfg: BuildConfig, split: str, count: int) -> dict:
+    return S.generate_batch(split, 0, count, image_size=M.IMAGE_SIZE, seed=cfg.seed,
+                            config=S.ShapesConfig(min_shapes=1, max_shapes=1))
+
+
+def _features(encode, images: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([encode(images[s:s + chunk]) for s in range(0, len(images), chunk)]).double()
+
+
+class RidgeProbe:
+    """Linear probes in closed form on one set of features: standardized features (train statistics), ridge
+    ``lambda`` picked per target on the last quarter of the training rows, refitted on all of them. One SVD per
+    fit serves every target and ``lambda``."""
+
+    LAMBDAS = (1.0, 10.0, 100.0, 1000.0)
+
+    def __init__(self, train_x: torch.Tensor):
+        self.mu, self.sd = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
+        x = (train_x - self.mu) / self.sd
+        self.cut = len(x) * 3 // 4
+        self.full, self.part = torch.linalg.svd(x, full_matrices=False), torch.linalg.svd(x[:self.cut],
+                                                                                             full_matrices=False)
+        self.held_out = x[self.cut:]
+
+    @staticmethod
+    def _solve(svd, y, lam):  # W = V diag(s / (s^2 + lam)) U^T (y - mean y); bias = mean y (features centred)
+        u, s, vh = svd
+        return vh.T @ ((s / (s ** 2 + lam))[:, None] * (u.T @ (y - y.mean(0))))
+
+    def predict(self, train_y: torch.Tensor, test_x: torch.Tensor) -> torch.Tensor:
+        y_part, y_rest = train_y[:self.cut], train_y[self.cut:]
+        errors = [((self.held_out @ self._solve(self.part, y_part, lam) + y_part.mean(0) - y_rest) ** 2).mean().item()
+                  for lam in self.LAMBDAS]
+        lam = self.LAMBDAS[min(range(len(errors)), key=errors.__getitem__)]
+        return ((test_x - self.mu) / self.sd) @ self._solve(self.full, train_y, lam) + train_y.mean(0)
+
+
+def probe_scores(train_x, test_x, train: dict, test: dict) -> dict:
+    """What a linear probe reads from features of single-shape images (held-out ``test``): colour and kind
+    (accuracy; chance 1/6, 1/3) and the exact centre (R^2 of x and y; rms error in pixels)."""
+    probe, out = RidgeProbe(train_x), {}
+    for name, n_classes in (("colour", len(S.COLOURS)), ("kind", len(S.KINDS))):
+        target = train[f"{name}_ids"][:, 0]
+        pred = probe.predict(F.one_hot(target, n_classes).double(), test_x).argmax(1)
+        out[f"{name}_accuracy"] = (pred == test[f"{name}_ids"][:, 0]).double().mean().item()
+    pred = probe.predict(train["centers"][:, 0].double(), test_x)  # [N, 2] fractions of the side
+    truth = test["centers"][:, 0].double()
+    r2 = 1 - ((pred - truth) ** 2).sum(0) / ((truth - truth.mean(0)) ** 2).sum(0)
+    out["x_r2"], out["y_r2"] = r2[0].item(), r2[1].item()
+    out["centre_rms_px"] = (((pred - truth) ** 2).sum(1).mean().sqrt() * M.IMAGE_SIZE).item()
+    return out
+
+
+def naming_accuracy(encoder, batch: dict) -> dict:
+    """Teacher-forced: how often the VLM's most likely next word is the caption's word, per kind of word."""
+    inputs = vlm_lm_batch(encoder, batch["image"], batch["caption"])
+    labels = inputs.pop("labels")
+    with torch.no_grad():
+        logits = encoder.model(**inputs).logits[:, :-1]  # position t predicts token t+1
+    target, pred = labels[:, 1:], logits.argmax(-1)
+    words = encoder.processor.tokenizer.convert_ids_to_tokens(target.clamp_min(0).flatten().tolist())
+    words = torch.tensor([[w in group for w in words] for group in VLM_WORDS.values()]).view(
+        len(VLM_WORDS), *target.shape)
+    return {f"{name}_words": (pred == target)[words[i] & (target >= 0)].double().mean().item()
+            for i, name in enumerate(VLM_WORDS)}
+
+
+def probe_vlm(cfg: BuildConfig, model, dinov2=None) -> dict:
+    """Linear probes on single-shape images (fitted on train, scored on val) for the trained VLM, the untrained one
+    (same class and config, the seeded init) and, if given, the mini DINOv2; plus the trained VLM's naming."""
+    from c2bridge.mini.models import build_vlm
+
+    n_test = max(cfg.vlm_probe_images // 4, 8)
+    train, test = _single_shape_batch(cfg, "train", cfg.vlm_probe_images), _single_shape_batch(cfg, "val", n_test)
+    encoders = {"vlm": vlm_encoder(model), "untrained_vlm": vlm_encoder(build_vlm())}
+    encode = {name: (lambda x, e=e: e(x)[0]) for name, e in encoders.items()}  # [B, T, vlm_dim] (T fixed)
+    if dinov2 is not None:
+        encode["dinov2"] = lambda x: dinov2(pixel_values=dino_pixels(x)).last_hidden_state  # [B, 65, 64]
+    probes = {}
+    for name, f in encode.items():
+        tokens_train, tokens_test = _features(f, train["image"]), _features(f, test["image"])  # [N, T, D]
+        probes[name] = {"tokens": probe_scores(tokens_train.flatten(1), tokens_test.flatten(1), train, test),
+                        "mean": probe_scores(tokens_train.mean(1), tokens_test.mean(1), train, test)}
+    result = {"train_images": len(train["image"]), "test_images": len(test["image"]), "split": "val",
+              "features": {"tokens": "every token the encoder returns, flattened (what an adapter reads)",
+                           "mean": "the mean over those tokens (no token layout to read positions from)"},
+              "probes": probes,
+              "naming": naming_accuracy(encoders["vlm"], _single_shape_batch(cfg, "val", n_test))}
+    _log(f"vlm probes {probes}; naming {result['naming']}")
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # eval
 
 
@@ -526,8 +712,12 @@ def evaluate(components: dict, cfg: BuildConfig, report: dict) -> dict:
 # the whole build
 
 
-def _save_components(out: Path, vae, transformer, captions, dinov2) -> None:
-    """fp16 safetensors, save_pretrained layouts; written to a temp sibling dir first, then moved into place."""
+STAGES = ("vae", "transformer", "dinov2", "vlm")  # training stages, in build order
+
+
+def _save_components(out: Path, modules: dict) -> None:
+    """fp16 safetensors, save_pretrained layouts, for the parts in ``modules`` (``vae``, ``transformer``,
+    ``captions``, ``dinov2``, ``vlm``); written to a temp sibling dir first, then moved into place."""
     from transformers import BitImageProcessor
 
     out.mkdir(parents=True, exist_ok=True)
@@ -536,16 +726,36 @@ def _save_components(out: Path, vae, transformer, captions, dinov2) -> None:
     import tempfile
 
     staging = Path(tempfile.mkdtemp(prefix=".mini-build-", dir=out))
+    parts = []
     try:
-        copy.deepcopy(vae).half().save_pretrained(staging / "vae", safe_serialization=True)
-        copy.deepcopy(transformer).half().save_pretrained(staging / "transformer", safe_serialization=True)
-        M.build_scheduler().save_pretrained(staging / "scheduler")
-        copy.deepcopy(dinov2).half().save_pretrained(staging / "dinov2", safe_serialization=True)
-        BitImageProcessor(do_resize=True, size={"height": M.IMAGE_SIZE, "width": M.IMAGE_SIZE}, do_center_crop=False,
-                          do_rescale=True, do_normalize=True, image_mean=list(M.IMAGENET_MEAN),
-                          image_std=list(M.IMAGENET_STD)).save_pretrained(staging / "dinov2")
-        captions.save_pretrained(staging / "captions")
-        for part in ("vae", "transformer", "scheduler", "dinov2", "captions"):
+        if "vae" in modules:
+            copy.deepcopy(modules["vae"]).half().save_pretrained(staging / "vae", safe_serialization=True)
+            parts.append("vae")
+        if "transformer" in modules:
+            copy.deepcopy(modules["transformer"]).half().save_pretrained(staging / "transformer",
+                                                                         safe_serialization=True)
+            M.build_scheduler().save_pretrained(staging / "scheduler")
+            modules["captions"].save_pretrained(staging / "captions")
+            parts += ["transformer", "scheduler", "captions"]
+        if "dinov2" in modules:
+            copy.deepcopy(modules["dinov2"]).half().save_pretrained(staging / "dinov2", safe_serialization=True)
+            BitImageProcessor(do_resize=True, size={"height": M.IMAGE_SIZE, "width": M.IMAGE_SIZE},
+                              do_center_crop=False, do_rescale=True, do_normalize=True,
+                              image_mean=list(M.IMAGENET_MEAN), image_std=list(M.IMAGENET_STD)
+                              ).save_pretrained(staging / "dinov2")
+            parts.append("dinov2")
+        if "vlm" in modules:
+            from transformers.utils import logging as hf_logging
+
+            enabled = hf_logging.is_progress_bar_enabled()
+            hf_logging.disable_progress_bar()  # no "Writing model shards" bar for a 130 kB file
+            try:
+                copy.deepcopy(modules["vlm"]).half().save_pretrained(staging / VLM_DIR, safe_serialization=True)
+            finally:
+                if enabled:
+                    hf_logging.enable_progress_bar()
+            parts.append(VLM_DIR)
+        for part in parts:
             target = out / part
             if target.exists():
                 shutil.rmtree(target)
@@ -554,13 +764,24 @@ def _save_components(out: Path, vae, transformer, captions, dinov2) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def build(out: str | Path | None = None, cfg: BuildConfig | None = None) -> dict:
+def build(out: str | Path | None = None, cfg: BuildConfig | None = None, stages=STAGES) -> dict:
+    """Train ``stages`` (default: all) and write their weights to ``out`` (default: the package's assets).
+
+    A subset keeps what ``out`` already holds for the other stages (weights and report sections); the decoder
+    evaluation runs when any decoder stage is rebuilt. Stages that need an earlier one (the transformer is trained
+    on the VAE's latents) need it in ``stages`` too."""
     cfg = cfg or BuildConfig()
+    stages = tuple(stages)
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown or not stages:
+        raise ValueError(f"unknown mini build stage(s) {unknown or '(none)'}; expected some of {list(STAGES)}")
+    if "transformer" in stages and "vae" not in stages:
+        raise ValueError("the transformer stage trains on the VAE's latents: build 'vae' with it")
     out = Path(out) if out is not None else default_assets_dir()
     torch.set_num_threads(cfg.threads)
     torch.set_flush_denormal(True)  # tiny weights/activations as denormals are many times slower on CPU
     try:
-        return _build(out, cfg)
+        return _build(out, cfg, stages)
     finally:
         torch.set_flush_denormal(False)
 
@@ -580,34 +801,74 @@ def _stage(cfg: BuildConfig, name: str, report: dict, run, build_modules) -> dic
     return modules
 
 
-def _build(out: Path, cfg: BuildConfig) -> dict:
+def _previous_report(out: Path) -> dict:
+    import json
+
+    try:
+        return json.loads((out / "build_report.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _build(out: Path, cfg: BuildConfig, stages: tuple) -> dict:
     global _WORK_DIR
     import shutil
 
+    from c2bridge.mini.models import build_vlm
+
     t0 = time.perf_counter()
-    report: dict = {"config": dataclasses.asdict(cfg), "torch": torch.__version__}
+    everything = set(stages) == set(STAGES)
+    report: dict = {} if everything else _previous_report(out)
+    config = dataclasses.asdict(cfg)
+    if everything:
+        report["config"] = config
+    else:  # only the rebuilt stages' settings change (a stage's settings are the keys named after it)
+        report["config"] = {**report.get("config", {}), "seed": cfg.seed, "threads": cfg.threads,
+                            **{k: v for k, v in config.items() if k.split("_")[0] in stages}}
+    report["torch"] = torch.__version__
+    modules: dict = {}
     _WORK_DIR = out / ".build-work"
     _WORK_DIR.mkdir(parents=True, exist_ok=True)
     try:
-        vae = _stage(cfg, "vae", report, lambda: {"vae": train_vae(cfg, report)},
-                     lambda: {"vae": M.build_vae()})["vae"]
-        parts = _stage(cfg, "transformer", report,
-                       lambda: dict(zip(("transformer", "captions"), train_transformer(cfg, vae, report))),
-                       lambda: {"transformer": M.build_transformer(cfg.cond_dim),
-                                "captions": CaptionEmbedder(cond_dim=cfg.cond_dim)})
-        transformer, captions = parts["transformer"], parts["captions"]
-        dinov2 = _stage(cfg, "dinov2", report, lambda: {"dinov2": train_dinov2(cfg, report)},
-                        lambda: {"dinov2": M.build_dinov2()})["dinov2"]
+        if "vae" in stages:
+            modules["vae"] = _stage(cfg, "vae", report, lambda: {"vae": train_vae(cfg, report)},
+                                    lambda: {"vae": M.build_vae()})["vae"]
+        if "transformer" in stages:
+            modules.update(_stage(cfg, "transformer", report,
+                                  lambda: dict(zip(("transformer", "captions"),
+                                                   train_transformer(cfg, modules["vae"], report))),
+                                  lambda: {"transformer": M.build_transformer(cfg.cond_dim),
+                                           "captions": CaptionEmbedder(cond_dim=cfg.cond_dim)}))
+        if "dinov2" in stages:
+            modules["dinov2"] = _stage(cfg, "dinov2", report, lambda: {"dinov2": train_dinov2(cfg, report)},
+                                       lambda: {"dinov2": M.build_dinov2()})["dinov2"]
+        if "vlm" in stages:
+            modules["vlm"] = _stage(cfg, "vlm", report, lambda: {"vlm": train_vlm(cfg, report)},
+                                    lambda: {"vlm": build_vlm()})["vlm"]
     finally:
         _WORK_DIR = None
-    _save_components(out, vae, transformer, captions, dinov2)
+    _save_components(out, modules)
     shutil.rmtree(out / ".build-work", ignore_errors=True)
-    components = load_mini_components(out)  # evaluate exactly what ships
-    extras = evaluate(components, cfg, report)
+    if "vlm" in stages:  # what ships, reloaded; the DINOv2 it is compared with is the one next to it
+        from c2bridge.mini.assets import load_mini_vlm_model
+
+        dinov2 = modules.get("dinov2")
+        for assets in (out, default_assets_dir()):  # else the one in out, else the shipped one
+            if dinov2 is None and (assets / "dinov2" / "config.json").is_file():
+                from transformers import Dinov2Model
+
+                dinov2 = Dinov2Model.from_pretrained(assets / "dinov2", dtype=torch.float32).eval()
+        report["vlm"]["probe"] = probe_vlm(cfg, load_mini_vlm_model(out), dinov2)
+    extras = None
+    if {"vae", "transformer"} & set(stages):
+        extras = evaluate(load_mini_components(out), cfg, report)  # evaluate exactly what ships
     report["seconds_total"] = time.perf_counter() - t0
+    if not everything:
+        report["stages_rebuilt"] = list(stages)
     report["shipped_bytes"] = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()
                                   and p.name not in ("build_report.json", "samples.png"))
-    save_image_grid(extras["grids"], out / "samples.png", scale=3)
+    if extras is not None:
+        save_image_grid(extras["grids"], out / "samples.png", scale=3)
     atomic_write_json(out / "build_report.json", report)
     _log(f"done in {report['seconds_total']:.0f}s; shipped {report['shipped_bytes'] / 1e6:.2f} MB -> {out}")
     return report

@@ -14,6 +14,7 @@ from an adapter-shaped tensor means the same thing.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -23,6 +24,16 @@ from c2bridge._io import atomic_path, atomic_write_json
 from c2bridge.data import shapes as S
 
 CONFIG_NAME = "captions_config.json"
+_EXACT_NUMBERS = re.compile(r" \(x=[^)]*\)")
+
+
+def vlm_caption_text(caption: str) -> str:
+    """A shapes caption in the words the mini Qwen2.5-VL learns to say: size, colour, kind and the coarse place of
+    each shape (``"a small red circle at the top left, a large blue square at the centre."``). The exact x/y/size
+    numbers are dropped (the mini tokenizer has no numbers), so what the VLM is taught is semantic: which shapes,
+    what colour, roughly where."""
+    return _EXACT_NUMBERS.sub("", caption).replace(";", ",") + "."
+
 WEIGHTS_NAME = "model.safetensors"
 
 

@@ -1,4 +1,5 @@
-"""The mini world's model configs: the real classes (LTX-Video VAE + transformer, DINOv2) at small sizes.
+"""The mini world's model configs: the real classes (LTX-Video VAE + transformer, DINOv2, Qwen2.5-VL) at small
+sizes.
 
 What ``c2bridge mini build`` instantiates and trains; at run time the shipped ``config.json`` files say the same
 (``c2bridge.mini.assets`` loads them).
@@ -9,6 +10,8 @@ IMAGE_SIZE = 32
 LATENT_CHANNELS = 8
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the mini DINOv2's input normalization, as the real one
 IMAGENET_STD = (0.229, 0.224, 0.225)
+VLM_DIM = 32  # the mini Qwen2.5-VL's text hidden size (the mini preset's vlm_dim)
+VLM_SEED = 1  # the untrained VLM's init seed (the seeded-random VLM the miniature used before it was trained)
 
 # AutoencoderKLLTXVideo: patch 4 (32 px -> 8x8 latents), no spatio-temporal scaling, 64 ch, 1 layer per block.
 VAE_CONFIG = dict(
@@ -60,3 +63,14 @@ def build_dinov2():
     from transformers import Dinov2Config, Dinov2Model
 
     return Dinov2Model(Dinov2Config(**DINOV2_CONFIG))
+
+
+def build_vlm(seed: int = VLM_SEED):
+    """A tiny ``Qwen2_5_VLForConditionalGeneration`` (text hidden ``VLM_DIM``, 2 text + 2 vision layers) matching the
+    in-memory mini processor (``c2bridge.encoders.qwen_vl.mini_processor``), initialized under ``seed``."""
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from c2bridge.encoders.base import seeded_model
+    from c2bridge.encoders.qwen_vl import tiny_qwen_config
+
+    return seeded_model(Qwen2_5_VLForConditionalGeneration, tiny_qwen_config(VLM_DIM), seed)
