@@ -9,7 +9,8 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-# Small models on a shared 2-core box run much faster single-threaded (measured ~8x in the training tests).
+# Test processes share a loaded 2-core box with each other: one thread each avoids oversubscription (two-thread
+# processes next to busy ones ran many times slower; on an idle machine two threads are 1.4x faster).
 torch.set_num_threads(1)
 
 

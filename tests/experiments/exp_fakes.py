@@ -19,17 +19,28 @@ from c2bridge._io import stable_hash
 KIND_OFFSET = {"query": 0.0, "bottleneck": 0.04, "lora": 0.02, "perceiver": 0.01, "moe": 0.03}
 
 
+def _never(cfg) -> bool:  # module level: a FakeBackend pickles into pool workers
+    return False
+
+
 class FakeBackend:
     def __init__(self, fail_when=None, diverge_when=None, raise_when=None, interrupt_when=None, cosine_gain=0.01,
-                 per_sample=False, seed_sd=0.0, sample_sd=0.0, item_sd=0.02, distance_fn=None):
+                 per_sample=False, seed_sd=0.0, sample_sd=0.0, item_sd=0.02, distance_fn=None, val_curves=False,
+                 cache_tasks=False):
+        # val_curves: validation losses at every ``eval.every_steps`` of the trial's own steps (falling towards
+        # its distance), and ``pause_at_step`` honoured (status paused there): what successive halving reads
+        self.val_curves = val_curves
+        if cache_tasks:  # extraction as executor tasks (the graph schedule's path)
+            self.cache_fn = fake_cache_task
+        self.pauses: list[tuple[str, int]] = []  # (trial key, step) of every pause
         self.cosine_gain = cosine_gain
         self.per_sample, self.seed_sd, self.sample_sd, self.item_sd = per_sample, seed_sd, sample_sd, item_sd
         self.distance_fn = distance_fn
-        self.interrupt_when = interrupt_when or (lambda cfg: False)
+        self.interrupt_when = interrupt_when or _never
         self.calls: list[str] = []  # trial keys actually run
-        self.fail_when = fail_when or (lambda cfg: False)
-        self.diverge_when = diverge_when or (lambda cfg: False)
-        self.raise_when = raise_when or (lambda cfg: False)
+        self.fail_when = fail_when or _never
+        self.diverge_when = diverge_when or _never
+        self.raise_when = raise_when or _never
 
     def models(self, preset: str) -> dict:
         return {"decoder": {"model_id": f"fake-{preset}-decoder"}, "dino": {"model_id": "fake-dino"},
@@ -71,6 +82,16 @@ class FakeBackend:
         d = curve + KIND_OFFSET.get(tc["adapter"]["kind"], 0.0)
         if tc["schedule"]["name"] == "cosine":
             d -= self.cosine_gain
+        if self.val_curves:
+            max_steps, every = int(tc["optim"]["max_steps"]), int(tc["eval"]["every_steps"])
+            val = {s: round(d + 0.5 / s, 9) for s in range(every, max_steps + 1, every)}
+            pause = trial.get("pause_at_step")
+            if pause is not None:
+                self.pauses.append((trial["key"], int(pause)))
+                shown = {s: v for s, v in val.items() if s <= pause}
+                return {"status": "paused", "step": int(pause), "rung_value": val.get(int(pause)),
+                        "train": {"steps": int(pause)},
+                        "curve": {"val_step": list(shown), "val_loss": list(shown.values())}}
         adapter_dir = run_dir / "adapter"
         adapter_dir.mkdir(exist_ok=True)
         (adapter_dir / "adapter_config.json").write_text('{"kind": "%s"}' % tc["adapter"]["kind"])
@@ -86,7 +107,9 @@ class FakeBackend:
             "perf": {"latency_ms": 0.1 + budget / 1e6, "weights_mb": budget * 4 / 2**20,
                      "forward_peak_memory_mb": budget * 8 / 2**20},
             "curve": {"step": steps, "loss": [1.0 / s + d for s in steps], "val_step": [5, 10],
-                      "val_loss": [0.3 + d, 0.2 + d]},
+                      "val_loss": [0.3 + d, 0.2 + d]} if not self.val_curves else
+                     {"step": steps, "loss": [1.0 / s + d for s in steps], "val_step": list(val),
+                      "val_loss": list(val.values())},
             "artifacts": {"adapter": str(adapter_dir.relative_to(workspace))},
         }
 
@@ -103,3 +126,18 @@ class FakeBackend:
         iou = np.clip(0.9 - dist, 0.0, 1.0)
         return {"distance": float(dist.mean()), "spatial_iou": float(iou.mean()), "n": n,
                 "per_sample": {"distance": dist.tolist(), "spatial_iou": iou.tolist()}}
+
+
+def pid_trial(trial: dict) -> dict:
+    """A trial that reports the process (and its torch thread setting) it ran in: for executor tests."""
+    import os
+
+    return {"status": "completed", "pid": os.getpid(), "omp": os.environ.get("OMP_NUM_THREADS")}
+
+
+def fake_cache_task(task: dict) -> dict:
+    """FakeBackend.prepare_cache as an executor task."""
+    out = Path(task["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    spec = task["spec"]
+    return {"status": "completed", "info": {"key": stable_hash(spec), "n": spec.get("limit", 10)}, "seconds": 0.0}

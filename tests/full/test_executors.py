@@ -63,8 +63,11 @@ def test_pool_pins_one_gpu_per_worker_and_executor_options_are_checked(tmp_path)
     from c2bridge.experiments.executors import parse_executor_options
 
     assert parse_executor_options(["workers=8", "gpus=0,1"]) == {"workers": 8, "gpus": "0,1"}
-    with pytest.raises(ValueError, match=r"unknown option\(s\) \['threads'\]"):
-        get_executor("pool", threads=2)
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['cores'\]"):
+        get_executor("pool", cores=2)
+    # one intra-op thread per worker when the workers fill the cores; the local executor takes every core
+    assert get_executor("pool", workers=os.cpu_count() or 1).threads == 1
+    assert get_executor("pool", workers=1, threads=3).threads == 3
     with pytest.raises(ValueError, match="expected KEY=VALUE"):
         parse_executor_options(["workers"])
 

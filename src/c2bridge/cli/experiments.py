@@ -29,6 +29,11 @@ def register(subparsers) -> None:
     p.add_argument("--executor-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="executor option, repeatable: pool workers=N gpus=0,1; ray address=auto num_gpus=1 "
                    "max_retries=3 storage=/mnt/shared")
+    p.add_argument("--schedule", default="graph", choices=("graph", "staged"),
+                   help="graph (default): with the pool, ray or modal executor a trial starts as soon as what it "
+                   "needs exists (caches, the upstream results it reads), caches are extracted as executor tasks "
+                   "alongside trials, all experiments at once; staged: one experiment after the other, caches "
+                   "extracted in this process (the same results; the local executor always runs staged)")
     p.add_argument("--no-report", action="store_true", help="skip FINDINGS.md and the figures (c2bridge report later)")
     p.add_argument("--dry-run", action="store_true",
                    help="list every trial the run would train (label, key, done already in --out, the planner's "
@@ -74,10 +79,15 @@ def _split_args(args: argparse.Namespace) -> tuple[list[str], list[str]]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import os
     import shlex
     import sys
     import time
     from pathlib import Path
+
+    # before torch loads: idle OpenMP threads sleep instead of spinning (spinning threads of one process slowed the
+    # others many times over on a shared CPU); a user's own setting wins
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     from c2bridge.experiments.registry import normalize_names
     from c2bridge.experiments.runner import Study, format_dry_run
@@ -86,20 +96,23 @@ def _run(args: argparse.Namespace) -> int:
     experiments, overrides = _split_args(args)
     names = normalize_names(experiments)
     run_dir = Path(args.out or f"runs/{args.preset}")
-    if args.dry_run:
-        study = Study(run_dir, preset=args.preset, overrides=overrides, dry=True, log=lambda line: None)
+    from c2bridge.experiments.executors import parse_executor_options
+
+    if args.dry_run:  # the executor decides the trials' thread count, part of their keys
+        study = Study(run_dir, preset=args.preset, overrides=overrides, dry=True, log=lambda line: None,
+                      executor=args.executor, executor_options=parse_executor_options(args.executor_opt))
         print(format_dry_run(study.dry_run(names, gpu=args.gpu), run_dir))
         return 0
     command = "c2bridge " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     t0 = time.perf_counter()
     from c2bridge import _signals
     from c2bridge._lock import DirectoryLock
-    from c2bridge.experiments.executors import parse_executor_options
 
     executor_options = parse_executor_options(args.executor_opt)
     with DirectoryLock(run_dir, "c2bridge run"):  # one study per directory, taken before anything is written
         study = Study(run_dir, preset=args.preset, overrides=overrides, executor=args.executor,
                       executor_options=executor_options, retry_failed=args.resume, command=command,
+                      schedule=args.schedule,
                       render=not args.no_report, log=lambda line: print(line, flush=True))
         try:
             results = study.run(names)

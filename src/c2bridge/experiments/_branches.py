@@ -36,11 +36,13 @@ def seeds(cfg: dict) -> list[int]:
 
 
 def sweep(name: str, kind: str, budget: str, cfg: dict, patch: dict | None = None, label: str | None = None,
-          note: str = "") -> Arm:
+          note: str = "", group: str | None = None, protected: bool = False) -> Arm:
     """An arm: ``kind`` at ``budget`` with the recipe ``patch`` for every seed of the config. Labels follow E2.1's
-    (``query-10m-s0``) for an unpatched arm, so the trial lists read the same."""
+    (``query-10m-s0``) for an unpatched arm, so the trial lists read the same. ``group``: the successive-halving
+    group the arm competes in (``halving:``; ``protected``: the baseline, always trained to full length)."""
     stem = label or f"{kind}-{budget}"
-    return Arm(name, tuple(TrialSpec(f"{stem}-s{s}", adapter=kind, budget=budget, seed=s, patch=dict(patch or {}))
+    return Arm(name, tuple(TrialSpec(f"{stem}-s{s}", adapter=kind, budget=budget, seed=s, patch=dict(patch or {}),
+                                     group=group, arm=name if group else None, protected=protected)
                            for s in seeds(cfg)), note)
 
 

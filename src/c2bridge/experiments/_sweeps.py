@@ -20,13 +20,15 @@ def values(cfg: dict, name: str) -> dict:
 def arms(cfg: dict, preset, option: str, name: str) -> list[br.Arm]:
     kind, budget = cfg.get("kind", "query"), str(cfg.get("budget", "10m"))
     out = []
-    for arm, value in values(cfg, name).items():
+    for arm, value in values(cfg, name).items():  # the values compete under successive halving (``halving:``)
+        group = {"group": option, "protected": arm == cfg.get("baseline")}
         if value is None:  # the default: exactly the trial E2.1 / E2.2 keys, so it is reused
-            out.append(br.sweep(arm, kind, budget, cfg, note="default"))
+            out.append(br.sweep(arm, kind, budget, cfg, note="default", **group))
         else:
             overrides = {**(cfg.get("adapter_overrides") or {}), option: value}
             out.append(br.sweep(arm, kind, budget, cfg, patch={"adapter.overrides": overrides},
-                                label=f"{kind}-{budget}-{option}={_short(value)}", note=f"{option}={value!r}"))
+                                label=f"{kind}-{budget}-{option}={_short(value)}", note=f"{option}={value!r}",
+                                **group))
     return out
 
 

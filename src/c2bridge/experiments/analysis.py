@@ -63,6 +63,7 @@ def group(records: Iterable["TrialRecord | dict"], splits: Iterable[str] = ("val
     out: dict[str, Any] = {
         "n": len(records),
         "n_completed": len(done),
+        "n_pruned": sum(r.status == "pruned" for r in records),  # stopped by successive halving at a rung
         "statuses": [r.status for r in records],
         "keys": [r.key for r in records],
     }
@@ -77,7 +78,7 @@ def group(records: Iterable["TrialRecord | dict"], splits: Iterable[str] = ("val
     # "training", not "train": a split may be called train (the generalization gap evaluates on it)
     out["training"] = {m: stats(r.value("train", m) for r in done) for m in TRAIN_METRICS}
     out["perf"] = {m: stats(r.value("perf", m) for r in done) for m in PERF_METRICS}
-    errors = [r.error or r.reason for r in records if r.status != "completed"]
+    errors = [r.error or r.reason for r in records if r.status not in ("completed", "pruned")]
     out["errors"] = [str(e).splitlines()[0][:300] for e in errors if e]
     return out
 
@@ -137,6 +138,6 @@ def experiment_status(groups: Iterable[dict]) -> str:
     groups = list(groups)
     n = sum(g["n"] for g in groups)
     ok = sum(g["n_completed"] for g in groups)
-    if n and ok == n:
+    if n and ok + sum(g.get("n_pruned", 0) for g in groups) == n:  # an arm halving stopped is accounted for
         return "complete"
     return "partial" if ok else "failed"

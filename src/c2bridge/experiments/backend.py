@@ -50,10 +50,11 @@ class TorchBackend:
 
     def __init__(self):
         self.trial_fn = run_trial
+        self.cache_fn = extract_cache  # extraction as an executor task (the graph schedule)
 
     def configure(self, cfg: dict) -> None:
-        """``threads`` (experiment config): torch intra-op threads of this process (extraction, evaluation).
-        On a small shared CPU one thread runs mini-sized models many times faster than two."""
+        """``threads`` (experiment config): torch intra-op threads of this process (extraction, evaluation);
+        null leaves the executor's choice (``Executor.threads``)."""
         _set_threads(cfg.get("threads"))
 
     def models(self, preset: str) -> dict:
@@ -91,6 +92,15 @@ class TorchBackend:
             encoders=get_encoders(preset), progress=False, root=spec.get("root"),
         )
         return {"key": cache.key, "n": len(cache)}
+
+
+def extract_cache(task: dict) -> dict:
+    """A cache extraction as an executor task (pure like a trial: it writes only its cache dir, ``task["out"]``)."""
+    import time
+
+    t0 = time.perf_counter()
+    info = TorchBackend().prepare_cache(task["preset"], task["spec"], Path(task["out"]))
+    return {"status": "completed", "info": info, "seconds": time.perf_counter() - t0}
 
 
 # ------------------------------------------------------------------------------------------------ the trial function
@@ -131,13 +141,16 @@ def _run_trial(trial: dict) -> dict:
     from c2bridge.train.logging import TrialTracker
 
     with TrialTracker(out, train_cfg["log"], config=config) as tracker:
-        return _train_and_evaluate(config, train_cfg, workspace, run_dir, out, tracker)
+        return _train_and_evaluate(config, train_cfg, workspace, run_dir, out, tracker, trial.get("pause_at_step"))
 
 
-def _train_and_evaluate(config: dict, train_cfg: dict, workspace: Path, run_dir: Path, out: Path, tracker) -> dict:
+def _train_and_evaluate(config: dict, train_cfg: dict, workspace: Path, run_dir: Path, out: Path, tracker,
+                        pause: int | None = None) -> dict:
+    """Train (to ``pause``, a halving rung, when given: checkpointed, status ``paused``), then evaluate."""
     from c2bridge.train import train
 
-    result = train(train_cfg, out, resume=out.is_dir() and any(out.iterdir()))
+    extra = {"pause_at_step": pause} if pause is not None else {}  # a halving rung: never part of the config
+    result = train(train_cfg, out, resume=out.is_dir() and any(out.iterdir()), **extra)
     record: dict[str, Any] = {
         "status": result["status"],
         "params": result.get("params"),
@@ -147,6 +160,11 @@ def _train_and_evaluate(config: dict, train_cfg: dict, workspace: Path, run_dir:
     }
     if result["status"] == "interrupted":  # SIGTERM: checkpointed, no outcome (the runner stops the study)
         return {"status": "interrupted", "reason": result.get("reason")}
+    if result["status"] == "paused":  # at a halving rung, checkpointed: the validation loss logged there
+        from c2bridge.experiments.halving import rung_value
+
+        step = int(result.get("step") or pause)
+        return {**record, "status": "paused", "step": step, "rung_value": rung_value(record["curve"], step)}
     if result["status"] != "completed":
         record["error"] = result.get("error") or result.get("reason")
         return record

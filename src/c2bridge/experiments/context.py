@@ -4,9 +4,10 @@ happens here, so every experiment's trials are built the same way.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 from c2bridge.config import deep_merge, resolve_budget, set_dotted
+from c2bridge.experiments.halving import Halving
 from c2bridge.experiments.trials import TrialRecord, TrialSpec
 from c2bridge.names import REFERENCES
 
@@ -40,8 +41,9 @@ class StudyContext:
         ev = dict(self.cfg.get("eval") or {})
         default = ev.pop("splits", {"val": "val"})
         splits = default if splits is None else splits
-        if self.cfg.get("threads") is not None:
-            ev.setdefault("threads", int(self.cfg["threads"]))
+        threads = self.cfg.get("threads") if self.cfg.get("threads") is not None else self.study.trial_threads
+        if threads is not None:  # the config's, else the executor's choice: the last digits depend on it
+            ev.setdefault("threads", int(threads))
         return {
             **ev,
             "distance": self.study.distance["name"],
@@ -111,7 +113,10 @@ class StudyContext:
         })
         for key, value in (patch or {}).items():
             set_dotted(user, key, value)
-        return load_config(user)
+        cfg = load_config(user)
+        if cfg.threads is None and self.study.trial_threads is not None:  # the executor's choice, in the key
+            cfg.threads = int(self.study.trial_threads)
+        return cfg
 
     def check(self, spec: TrialSpec, built: set | None = None) -> None:
         """Everything about a trial that can be wrong without caches or models: its seed, budget and TrainConfig
@@ -204,23 +209,30 @@ class StudyContext:
         """Run (or find done) every spec; returns label -> its TrialRecord.
 
         Training and reference trials go first; ``evaluate`` trials then run on the adapters those trained (one
-        whose trial did not finish is left out of the result)."""
+        whose trial did not finish is left out of the result). Specs with a ``group`` are successive-halving arms
+        when the experiment's ``halving.enabled`` is true (``c2bridge.experiments.halving``)."""
         specs = list(specs)
         first = [s for s in specs if s.kind != "evaluate"]
-        records = self._run([(s.label, self.resolve(s)) for s in first]) if first else {}
+        competing = {s.label: s.competitor for s in first if s.competitor is not None and s.kind == "train"}
+        records = self._run([(s.label, self.resolve(s)) for s in first], competing) if first else {}
         later = [s for s in specs if s.kind == "evaluate"]
         if later:
             resolved = [(s.label, self.resolve(s, records)) for s in later]
             records.update(self._run([(lbl, c) for lbl, c in resolved if c is not None]))
         return records
 
-    def _run(self, configs: list[tuple[str, dict]]) -> dict[str, TrialRecord]:
-        return {label: TrialRecord.from_dict(rec) for label, rec in self.study.run_trials(self.name, configs).items()}
+    def halving(self) -> Halving:
+        """This experiment's ``halving:`` setting (off unless its config turns it on)."""
+        return Halving.from_config(self.cfg, self.name)
 
-    def upstream(self) -> dict[str, dict]:
-        """Every summarized experiment's summary (what ``trials(cfg, preset, upstream)`` reads)."""
-        return {name: exp["summary"] for name, exp in self.results["experiments"].items()
-                if (exp or {}).get("summary") is not None}
+    def _run(self, configs: list[tuple[str, dict]], competing: dict | None = None) -> dict[str, TrialRecord]:
+        records = self.study.run_trials(self.name, configs, competing=competing or None, halving=self.halving())
+        return {label: TrialRecord.from_dict(rec) for label, rec in records.items()}
+
+    def upstream(self) -> "Mapping[str, dict]":
+        """Every summarized experiment's summary (what ``trials(cfg, preset, upstream)`` reads): the summaries
+        the staged order shows this experiment, also under the graph schedule (``Study.upstream_for``)."""
+        return self.study.upstream_for(self.name)
 
     def summary_of(self, experiment: str) -> dict | None:
         return self.upstream().get(experiment)

@@ -66,7 +66,8 @@ def trials(cfg: dict, preset, upstream=None) -> list[TrialSpec]:
     kinds, budget, seeds = _design(cfg)
     per_kind = cfg.get("adapter_overrides") or {}
     return [TrialSpec(f"{k}-{budget}-s{s}", adapter=k, budget=budget, seed=s,
-                      patch={"adapter.overrides": per_kind[k]} if per_kind.get(k) else {})
+                      patch={"adapter.overrides": per_kind[k]} if per_kind.get(k) else {},
+                      group="kinds", arm=k)  # the kinds compete under successive halving (``halving:``)
             for k in kinds for s in seeds]
 
 

@@ -100,10 +100,16 @@ def _grids(cfg: dict) -> dict:
 
 
 def _arm_spec(label: str, kind: str, budget: str, arm: Mapping | None, seed: int, stage: int = 1,
-              assumption: str | None = None) -> TrialSpec:
+              assumption: str | None = None, group: str | None = None, protected: bool = False) -> TrialSpec:
     patch, cache = split_patch(arm)
     return TrialSpec(f"{label}-s{seed}", adapter=kind, budget=budget, seed=seed, patch=patch, train_cache=cache,
-                     stage=stage, assumption=assumption)
+                     stage=stage, assumption=assumption, group=group, arm=label if group else None,
+                     protected=protected)
+
+
+def baseline_arm(arms: Mapping) -> str | None:
+    """A grid's baseline: its arm with an empty patch (else its first arm)."""
+    return next((a for a, p in arms.items() if not p), next(iter(arms), None))
 
 
 def trials(cfg: dict, preset, upstream: Mapping[str, dict] | None = None,
@@ -114,7 +120,9 @@ def trials(cfg: dict, preset, upstream: Mapping[str, dict] | None = None,
     kind, _, assumption = architecture(cfg, upstream or {})
     budget = cfg.get("budget", "10m")
     seeds = [int(s) for s in (cfg.get("seeds") or [0])]
-    specs = [_arm_spec(f"{gname}/{aname}", kind, budget, arm, s, assumption=assumption)
+    # each grid is a successive-halving group (``halving:``), its baseline always trained to full length
+    specs = [_arm_spec(f"{gname}/{aname}", kind, budget, arm, s, assumption=assumption, group=gname,
+                       protected=aname == baseline_arm(g.get("arms") or {}))
              for gname, g in _grids(cfg).items() for aname, arm in (g.get("arms") or {}).items() for s in seeds]
     if cfg.get("combine", True):
         specs += [_arm_spec("combined", kind, budget, combined_patch, s, stage=2, assumption=assumption)
@@ -151,7 +159,7 @@ def run(ctx) -> dict:
     table, best_per_grid, candidates = [], {}, []
     for gname, g in grids.items():
         arms = g.get("arms") or {}
-        baseline = next((a for a, p in arms.items() if not p), next(iter(arms), None))
+        baseline = baseline_arm(arms)
         rows = []
         for aname, arm in arms.items():
             recs = [records[f"{gname}/{aname}-s{s}"] for s in seeds]

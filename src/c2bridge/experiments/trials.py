@@ -6,8 +6,9 @@ that need the same run share it, and a re-run finds it done. ``run_dir`` is ``wo
 
 The study's record of a trial is ``run_dir/trial.json`` (written by the runner, atomically, when the result comes
 back); a trial dir without it is unfinished and is resumed. Statuses: completed / diverged (outcomes: never
-repeated), failed (recorded; retried only with ``--resume``); interrupted (SIGTERM) is not recorded: the study
-stops and the next run resumes the trial from its checkpoint.
+repeated), failed (recorded; retried only with ``--resume``), pruned (successive halving stopped it at a rung: done while
+halving is on, continued from its checkpoint when asked for without); interrupted (SIGTERM) is not recorded: the
+study stops and the next run resumes the trial from its checkpoint.
 """
 from __future__ import annotations
 
@@ -57,6 +58,13 @@ class TrialSpec:
     eval_samples: int | None = None
     stage: int = 1
     assumption: str | None = None
+    group: str | None = None  # successive halving (``halving:``): the group of arms this trial competes in
+    arm: str | None = None  # its arm in the group (the seeds of one arm are decided together); None = label
+    protected: bool = False  # the group's baseline: ranks, but always trains to full length
+
+    @property
+    def competitor(self) -> "Competitor | None":
+        return Competitor(self.group, self.arm or self.label, self.protected) if self.group else None
 
     def __post_init__(self) -> None:
         if self.kind not in TRIAL_KINDS:
@@ -68,6 +76,15 @@ class TrialSpec:
     def decided_at_run_time(self) -> bool:
         """True when what the run trains depends on results this list could not see."""
         return self.stage > 1 or self.assumption is not None
+
+
+@dataclass(frozen=True)
+class Competitor:
+    """A trial's place in successive halving: its group, its arm, whether it is the protected baseline."""
+
+    group: str
+    arm: str
+    protected: bool = False
 
 
 SECTIONS = ("config", "params", "train", "metrics", "perf", "curve", "artifacts")  # mappings (None on disk -> {})
@@ -112,6 +129,12 @@ class TrialRecord:
         return self.status == "completed"
 
     @property
+    def pruned_at_step(self) -> int | None:
+        """The rung at which successive halving stopped this trial (status ``pruned``), else None."""
+        step = self.extra.get("pruned_at_step")
+        return int(step) if self.status == "pruned" and step is not None else None
+
+    @property
     def seed(self) -> int | None:
         return (self.config.get("train") or {}).get("seed")
 
@@ -152,7 +175,11 @@ def _finite(x: Any) -> float | None:
 
 def trial_key(config: dict) -> str:
     """Hash of the resolved config (key order does not matter). The recipe's ``log`` section (trackers, run names)
-    cannot change a number, so it is left out: turning W&B or TensorBoard on reuses every finished trial."""
+    cannot change a number, so it is left out: turning W&B or TensorBoard on reuses every finished trial. The CPU
+    thread counts (``train.threads``, ``eval.threads``: the executor's choice unless the config names one) stay in:
+    a different split of the work over cores changes the last digits (measured: weights 1e-8 apart after 3 tiny
+    steps on 1 vs 2 threads), so a pool run (1 thread per worker) and a local run (every core) are different
+    trials unless the local one is given ``--executor-opt threads=1``."""
     train = config.get("train")
     if isinstance(train, dict) and "log" in train:
         config = {**config, "train": {k: v for k, v in train.items() if k != "log"}}
@@ -181,12 +208,17 @@ def write_record(trial: dict, result: dict) -> None:
     atomic_write_json(Path(trial["run_dir"]) / TRIAL_RECORD, result)
 
 
-def needs_run(record: dict | None, retry_failed: bool) -> bool:
+def needs_run(record: dict | None, retry_failed: bool, halving: bool = False) -> bool:
+    """Whether a trial with this stored record runs (again): never for an outcome (completed / diverged); a failed
+    one with ``retry_failed``; a ``pruned`` one (successive halving stopped it at a rung) only when it is asked for
+    without halving -- it then continues from its rung checkpoint to full length."""
     if record is None:
         return True
     status = record.get("status")
     if status in ("completed", "diverged"):
         return False
+    if status == "pruned":
+        return not halving
     return status != "failed" or retry_failed
 
 
@@ -197,12 +229,13 @@ class StudyInterrupted(Exception):
 def normalize_result(result: dict, trial: dict) -> dict:
     """Whatever a trial function or executor returned -> the stored record (status checked, key set).
 
-    ``interrupted`` (SIGTERM: the trainer checkpointed and stopped) is passed through: never stored as an outcome.
+    ``interrupted`` (SIGTERM: the trainer checkpointed and stopped) and ``paused`` (at a halving rung, checkpointed)
+    are passed through: never stored as outcomes.
     """
     out: dict[str, Any] = dict(result or {})
     out["key"] = trial["key"]
     status = out.get("status")
-    if status not in ("completed", "diverged", "failed", "interrupted"):
+    if status not in ("completed", "diverged", "failed", "interrupted", "paused"):
         out["status"] = "failed"
         out.setdefault("error", f"trial function returned status {status!r}; expected completed/diverged/failed")
     return out

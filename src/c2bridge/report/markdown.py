@@ -136,8 +136,24 @@ def figure(figs: dict, name: str, caption: str) -> str:
 
 
 def status_line(exp: dict) -> str:
-    return (f"Status: **{exp.get('status')}** · config `{exp.get('config_file')}` · wall {exp.get('wall_s') or 0:.0f} s "
+    line = (f"Status: **{exp.get('status')}** · config `{exp.get('config_file')}` · wall {exp.get('wall_s') or 0:.0f} s "
             "(trials reused from earlier runs cost nothing)")
+    return line + halving_line(exp)
+
+
+def halving_line(exp: dict) -> str:
+    """The arms successive halving stopped (``halving:`` on): they are left out of every pick."""
+    h = exp.get("halving") or {}
+    if not h.get("enabled"):
+        return ""
+    pruned = h.get("pruned") or []
+    policy = next((d.get("policy") for d in h.get("decisions") or []), None)
+    text = (f"\n\nSuccessive halving (eta {h.get('eta')}, first rung at {h.get('min_fraction'):g} of the steps"
+            f"{f', {policy}' if policy else ''}): ")
+    if not pruned:
+        return text + "no arm was pruned."
+    return text + f"{len(pruned)} trial(s) pruned and left out of the picks: " + ", ".join(
+        f"{p.get('label')} at step {p.get('step')} (val loss {num(p.get('rung_value'))})" for p in pruned) + "."
 
 
 def protocol_table(exp: dict) -> str:

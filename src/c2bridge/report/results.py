@@ -17,7 +17,8 @@ Schema (``c2bridge.results/v1``)::
     decisions: {decision_points: [...], failures: [...]}
     gate2: {c2, reason, overall, ...}
 
-Trial status: completed / diverged / failed (from the trainer or the executor), running (started, no result yet).
+Trial status: completed / diverged / failed (from the trainer or the executor), pruned (successive halving stopped it
+at a rung: ``pruned_at_step``), running (started, no result yet).
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from c2bridge._io import atomic_write_text, to_plain
 
 SCHEMA = "c2bridge.results/v1"
 RESULTS_FILE = "results.yaml"
-TRIAL_STATUSES = ("completed", "diverged", "failed", "running")
+TRIAL_STATUSES = ("completed", "diverged", "failed", "pruned", "running")
 FINISHED = ("completed", "diverged")  # outcomes: a re-run never repeats them
 def _experiment_ids() -> tuple[str, ...]:
     """The registered experiments (c2bridge.experiments.registry): the ids results.yaml may hold."""

@@ -5,6 +5,7 @@ Register new executors in ``EXECUTORS`` (the Ray and Modal ones import their ext
 """
 from __future__ import annotations
 
+import os
 import traceback
 from typing import Callable, Iterable, Iterator, Protocol
 
@@ -13,6 +14,8 @@ TrialFn = Callable[[dict], dict]
 
 class Executor(Protocol):
     name: str
+    threads: int | None  # torch intra-op threads of each trial (None: torch's default); in the trial key
+    concurrent: bool  # True: trials run elsewhere, several at once (the study may schedule them as a graph)
 
     def run(self, fn: TrialFn, trials: list[dict]) -> Iterator[dict]:
         """Yield one result dict per trial (any order); each carries the trial's ``key``.
@@ -31,17 +34,47 @@ def run_guarded(fn: TrialFn, trial: dict) -> dict:
     return result
 
 
+def default_threads() -> int:
+    """Intra-op threads of one trial that has the machine to itself: this process's torch setting if torch is
+    loaded (every core by default), else ``OMP_NUM_THREADS`` or the CPU count. With OpenMP's passive wait policy
+    (set by ``c2bridge run`` before torch loads) idle threads sleep instead of spinning, which is what made two
+    threads look many times slower than one next to other busy processes."""
+    import sys
+
+    if "torch" in sys.modules:
+        return int(sys.modules["torch"].get_num_threads())
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    return int(env) if env.isdigit() and int(env) >= 1 else max(1, os.cpu_count() or 1)
+
+
 class LocalExecutor:
-    """Serial, in this process: the default, and the reference the others must match."""
+    """Serial, in this process: the default, and the reference the others must match. ``threads``: torch
+    intra-op threads (default: every core, see ``default_threads``)."""
 
     name = "local"
+    concurrent = False
 
-    def __init__(self) -> None:  # no options (so --executor-opt with local is an error, not ignored)
-        pass
+    def __init__(self, threads: int | None = None) -> None:
+        if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
+            raise ValueError(f"local executor: threads must be >= 1, got {threads}")
+        self.threads = int(threads) if threads else default_threads()
 
     def run(self, fn: TrialFn, trials: Iterable[dict]) -> Iterator[dict]:
+        trials = list(trials)
+        if trials:
+            set_threads(self.threads)
         for trial in trials:
             yield run_guarded(fn, trial)
+
+
+def set_threads(threads: int) -> None:
+    """torch intra-op threads of this process (a no-op while torch is not imported: it then reads
+    OMP_NUM_THREADS, set here too)."""
+    import sys
+
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(int(threads))
 
 
 def _lazy(module: str, attr: str) -> Callable[..., Executor]:
@@ -73,6 +106,14 @@ def _construct(cls, options: dict) -> Executor:
     if unknown:
         raise ValueError(f"executor {cls.name}: unknown option(s) {unknown}; expected any of {allowed}")
     return cls(**options)
+
+
+def executor_threads(name: str, options: dict, executor: Executor | None = None) -> int | None:
+    """The intra-op threads trials of executor ``name`` run with (None: torch's default, e.g. on GPU workers),
+    without starting anything when ``executor`` is not given (a dry run)."""
+    if executor is None and name in ("local", "pool"):
+        executor = get_executor(name, **options)  # cheap: neither starts a process
+    return getattr(executor, "threads", None)
 
 
 def get_executor(name: str = "local", **options) -> Executor:

@@ -15,6 +15,7 @@ import concurrent.futures
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import traceback
 from typing import Iterable, Iterator, Sequence
@@ -48,10 +49,16 @@ def _on_stop_in_worker(signum, frame) -> None:  # between trials (a trainer inst
     _stopping = True
 
 
-def _pin_worker(slots, parent_pid: int | None = None) -> None:
-    """Pool initializer: take one GPU id from the queue (None: no GPU) and make it the only visible device; stop
-    signals are the parent's to decide (SIGINT ignored, SIGTERM = stop after this trial); exit with the parent."""
+def _pin_worker(slots, parent_pid: int | None = None, threads: int | None = None) -> None:
+    """Pool initializer: take one GPU id from the queue (None: no GPU) and make it the only visible device; set the
+    worker's torch intra-op threads (before torch is imported: OpenMP reads them once); stop signals are the
+    parent's to decide (SIGINT ignored, SIGTERM = stop after this trial); exit with the parent."""
     global _parent_pid
+    if threads is not None:
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        if "torch" in sys.modules:  # imported by the parent's pickled state already: set it directly
+            sys.modules["torch"].set_num_threads(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_stop_in_worker)
     if parent_pid is not None:
@@ -114,61 +121,122 @@ def _parse_gpus(gpus) -> list[str] | None:
 
 
 class PoolExecutor:
-    """``get_executor("pool", workers=4, gpus="0,1")``: up to ``workers`` trials at once.
+    """``get_executor("pool", workers=4, gpus="0,1", threads=1, persistent=True)``: up to ``workers`` trials at once.
 
     ``gpus``: ids to pin workers to, round-robin (default: every visible GPU; "none": no pinning). ``workers``
-    defaults to the number of GPUs when there are any, else the CPU count (at most 4).
+    defaults to the number of GPUs when there are any, else the CPU count (at most 4). ``threads``: torch intra-op
+    threads per worker (default: the CPU count / workers, at least 1: one each with two workers on two cores, so
+    the workers never oversubscribe the cores). ``persistent``: keep the worker processes (and the models they
+    loaded) from one ``run`` to the next until ``close()`` -- one pool for a whole ``c2bridge run``, instead of
+    re-importing torch and diffusers in fresh workers for every experiment; ``false`` starts a pool per ``run``.
     """
 
     name = "pool"
+    concurrent = True  # trials run in other processes: the study may schedule them as a graph
 
-    def __init__(self, workers: int | str | None = None, gpus: Sequence[str] | str | None = None) -> None:
+    def __init__(self, workers: int | str | None = None, gpus: Sequence[str] | str | None = None,
+                 threads: int | None = None, persistent: bool = True) -> None:
         if workers is not None and int(workers) < 1:
             raise ValueError(f"pool executor: workers must be >= 1, got {workers}")
+        if threads is not None and (isinstance(threads, bool) or int(threads) < 1):
+            raise ValueError(f"pool executor: threads must be >= 1, got {threads}")
         self.gpus = visible_gpus() if gpus is None else _parse_gpus(gpus)
         default = len(self.gpus) if self.gpus else max(1, min(4, os.cpu_count() or 1))
         self.workers = int(workers) if workers else default
+        self.threads = int(threads) if threads else max(1, (os.cpu_count() or 1) // self.workers)
+        self.persistent = bool(persistent)
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._stop: _ForwardStop | None = None
+        self._lock = threading.Lock()  # runs from several threads (a study's graph) share one pool
 
+    # --- the worker processes ------------------------------------------------------------------------------
+    def open(self) -> concurrent.futures.ProcessPoolExecutor:
+        """Start the worker processes (once; a pool broken by a dead worker is replaced). Called from the main
+        thread, it also forwards stop signals to the workers until ``close()``."""
+        with self._lock:
+            if self._pool is not None and getattr(self._pool, "_broken", False):
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
+            if self._pool is None:
+                ctx = multiprocessing.get_context("spawn")
+                slots = ctx.Queue()
+                for i in range(self.workers):  # one slot per worker process, handed out as each worker starts
+                    slots.put(self.gpus[i % len(self.gpus)] if self.gpus else None)
+                self._pool = concurrent.futures.ProcessPoolExecutor(
+                    max_workers=self.workers, mp_context=ctx, initializer=_pin_worker,
+                    initargs=(slots, os.getpid(), self.threads))
+                if self._stop is None or self._stop.signum is None:
+                    if self._stop is not None:
+                        self._stop.restore()
+                    self._stop = _ForwardStop(self._pool)
+                else:
+                    self._stop.pool = self._pool
+            return self._pool
+
+    def close(self) -> None:
+        """Stop the worker processes (waits for none: they hold no trial between runs)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+            if self._stop is not None:
+                self._stop.restore()
+                self._stop = None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> "PoolExecutor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- trials ----------------------------------------------------------------------------------------------
     def run(self, fn: TrialFn, trials: Iterable[dict]) -> Iterator[dict]:
         trials = list(trials)
         if not trials:
             return
-        ctx = multiprocessing.get_context("spawn")
+        pool = self.open()
+        stop = self._stop
         n = min(self.workers, len(trials))
-        slots = ctx.Queue()
-        for i in range(n):  # one slot per worker process, handed out as each worker starts
-            slots.put(self.gpus[i % len(self.gpus)] if self.gpus else None)
         queue = iter(trials)
-        with concurrent.futures.ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_pin_worker,
-                                                    initargs=(slots, os.getpid())) as pool:
-            stop = _ForwardStop(pool)
-            try:
-                in_flight: dict = {}
+        try:
+            in_flight: dict = {}
 
-                def submit_next() -> None:  # at most one trial per worker in flight: a stop leaves none queued
-                    trial = next(queue, None) if stop.signum is None else None
-                    if trial is not None:
+            def submit_next() -> None:  # at most one trial per worker in flight: a stop leaves none queued
+                trial = next(queue, None) if stop.signum is None else None
+                if trial is not None:
+                    try:
                         in_flight[pool.submit(_trial_in_child, fn, trial)] = trial
+                    except concurrent.futures.process.BrokenProcessPool as exc:  # a worker of this pool died
+                        in_flight[_failed_future(exc)] = trial
 
-                for _ in range(n):
+            for _ in range(n):
+                submit_next()
+            while in_flight:
+                done, _ = concurrent.futures.wait(in_flight, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in done:
+                    trial = in_flight.pop(future)
+                    try:
+                        result = future.result()
+                    except Exception as exc:  # the child died (killed, OOM) or the result could not be pickled
+                        if stop.signum is not None:  # killed by the stop itself: not a failure of the trial
+                            result = {"key": trial.get("key"), "status": "interrupted",
+                                      "reason": f"{_signals.signal_name(stop.signum)}: worker stopped"}
+                        else:
+                            result = {"key": trial.get("key"), "status": "failed",
+                                      "error": f"pool worker lost: {type(exc).__name__}: {exc}",
+                                      "traceback": traceback.format_exc()}
+                    yield result
+                    if getattr(pool, "_broken", False) and stop.signum is None:  # the next ones get a new pool
+                        pool = self.open()
                     submit_next()
-                while in_flight:
-                    done, _ = concurrent.futures.wait(in_flight, return_when=concurrent.futures.FIRST_COMPLETED)
-                    for future in done:
-                        trial = in_flight.pop(future)
-                        try:
-                            result = future.result()
-                        except Exception as exc:  # the child died (killed, OOM) or the result could not be pickled
-                            if stop.signum is not None:  # killed by the stop itself: not a failure of the trial
-                                result = {"key": trial.get("key"), "status": "interrupted",
-                                          "reason": f"{_signals.signal_name(stop.signum)}: worker stopped"}
-                            else:
-                                result = {"key": trial.get("key"), "status": "failed",
-                                          "error": f"pool worker lost: {type(exc).__name__}: {exc}",
-                                          "traceback": traceback.format_exc()}
-                        yield result
-                        submit_next()
-                if stop.signum is not None:
-                    raise _signals.Terminated(stop.signum)
-            finally:
-                stop.restore()
+            if stop.signum is not None:
+                raise _signals.Terminated(stop.signum)
+        finally:
+            if not self.persistent:
+                self.close()
+
+
+def _failed_future(exc: Exception) -> concurrent.futures.Future:
+    future: concurrent.futures.Future = concurrent.futures.Future()
+    future.set_exception(exc)
+    return future
