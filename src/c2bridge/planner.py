@@ -48,6 +48,7 @@ GPUS: dict[str, GPUSpec] = {
 DEFAULT_MFU = 0.35
 RUNTIME_OVERHEAD_GIB = 1.5  # CUDA context, cuBLAS/cuDNN workspaces, allocator slack not covered below
 ACTIVATION_SLACK = 1.10  # transient buffers during backward (grad of the largest activation, fragmentation)
+CHOSEN_BATCH_HEADROOM = 0.95  # the micro-batch the plan chooses keeps its peak within 95 % of the GPU's memory
 
 # ------------------------------------------------------------------------------------------------ LTX transformer
 
@@ -66,15 +67,33 @@ def ltx_transformer_params(cfg: Mapping) -> int:
     return cfg["num_layers"] * block + (cin * d + d) + time_embed + caption + 2 * d + (d * cout + cout)
 
 
-def ltx_transformer_flops(cfg: Mapping, tokens: int, text_tokens: int, batch: int = 1,
-                          attention: str = "flash") -> dict[str, float]:
-    """Forward and input-gradient backward FLOPs of the LTX transformer (all weights frozen, grad only to the
-    conditioning). ``tokens`` S = latent frames x h x w (patch 1), ``text_tokens`` L = adapter output tokens.
+LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")  # peft target names of the attention projections
 
-    Backward: a frozen linear needs only dX = dY Wᵀ (1x its forward); attention needs dQ, dK, dV (2x with the math
-    kernel's four matmuls, 2.5x with flash attention, which recomputes QKᵀ). Layer 0's self-attention and
-    q-projection see only the noisy latents, which need no gradient, so autograd skips them; the math kernel also
-    skips dQ in layer 0's cross-attention (1.5x); flash computes all three there.
+
+def _attention_backward(forward: float, q: bool, k: bool, v: bool, attention: str) -> float:
+    """Backward FLOPs of one attention (forward = QKᵀ + PV) given which of q, k, v need a gradient. Math kernel:
+    dP = dO·Vᵀ (when q or k does), dV, dQ, dK, each half the forward; flash computes dQ, dK, dV together and
+    recomputes QKᵀ (2.5x the forward) as soon as one is needed."""
+    if not (q or k or v):
+        return 0.0
+    if attention == "flash":
+        return 2.5 * forward
+    return forward / 2 * ((q or k) + v + q + k)
+
+
+def ltx_transformer_flops(cfg: Mapping, tokens: int, text_tokens: int, batch: int = 1,
+                          attention: str = "flash", lora_rank: int | None = None,
+                          lora_targets: Iterable[str] = LORA_TARGETS) -> dict[str, float]:
+    """Forward and backward FLOPs of the LTX transformer, gradient to the conditioning (and, with ``lora_rank``,
+    to peft LoRA adapters of that rank on ``lora_targets`` of both attentions of every block). ``tokens`` S =
+    latent frames x h x w (patch 1), ``text_tokens`` L = adapter output tokens.
+
+    Backward: a frozen linear needs only dX = dY Wᵀ (1x its forward), and only where its input needs a gradient;
+    attention needs dQ, dK, dV (``_attention_backward``). Layer 0's self-attention and q-projection see only the
+    noisy latents, which need no gradient, so autograd skips them, unless a LoRA there needs its weight gradient.
+    A LoRA projection x -> B(A(x)) costs 2·T·r·(in + out) forward; backward: the weight gradients of A and B, B's
+    input gradient, and A's input gradient where x needs one. ``blocks_forward``: the blocks' share of the forward
+    (what gradient checkpointing recomputes).
     """
     if attention not in ("flash", "math"):
         raise ValueError(f"attention must be 'flash' or 'math', got {attention!r}")
@@ -82,21 +101,69 @@ def ltx_transformer_flops(cfg: Mapping, tokens: int, text_tokens: int, batch: in
     dx = cfg.get("cross_attention_dim", d)
     cin, cout, cap = cfg["in_channels"], cfg.get("out_channels", cfg["in_channels"]), cfg["caption_channels"]
     n, s, l_ = cfg["num_layers"], tokens, text_tokens
+    lora = set(lora_targets) if lora_rank else set()
+    unknown = lora - set(LORA_TARGETS)
+    if unknown:
+        raise ValueError(f"decoder LoRA targets {sorted(unknown)}: the planner models {list(LORA_TARGETS)}")
+    r = int(lora_rank or 0)
     proj_in, proj_out = 2 * s * cin * d, 2 * s * d * cout
     caption = 2 * l_ * cap * d + 2 * l_ * d * d
     time_embed = 2 * (256 * d + d * d + 6 * d * d)
-    self_lin, self_attn = 8 * s * d * d, 4 * s * s * d  # q, k, v, out; QKᵀ and PV
-    cross_q_out, cross_kv, cross_attn = 4 * s * d * d, 4 * l_ * dx * d, 4 * s * l_ * d
+    lin_s = 2 * s * d * d  # one d -> d projection over the latent tokens
+    self_attn, cross_attn = 4 * s * s * d, 4 * s * l_ * d  # QKᵀ and PV
+    cross_kv = 4 * l_ * dx * d
     ff = 16 * s * d * d  # d -> 4d -> d
-    layer_fwd = self_lin + self_attn + cross_q_out + cross_kv + cross_attn + ff
-    forward = proj_in + proj_out + caption + time_embed + n * layer_fwd
 
-    attn_bwd = 2.5 if attention == "flash" else 2.0
-    first_cross = 2.5 if attention == "flash" else 1.5
-    layer_bwd = self_lin + cross_q_out + cross_kv + ff + attn_bwd * (self_attn + cross_attn)
-    layer0_bwd = (cross_q_out / 2) + cross_kv + ff + first_cross * cross_attn  # to_out only of q/out
-    backward = caption + proj_out + (n - 1) * layer_bwd + (layer0_bwd if n >= 1 else 0)
-    return {"forward": float(batch * forward), "backward": float(batch * backward)}
+    def lora_proj(t: int, fin: int, fout: int, x_grad: bool) -> tuple[float, float]:
+        fa, fb = 2.0 * t * fin * r, 2.0 * t * r * fout
+        return fa + fb, fa + 2 * fb + (fa if x_grad else 0.0)
+
+    forward = proj_in + proj_out + caption + time_embed
+    blocks = backward = 0.0
+    lora_fwd = lora_bwd = 0.0
+    for i in range(n):
+        x_grad = i > 0  # a block's input depends on the conditioning from layer 0's cross-attention on
+        blocks += 4 * lin_s + self_attn + 2 * lin_s + cross_kv + cross_attn + ff
+        # self-attention: q, k, v outputs need a gradient when the input does or a LoRA sits on them
+        q1, k1, v1 = (x_grad or f"to_{c}" in lora for c in "qkv")
+        attn_out = q1 or k1 or v1
+        h1 = x_grad or attn_out or "to_out.0" in lora
+        backward += (3 * lin_s if x_grad else 0.0) + (lin_s if attn_out else 0.0)
+        backward += _attention_backward(self_attn, q1, k1, v1, attention)
+        for name in lora & {"to_q", "to_k", "to_v"}:
+            f, b = lora_proj(s, d, d, x_grad)
+            lora_fwd, lora_bwd = lora_fwd + f, lora_bwd + b
+        if "to_out.0" in lora:
+            f, b = lora_proj(s, d, d, attn_out)
+            lora_fwd, lora_bwd = lora_fwd + f, lora_bwd + b
+        # cross-attention: k, v (from the captions) always need a gradient; q when the latents' path does
+        q2 = h1 or "to_q" in lora
+        backward += (lin_s if h1 else 0.0) + cross_kv + lin_s  # to_q (if), to_k + to_v, to_out
+        backward += _attention_backward(cross_attn, q2, True, True, attention)
+        for name in lora:
+            t, fin, x_g = ((s, d, h1) if name == "to_q" else (l_, dx, True) if name in ("to_k", "to_v")
+                           else (s, d, True))
+            f, b = lora_proj(t, fin, d, x_g)
+            lora_fwd, lora_bwd = lora_fwd + f, lora_bwd + b
+        backward += ff
+    forward += blocks + lora_fwd
+    backward += caption + proj_out + lora_bwd
+    return {"forward": float(batch * forward), "backward": float(batch * backward),
+            "blocks_forward": float(batch * (blocks + lora_fwd)), "lora_forward": float(batch * lora_fwd),
+            "lora_backward": float(batch * lora_bwd)}
+
+
+def decoder_lora_params(cfg: Mapping, rank: int | None, targets: Iterable[str] = LORA_TARGETS) -> int:
+    """Trainable parameters of peft LoRA (rank r, no bias) on ``targets`` of both attentions of every block."""
+    if not rank:
+        return 0
+    d = cfg["num_attention_heads"] * cfg["attention_head_dim"]
+    dx = cfg.get("cross_attention_dim", d)
+    per_layer = 0
+    for name in targets:
+        per_layer += rank * (d + d)  # self-attention: every projection is d -> d
+        per_layer += rank * ((dx if name in ("to_k", "to_v") else d) + d)
+    return cfg["num_layers"] * per_layer
 
 
 # Elements autograd keeps per layer for the input-gradient backward, measured on the class (tests check it):
@@ -426,6 +493,11 @@ def trial_overrides(specs: list, cfg: Mapping, preset) -> list[dict]:
     """
     recipe = nested(cfg.get("recipe") or {})
     caches = cfg.get("caches") or {}
+    from c2bridge.experiments.halving import plan_groups
+
+    competing = {label: {"group": g["group"], "arm": arm, "protected": arm in g["protected"], "eta": g["eta"],
+                         "min_fraction": g["min_fraction"]}
+                 for g in plan_groups(cfg, specs) for arm, labels in g["arms"].items() for label in labels}
 
     def cache_data(name: str | None) -> dict | None:
         spec = caches.get(name) if name else None
@@ -481,11 +553,43 @@ def trial_overrides(specs: list, cfg: Mapping, preset) -> list[dict]:
             t["_post_eval"] = pe
         if spec.stage > 1:
             t["_runtime_choice"] = True  # decided from this experiment's earlier results: never shared
+            t["_stage"] = int(spec.stage)
         elif spec.assumption:
             t["_assumption"] = spec.assumption  # shared only with trials resting on the same assumption
+        if spec.kind == "evaluate":
+            t["_of"] = spec.of
+        if nested(spec.patch or {}).get("distill", {}).get("teacher") or (recipe.get("distill") or {}).get("teacher"):
+            t["_teacher_budget"] = str(cfg.get("teacher_budget") or cfg.get("reference_budget") or "100m")
+        if spec.label in competing and spec.kind == "train":
+            t["_halving_group"] = competing[spec.label]
         t["name"] = spec.label
         out.append(t)
     return out
+
+
+def halving_caps(group: Mapping[str, Mapping], eta: int, min_fraction: float) -> dict[str, float]:
+    """One successive-halving group -> the share of the max steps each arm is costed to.
+
+    ``group``: arm -> {"cost": its GPU-hours at full length, "max_steps", "eval_every", "forced": protected or
+    already trained (never pruned, still ranks)}. Which arms survive is known only at run time; here the costliest
+    unforced arms are the survivors of each rung (an upper bound on the group's total), and forced arms survive
+    on top of them. At each rung the top max(1, n // eta) of the n arms still running continue
+    (``c2bridge.experiments.halving``); the rungs are its ``rung_steps`` (moved down to validation steps)."""
+    from c2bridge.experiments.halving import rung_steps
+
+    forced = [a for a, g in group.items() if g["forced"]]
+    ranked = sorted((a for a in group if a not in forced), key=lambda a: -group[a]["cost"])
+    caps = {a: 1.0 for a in group}
+    if not ranked:
+        return caps
+    first = group[ranked[0]]
+    alive = ranked
+    for step in rung_steps(int(first["max_steps"]), int(first["eval_every"]), eta, min_fraction):
+        keep = max(1, (len(alive) + len(forced)) // eta)
+        for a in alive[keep:]:
+            caps[a] = step / max(1, int(first["max_steps"]))
+        alive = alive[:keep]
+    return caps
 
 
 def load_sources(preset: str = "full", config_dir: str | Path | None = None) -> dict:
@@ -502,8 +606,11 @@ def load_sources(preset: str = "full", config_dir: str | Path | None = None) -> 
     root = Path(config_dir) if config_dir else config_root()
     recipe, sources = copy.deepcopy(PLAN_RECIPE), {"recipe": "plan"}
     preset_file = root / "presets" / f"{preset}.yaml"
+    assumptions: dict = {}
     if preset_file.is_file():
-        recipe = deep_merge(recipe, read_mapping(preset_file))
+        preset_recipe = read_mapping(preset_file)
+        assumptions = dict(preset_recipe.pop("plan", None) or {})  # the planner's documented assumptions
+        recipe = deep_merge(recipe, preset_recipe)
         sources["recipe"] = str(preset_file)
     experiments: dict[str, list[dict]] = {}
     caches: dict[str, dict] = {}
@@ -526,7 +633,7 @@ def load_sources(preset: str = "full", config_dir: str | Path | None = None) -> 
     if caches:  # what the study actually extracts (each named cache once)
         data["caches"] = caches
     return {"recipe": recipe, "data": data, "encoding": copy.deepcopy(PLAN_ENCODING),
-            "experiments": experiments, "sources": sources}
+            "experiments": experiments, "sources": sources, "assumptions": assumptions}
 
 
 def estimate_trial_lists(lists: Mapping[str, tuple[Mapping, list]], *, preset: str = "full", gpu: str = "a100-80",
@@ -548,6 +655,47 @@ def estimate_trial_lists(lists: Mapping[str, tuple[Mapping, list]], *, preset: s
 # ------------------------------------------------------------------------------------------------------ estimates
 
 
+@dataclass(frozen=True)
+class Levers:
+    """The recipe keys that change a trial's cost, read from a resolved recipe dict (TrainConfig's shape)."""
+
+    stop_patience: int | None = None  # early stopping at a val-loss plateau (None: train to the max steps)
+    stop_min_fraction: float = 0.0  # never stop before this fraction of the max steps
+    pixel_start: float = 0.0  # pixel terms from this fraction of the max steps on
+    pixel_every: int = 1  # ... on every k-th optimizer step
+    pixel_crop: int | None = None  # ... on one crop of this side (px), the latent crop decoded alone
+    pixel_latent_frames: int | None = None  # clips: ... on a window of this many latent frames
+    gradient_checkpointing: bool = False  # recompute the transformer's blocks in backward
+    lora_rank: int | None = None  # decoder LoRA (pivot 8.2): trainable LoRA in the transformer
+    lora_targets: tuple = LORA_TARGETS
+    teacher: bool = False  # distillation (pivot 8.3): a frozen teacher adapter's forward per sample
+
+    @classmethod
+    def of(cls, recipe: Mapping) -> "Levers":
+        loss, stop = recipe.get("loss") or {}, recipe.get("stop") or {}
+        lora = recipe.get("decoder_lora") or {}
+        return cls(stop_patience=stop.get("patience"), stop_min_fraction=float(stop.get("min_fraction") or 0.0),
+                   pixel_start=float(loss.get("pixel_start") or 0.0), pixel_every=int(loss.get("pixel_every") or 1),
+                   pixel_crop=loss.get("pixel_crop"), pixel_latent_frames=loss.get("pixel_latent_frames"),
+                   gradient_checkpointing=bool((recipe.get("memory") or {}).get("gradient_checkpointing")),
+                   lora_rank=lora.get("rank"), lora_targets=tuple(lora.get("targets") or LORA_TARGETS),
+                   teacher=bool((recipe.get("distill") or {}).get("teacher")))
+
+    def run_fraction(self, expected_stop_fraction: float | None) -> float:
+        """The expected share of the max steps a trial trains: 1 without early stopping, else the documented
+        expected stop fraction (never below ``stop.min_fraction``)."""
+        if not self.stop_patience:
+            return 1.0
+        f = 1.0 if expected_stop_fraction is None else float(expected_stop_fraction)
+        return min(1.0, max(f, self.stop_min_fraction))
+
+    def pixel_share(self, run_fraction: float) -> float:
+        """The share of the steps run (``run_fraction`` of the max steps) that carry the pixel terms."""
+        if run_fraction <= 0:
+            return 0.0
+        return max(0.0, run_fraction - self.pixel_start) / self.pixel_every / run_fraction
+
+
 @dataclass
 class TrialEstimate:
     experiment: str
@@ -555,21 +703,40 @@ class TrialEstimate:
     kind: str  # train | reference | evaluate (evaluation only: no training steps)
     adapter_kind: str
     adapter_params: float
-    batch_size: int
-    grad_accum: int
-    optimizer_steps: int
-    micro_batches: int
-    step_tflops: dict  # dataset -> TFLOPs of one optimizer step made of that dataset's micro-batches
-    flops: dict  # "train", "eval", "sample", "total" (FLOPs)
-    memory_gib: dict  # breakdown of the peak (worst dataset)
+    batch_size: int  # the micro-batch this estimate uses (the largest that fits when the plan chooses it)
+    grad_accum: int  # micro-batches per optimizer step at that micro-batch (the effective batch is kept)
+    optimizer_steps: int  # the max steps (the recipe's epochs / max_steps)
+    micro_batches: int  # micro-batches of the expected run
+    step_tflops: dict  # dataset -> TFLOPs of one optimizer step of that dataset (averaged over the pixel schedule)
+    flops: dict  # "train", "eval", "sample", "total" (FLOPs) of the expected run
+    memory_gib: dict  # breakdown of the peak (worst dataset, a step with the pixel terms)
     peak_gib: float
     worst_dataset: str
-    hours: float  # on the chosen GPU (0 when shared)
+    hours: float  # expected, on the chosen GPU (0 when shared)
     fits: bool
     max_batch: int = 0  # largest micro-batch whose peak fits the GPU (0: not even 1)
     shared_with: str | None = None  # "e2.1/query-10m": the same resolved recipe runs once (the runner keys trials)
     # what it trains on: dataset -> {"n": items, "frames": per item (1 = image), "share": of the micro-batches}
     train_data: dict = field(default_factory=dict)
+    hours_worst: float = 0.0  # every trial to its max steps (no early stopping; halving still prunes)
+    run_fraction: float = 1.0  # expected share of the max steps trained (early stopping, halving rung)
+    steps_run: int = 0  # expected optimizer steps
+    pixel_share: float = 0.0  # share of the steps run that decode and run the pixel terms
+    configured_batch: int = 0  # the recipe's optim.batch_size / grad_accum
+    configured_accum: int = 0
+    configured_fits: bool = True  # whether the recipe's own micro-batch fits
+    halving_rung: float | None = None  # successive halving: costed up to this fraction (None: not pruned)
+    eval_every_steps: int = 0  # the validation interval (halving rungs lie on validation steps)
+    stage: int = 1  # 2: decided from this experiment's stage-1 results (conditional: worst case listed)
+    assumption: str | None = None  # what it assumes about upstream results (waits for them on the trial graph)
+    of: str | None = None  # evaluate trials: the trained trial they evaluate
+    decoder_lora_params: int = 0
+    teacher_params: float = 0.0
+
+    @property
+    def conditional(self) -> bool:
+        """Runs only when its experiment's stage-1 results call for it (listed at its worst case)."""
+        return self.stage > 1
 
     def to_dict(self) -> dict:
         from c2bridge._io import to_plain
@@ -586,20 +753,32 @@ class PlanResult:
     cache: dict  # the one-off feature/latent extraction
     experiments: dict = field(default_factory=dict)  # name -> {"gpu_hours", "plan_gpu_hours", "trials", "not_fitting"}
     sources: dict = field(default_factory=dict)
+    assumptions: dict = field(default_factory=dict)  # plan.* of the preset file (expected_stop_fraction, ...)
+    gpus: int = 1  # GPUs of the trial-graph makespan
+    makespan: dict = field(default_factory=dict)  # group -> wall-clock hours on `gpus` GPUs
 
     @property
     def total_hours(self) -> float:
         return sum(e["gpu_hours"] for e in self.experiments.values()) + self.cache["hours"]
+
+    @property
+    def conditional_hours(self) -> float:
+        return sum(e["conditional_gpu_hours"] for e in self.experiments.values())
+
+    @property
+    def total_hours_worst(self) -> float:
+        return sum(e["gpu_hours_worst"] for e in self.experiments.values()) + self.cache["hours"]
 
     def to_dict(self) -> dict:
         from c2bridge._io import to_plain
 
         return {"preset": self.preset, "gpu": to_plain(self.gpu), "mfu": self.mfu, "cache": self.cache,
                 "experiments": self.experiments, "total_gpu_hours": self.total_hours,
+                "conditional_gpu_hours": self.conditional_hours, "total_gpu_hours_worst": self.total_hours_worst,
+                "groups": to_plain(group_hours(self)),
                 "plan_total_gpu_hours": sum(PLAN_GPU_HOURS.values()), "sources": self.sources,
+                "assumptions": self.assumptions, "gpus": self.gpus, "makespan_hours": self.makespan,
                 "trials": [t.to_dict() for t in self.trials]}
-
-
 
 
 def _stages(loss: Mapping) -> tuple[bool, str | None]:
@@ -616,46 +795,109 @@ def _perceptual_net(loss: Mapping) -> str:
     return net.removeprefix("lpips_")
 
 
+PIXEL_STAGES = ("vae_decode", "perceptual")  # run only on the steps of the pixel schedule
+
+
 def sample_costs(dims: Mapping, preset, frames: int, text_tokens: int, recipe: Mapping, encoding: Mapping,
-                 adapter_params: float) -> dict[str, Any]:
-    """Per-sample FLOPs of each stage and per-sample saved bytes for one training sample of `frames` frames."""
-    t, h, w = latent_shape(dims["ltx_vae"], frames, preset.image_size, preset.image_size)
+                 adapter_params: float, teacher_params: float = 0.0) -> dict[str, Any]:
+    """Per-sample FLOPs of each stage and per-sample saved bytes for one training sample of `frames` frames.
+
+    ``train``: a step with the pixel terms (``PIXEL_STAGES`` on the decoded region: ``loss.pixel_crop`` and
+    ``loss.pixel_latent_frames``); the other stages run on every step. ``eval``: validation decodes whole frames.
+    """
+    temporal = str(((recipe.get("adapter") or {}).get("overrides") or {}).get("temporal", "pool"))
+    if frames > 1 and temporal == "frame":  # one conditioning per frame: the clip trains as `frames` images
+        one = sample_costs(dims, preset, 1, text_tokens, recipe, encoding, adapter_params, teacher_params)
+        scaled = {k: ({kk: vv * frames for kk, vv in v.items()} if isinstance(v, dict)
+                      else v * frames if k in ("eval", "transformer_forward", "decode_forward") else v)
+                  for k, v in one.items()}
+        scaled["tokens"] = one["tokens"] * frames
+        return scaled
+    if temporal == "spacetime":  # every frame's DINOv2 patches reach the adapter
+        encoding = {**encoding, "dino_frames": frames}
+    vae = dims["ltx_vae"]
+    rs, rt = vae_ratios(vae)
+    t, h, w = latent_shape(vae, frames, preset.image_size, preset.image_size)
     tokens = t * h * w
-    tr = ltx_transformer_flops(dims["ltx_transformer"], tokens, text_tokens)
+    lv = Levers.of(recipe)
+    cfg = dims["ltx_transformer"]
+    tr = ltx_transformer_flops(cfg, tokens, text_tokens, lora_rank=lv.lora_rank, lora_targets=lv.lora_targets)
+    plain = tr if not lv.lora_rank else ltx_transformer_flops(cfg, tokens, text_tokens)
     decode, perceptual = _stages(recipe.get("loss", {}))
-    dec = vae_decoder_costs(dims["ltx_vae"], t, h, w) if decode else {"forward": 0.0, "saved_elements": 0.0}
-    if perceptual:
-        lp = lpips_costs(_perceptual_net(recipe["loss"]), preset.image_size, preset.image_size)
+    # the region the pixel terms see: a window of latent frames, a square crop (decoded alone)
+    k = t if lv.pixel_latent_frames is None else max(1, min(int(lv.pixel_latent_frames), t))
+    side = min(h, w) if lv.pixel_crop is None else max(1, min(int(lv.pixel_crop) // rs, h, w))
+    ch, cw = (h, w) if lv.pixel_crop is None or side >= min(h, w) else (side, side)
+    px_frames, px_h, px_w = (k - 1) * rt + 1, ch * rs, cw * rs
+    zero = {"forward": 0.0, "saved_elements": 0.0}
+    dec = vae_decoder_costs(vae, k, ch, cw) if decode else zero
+    dec_whole = vae_decoder_costs(vae, t, h, w) if decode else zero
+
+    def perceptual_costs(f: int, hh: int, ww: int) -> dict:
+        if not perceptual:
+            return {"forward": 0.0, "backward": 0.0, "saved_elements": 0.0}
+        lp = lpips_costs(_perceptual_net(recipe["loss"]), hh, ww)
         scale = _MS_LPIPS_AREA if perceptual == "multiscale" else 1.0
-        lp = {k: v * scale * frames for k, v in lp.items() if k != "params"}
-    else:
-        lp = {"forward": 0.0, "backward": 0.0, "saved_elements": 0.0}
-    in_tokens = encoding["vlm_tokens"] + preset.n_patches
+        return {key: v * scale * f for key, v in lp.items() if key != "params"}
+
+    lp = perceptual_costs(px_frames, px_h, px_w)
+    lp_whole = perceptual_costs(frames, preset.image_size, preset.image_size)
+    patches = preset.n_patches * int(encoding.get("dino_frames", 1))
+    in_tokens = encoding["vlm_tokens"] + patches
     ad = adapter_flops(adapter_params, in_tokens)
     train = {
         "adapter": ad["forward"] + ad["backward"],
-        "transformer": tr["forward"] + tr["backward"],
+        "transformer": plain["forward"] + plain["backward"],
+        "decoder_lora": (tr["forward"] + tr["backward"]) - (plain["forward"] + plain["backward"]),
+        "recompute": tr["blocks_forward"] if lv.gradient_checkpointing else 0.0,
+        "teacher": adapter_flops(teacher_params, in_tokens)["forward"] if teacher_params else 0.0,
         "vae_decode": 2 * dec["forward"],
         "perceptual": lp["forward"] + lp["backward"],
     }
-    evaluation = tr["forward"] + dec["forward"] + lp["forward"] + ad["forward"]
+    evaluation = tr["forward"] + dec_whole["forward"] + lp_whole["forward"] + ad["forward"] + train["teacher"]
     bpe = 2  # bf16 activations
+    d = cfg["num_attention_heads"] * cfg["attention_head_dim"]
+    if lv.gradient_checkpointing:  # every block's input + one block's saved tensors during its recompute
+        one_block = dict(cfg, num_layers=1)
+        transformer_act = (cfg["num_layers"] * tokens * d * bpe
+                           + ltx_transformer_activation_bytes(one_block, tokens, text_tokens, bytes_per_element=bpe))
+        lora_act = 0.0  # inside the recomputed block
+    else:
+        transformer_act = ltx_transformer_activation_bytes(cfg, tokens, text_tokens, bytes_per_element=bpe)
+        # a LoRA keeps its inputs for its weight gradient: the self-attention input (q, k, v share it) and the
+        # cross-attention query input per block (the other inputs are kept already), and its r-wide middle
+        lora_act = (cfg["num_layers"] * (2 * tokens * d + 8 * tokens * int(lv.lora_rank)) * bpe
+                    if lv.lora_rank else 0.0)
     act = {
-        "transformer": ltx_transformer_activation_bytes(dims["ltx_transformer"], tokens, text_tokens,
-                                                        bytes_per_element=bpe),
+        "transformer": transformer_act + lora_act,
         "vae_decode": dec["saved_elements"] * bpe,
         "perceptual": lp["saved_elements"] * bpe,
-        "features": (encoding["vlm_tokens"] * preset.vlm_dim + preset.n_patches * preset.dino_dim) * bpe
+        "features": (encoding["vlm_tokens"] * preset.vlm_dim + patches * preset.dino_dim) * bpe
         + 4.0 * frames * preset.image_size**2 * 3,  # adapter inputs + fp32 target pixels
     }
-    return {"tokens": tokens, "latent": (t, h, w), "train": train, "eval": evaluation,
-            "transformer_forward": tr["forward"], "decode_forward": dec["forward"], "activation_bytes": act}
+    return {"tokens": tokens, "latent": (t, h, w), "pixel_region": (px_frames, px_h, px_w), "train": train,
+            "eval": evaluation, "transformer_forward": tr["forward"], "decode_forward": dec_whole["forward"],
+            "activation_bytes": act}
+
+
+def _sample_flops(c: Mapping, pixel_share: float) -> float:
+    """One training sample's FLOPs averaged over the pixel schedule."""
+    return sum(v * (pixel_share if k in PIXEL_STAGES else 1.0) for k, v in c["train"].items())
+
+
+DEFAULT_EXPECTED_STOP_FRACTION = None  # no documented assumption: early-stopped trials are costed at full length
 
 
 def estimate_trial(experiment: str, overrides: Mapping, *, preset: str = "full", gpu: str = "a100-80",
                    mfu: float = DEFAULT_MFU, recipe: Mapping | None = None, data: Mapping | None = None,
-                   encoding: Mapping | None = None, dims: Mapping | None = None) -> TrialEstimate:
-    """One trial: its recipe = ``recipe`` (default: the plan's) deep-merged with ``overrides``."""
+                   encoding: Mapping | None = None, dims: Mapping | None = None,
+                   assumptions: Mapping | None = None, choose_batch: bool = False) -> TrialEstimate:
+    """One trial: its recipe = ``recipe`` (default: the plan's) deep-merged with ``overrides``.
+
+    ``assumptions``: the plan's documented assumptions (``expected_stop_fraction``: the share of the max steps an
+    early-stopped trial trains). ``choose_batch``: use the largest micro-batch that fits the GPU among the
+    divisors of the effective batch (``batch_size x grad_accum``, kept), else the recipe's own.
+    """
     from c2bridge.presets import get_preset
 
     if gpu not in GPUS:
@@ -669,11 +911,17 @@ def estimate_trial(experiment: str, overrides: Mapping, *, preset: str = "full",
     qv = dims["qwen_vision"]
     enc.setdefault("vlm_tokens", (enc["vlm_image_size"] // (qv["patch_size"] * qv["spatial_merge_size"])) ** 2
                    + enc["prompt_tokens"])
+    assumptions = dict(assumptions or {})
     overrides = dict(overrides)
     data = overrides.pop("_data", None) or data
     post_eval = overrides.pop("_post_eval", None)
     eval_only = overrides.pop("_eval_only", None)  # "reference" / "evaluate": sampled metrics only, no training
-    for internal in ("_train_cache", "_runtime_choice", "_assumption", "_reference"):
+    rung = overrides.pop("_halving_rung", None)  # successive halving: pruned at this fraction of the max steps
+    teacher_budget = overrides.pop("_teacher_budget", None)
+    stage = int(overrides.pop("_stage", 1))
+    assumption = overrides.pop("_assumption", None)
+    of = overrides.pop("_of", None)
+    for internal in ("_train_cache", "_runtime_choice", "_reference", "_halving_group"):
         overrides.pop(internal, None)
     r = deep_merge(dict(recipe or PLAN_RECIPE), overrides)
     o, ev = r["optim"], r.get("eval", {})
@@ -682,8 +930,11 @@ def estimate_trial(experiment: str, overrides: Mapping, *, preset: str = "full",
         raise ValueError(f"batch_size and grad_accum must be >= 1, got {batch} and {accum}")
     n_params = resolve_budget(r["adapter"].get("budget", "10m"), p)
     text_tokens = p.n_tokens
+    lv = Levers.of(r)
+    teacher_params = resolve_budget(teacher_budget or "100m", p) if lv.teacher else 0.0
+    lora_params = decoder_lora_params(dims["ltx_transformer"], lv.lora_rank, lv.lora_targets)
 
-    per_sample = {name: sample_costs(dims, p, d["frames"], text_tokens, r, enc, n_params)
+    per_sample = {name: sample_costs(dims, p, d["frames"], text_tokens, r, enc, n_params, teacher_params)
                   for name, d in data["train"].items()}
     micro_per_epoch = {name: math.ceil(d["n"] / batch) for name, d in data["train"].items()}
     total_micro_epoch = sum(micro_per_epoch.values())
@@ -692,26 +943,39 @@ def estimate_trial(experiment: str, overrides: Mapping, *, preset: str = "full",
     weights = {name: float(d.get("weight", micro_per_epoch[name])) for name, d in data["train"].items()}
     share = {name: w / sum(weights.values()) for name, w in weights.items()}
     if eval_only:
-        micro = 0
+        micro_max = 0
     elif o.get("max_steps"):
-        micro = int(o["max_steps"]) * accum
+        micro_max = int(o["max_steps"]) * accum
     else:
-        micro = math.ceil(float(o["epochs"]) * total_micro_epoch)
-    steps = math.ceil(micro / accum)
-    train_flops = micro * sum(share[n] * batch * sum(c["train"].values()) for n, c in per_sample.items())
+        micro_max = math.ceil(float(o["epochs"]) * total_micro_epoch)
+    steps = math.ceil(micro_max / accum)
+    decode, perceptual = _stages(r.get("loss", {}))
+
+    def run(fraction: float) -> dict:
+        """Training + validation FLOPs of a run of ``fraction`` of the max steps."""
+        ps = lv.pixel_share(fraction) if decode else 0.0
+        micro = micro_max * fraction
+        steps_run = math.ceil(steps * fraction - 1e-9)
+        train = micro * sum(share[n] * batch * _sample_flops(c, ps) for n, c in per_sample.items())
+        n_evals = 0 if eval_only else (steps_run // every if every > 0 else 0) + 1
+        return {"train": train, "eval": n_evals * eval_per_pass, "pixel_share": ps, "micro": micro,
+                "steps": steps_run, "step_tflops": {n: accum * batch * _sample_flops(c, ps) / 1e12
+                                                    for n, c in per_sample.items()}}
 
     # validation loss every eval.every_steps (and at the end), forward only
     val = data.get("val", {})
-    val_costs = {name: sample_costs(dims, p, d["frames"], text_tokens, r, enc, n_params) for name, d in val.items()}
+    val_costs = {name: sample_costs(dims, p, d["frames"], text_tokens, r, enc, n_params, teacher_params)
+                 for name, d in val.items()}
     val_samples = {name: d["n"] for name, d in val.items()}
     if ev.get("max_batches"):
         cap = int(ev["max_batches"]) * batch
         total = sum(val_samples.values()) or 1
         val_samples = {k: min(v, cap * v / total) for k, v in val_samples.items()}
-    n_evals = 0 if eval_only else (steps // int(ev["every_steps"]) if int(ev.get("every_steps", 0) or 0) > 0 else 0) + 1
-    eval_flops = n_evals * sum(val_samples[n] * val_costs[n]["eval"] for n in val_samples)
+    every = int(ev.get("every_steps", 0) or 0)
+    eval_per_pass = sum(val_samples[n] * val_costs[n]["eval"] for n in val_samples)
 
     # sampled metrics at the end: denoising steps (x2 with CFG) + one decode per sample
+    sampling = {**_DECODE_ONLY, "adapter": r["adapter"]}  # the adapter's temporal option decides the decode
     n_samples = 0 if eval_only else (ev.get("n_samples", 0) or 0)
     sample_set = data.get("test", {}) if n_samples == "test" else {"val": {"n": int(n_samples), "frames": 1}}
     cfg_mult = 2 if float(ev.get("guidance", 1.0)) > 1 else 1
@@ -719,21 +983,25 @@ def estimate_trial(experiment: str, overrides: Mapping, *, preset: str = "full",
     for d in sample_set.values():
         if not d["n"]:
             continue
-        c = sample_costs(dims, p, d["frames"], text_tokens, _DECODE_ONLY, enc, n_params)
+        c = sample_costs(dims, p, d["frames"], text_tokens, sampling, enc, n_params)
         sample_flops += d["n"] * (int(ev.get("sample_steps", 20)) * cfg_mult * c["transformer_forward"]
                                   + c["decode_forward"])
 
     if post_eval:  # the experiment runner's evaluation after training (c2bridge.experiments.backend)
         pe_cfg = 2 if post_eval["guidance"] > 1 else 1
         for d in post_eval["splits"].values():
-            c = sample_costs(dims, p, d["frames"], text_tokens, _DECODE_ONLY, enc, n_params)
+            c = sample_costs(dims, p, d["frames"], text_tokens, sampling, enc, n_params)
             sample_flops += d["n"] * (post_eval["sample_steps"] * pe_cfg * c["transformer_forward"]
                                       + c["decode_forward"])
 
-    total = train_flops + eval_flops + sample_flops
-    hours = total / (spec.peak_tflops * 1e12 * mfu) / 3600
+    cap = 1.0 if rung is None else float(rung)
+    fraction = min(lv.run_fraction(assumptions.get("expected_stop_fraction", DEFAULT_EXPECTED_STOP_FRACTION)), cap)
+    expected, worst_run = run(fraction), run(cap)
+    per_hour = spec.peak_tflops * 1e12 * mfu * 3600
+    total = expected["train"] + expected["eval"] + sample_flops
+    hours, hours_worst = total / per_hour, (worst_run["train"] + worst_run["eval"] + sample_flops) / per_hour
 
-    decode, perceptual = _stages(r.get("loss", {}))
+    used_batch, used_accum = batch, accum
     if eval_only:  # sampling under no_grad: the frozen weights, the adapter, a batch of latents; no optimizer
         weights = {"transformer_bf16": ltx_transformer_params(dims["ltx_transformer"]) * 2,
                    "vae_decoder_bf16": vae_decoder_costs(dims["ltx_vae"], 1, 1, 1)["params"] * 2,
@@ -741,37 +1009,53 @@ def estimate_trial(experiment: str, overrides: Mapping, *, preset: str = "full",
         memory = {k: v / GIB for k, v in weights.items()}
         memory["runtime_overhead"] = RUNTIME_OVERHEAD_GIB
         peak, worst, max_batch, step_tflops = sum(memory.values()), "-", batch, {}
+        configured_fits = fits = peak <= spec.memory_gib
     else:
         weights = {
             "transformer_bf16": ltx_transformer_params(dims["ltx_transformer"]) * 2,
             "vae_decoder_bf16": vae_decoder_costs(dims["ltx_vae"], 1, 1, 1)["params"] * 2 if decode else 0.0,
             "perceptual_fp32": lpips_costs(_perceptual_net(r["loss"]), 64, 64)["params"] * 4 if perceptual else 0.0,
             "adapter_and_adamw": n_params * ADAPTER_BYTES_PER_PARAM,
+            "decoder_lora_and_adamw": lora_params * ADAPTER_BYTES_PER_PARAM,
+            "teacher_fp32": teacher_params * 4,  # frozen, no gradient, no optimizer state
         }
+        weights = {k: v for k, v in weights.items() if v or k in ("vae_decoder_bf16", "transformer_bf16")}
         worst, worst_act = "", -1.0
         for name, c in per_sample.items():
-            act = batch * sum(c["activation_bytes"].values())
+            act = sum(c["activation_bytes"].values())
             if act > worst_act:
                 worst, worst_act = name, act
-        act_parts = {f"activations_{k}": batch * v * ACTIVATION_SLACK
+        fixed_gib = sum(weights.values()) / GIB + RUNTIME_OVERHEAD_GIB
+        per_sample_gib = worst_act * ACTIVATION_SLACK / GIB
+        max_batch = max(0, int((spec.memory_gib - fixed_gib) // per_sample_gib))
+        configured_fits = fixed_gib + batch * per_sample_gib <= spec.memory_gib
+        if choose_batch:  # the largest divisor of the effective batch that fits with headroom (else 1)
+            effective = batch * accum
+            room = int((CHOSEN_BATCH_HEADROOM * spec.memory_gib - fixed_gib) // per_sample_gib)
+            fitting = [b for b in range(1, effective + 1) if effective % b == 0 and b <= room]
+            used_batch = max(fitting) if fitting else 1
+            used_accum = effective // used_batch
+        act_parts = {f"activations_{k}": used_batch * v * ACTIVATION_SLACK
                      for k, v in per_sample[worst]["activation_bytes"].items()}
         memory = {k: v / GIB for k, v in {**weights, **act_parts}.items()}
         memory["runtime_overhead"] = RUNTIME_OVERHEAD_GIB
         peak = sum(memory.values())
-        fixed = sum(v for k, v in memory.items() if not k.startswith("activations_"))
-        per_sample_gib = sum(per_sample[worst]["activation_bytes"].values()) * ACTIVATION_SLACK / GIB
-        max_batch = max(0, int((spec.memory_gib - fixed) // per_sample_gib))
-        step_tflops = {n: accum * batch * sum(c["train"].values()) / 1e12 for n, c in per_sample.items()}
+        fits = peak <= spec.memory_gib
+        step_tflops = expected["step_tflops"]
     return TrialEstimate(
         experiment=experiment, name=str(overrides.get("name", "trial")), kind=str(eval_only or "train"),
         adapter_kind=str(r["adapter"].get("kind")),
-        adapter_params=n_params, batch_size=batch, grad_accum=accum, optimizer_steps=steps, micro_batches=micro,
-        step_tflops=step_tflops,
-        flops={"train": train_flops, "eval": eval_flops, "sample": sample_flops, "total": total},
-        memory_gib=memory, peak_gib=peak, worst_dataset=worst, hours=hours, fits=peak <= spec.memory_gib,
-        max_batch=max_batch,
+        adapter_params=n_params, batch_size=used_batch, grad_accum=used_accum, optimizer_steps=steps,
+        micro_batches=round(expected["micro"] * batch / used_batch), step_tflops=step_tflops,
+        flops={"train": expected["train"], "eval": expected["eval"], "sample": sample_flops, "total": total},
+        memory_gib=memory, peak_gib=peak, worst_dataset=worst, hours=hours, fits=fits, max_batch=max_batch,
         train_data={} if eval_only else {n: {"n": int(d["n"]), "frames": int(d["frames"]), "share": share[n]}
                                          for n, d in data["train"].items()},
+        hours_worst=hours_worst, run_fraction=fraction if not eval_only else 0.0, steps_run=expected["steps"],
+        pixel_share=expected["pixel_share"], configured_batch=batch, configured_accum=accum,
+        configured_fits=configured_fits, halving_rung=rung, eval_every_steps=every, stage=stage,
+        assumption=assumption, of=of,
+        decoder_lora_params=lora_params, teacher_params=teacher_params,
     )
 
 
@@ -815,49 +1099,157 @@ def _check_recipe_overrides(overrides: Mapping) -> None:
         raise ValueError("bad --set override(s): " + "; ".join(errors))
 
 
-def plan(preset: str = "full", experiments: Iterable[str] | None = None, gpu: str = "a100-80",
-         mfu: float = DEFAULT_MFU, sources: Mapping | None = None, overrides: Mapping | None = None) -> PlanResult:
-    """Estimate every trial of the chosen experiments (default all four) and sum GPU-hours per experiment.
+SHARING_IGNORES = ("name", "_halving_group", "_stage", "_of", "_teacher_budget")  # labels, not what trains
 
-    ``sources``: ``load_sources()``'s dict (recipe, data, encoding, experiments); default: read the configs.
-    ``overrides``: dotted recipe keys applied to every trial, e.g. ``{"optim.batch_size": 2, "optim.grad_accum": 16}``.
+
+def plan(preset: str = "full", experiments: Iterable[str] | None = None, gpu: str = "a100-80",
+         mfu: float = DEFAULT_MFU, sources: Mapping | None = None, overrides: Mapping | None = None,
+         gpus: int = 8, assumptions: Mapping | None = None) -> PlanResult:
+    """Estimate every trial of the chosen experiments (default all registered) and sum GPU-hours per experiment.
+
+    ``sources``: ``load_sources()``'s dict (recipe, data, encoding, experiments, assumptions); default: read the
+    configs. ``overrides``: dotted recipe keys applied to every trial, e.g. ``{"optim.batch_size": 2}``.
+    ``assumptions``: on top of the preset file's ``plan:`` block (e.g. ``{"expected_stop_fraction": 1.0}``).
+    ``gpus``: GPUs of the trial-graph makespan (wall-clock).
     """
+    from c2bridge._io import stable_hash
+
     src = dict(sources) if sources is not None else load_sources(preset)
     if overrides:
         _check_recipe_overrides(overrides)
         src["recipe"] = deep_merge(src["recipe"], nested(overrides))
         src["experiments"] = {n: [deep_merge(t, nested(overrides)) for t in ts]
                               for n, ts in src["experiments"].items()}
+    assume = {**(src.get("assumptions") or {}), **(assumptions or {})}
+    f = assume.get("expected_stop_fraction")
+    if f is not None and not 0 < float(f) <= 1:
+        raise ValueError(f"plan.expected_stop_fraction={f}: expected a share of the max steps in (0, 1]")
+    if int(gpus) < 1:
+        raise ValueError(f"gpus={gpus}: expected an integer >= 1")
     all_exps = src["experiments"]
     names = list(experiments) if experiments else list(all_exps)
     for n in names:
         if n not in all_exps:
             raise ValueError(f"unknown experiment {n!r}; expected one of {sorted(all_exps)}")
-    trials: list[TrialEstimate] = []
-    summary: dict[str, dict] = {}
-    from c2bridge._io import stable_hash
 
+    def estimate(n: str, t: Mapping) -> TrialEstimate:
+        return estimate_trial(n, t, preset=preset, gpu=gpu, mfu=mfu, recipe=src["recipe"], data=src["data"],
+                              encoding=src["encoding"], assumptions=assume, choose_batch=True)
+
+    # pass 1: every trial at full length; the same resolved recipe runs once (the runner keys trials)
+    rows: list[tuple[str, dict, TrialEstimate]] = []
     seen: dict[str, str] = {}
     for n in names:
-        ests = []
         for t in all_exps[n]:
-            e = estimate_trial(n, t, preset=preset, gpu=gpu, mfu=mfu, recipe=src["recipe"], data=src["data"],
-                               encoding=src["encoding"])
-            key = stable_hash(deep_merge(src["recipe"], {k: v for k, v in t.items() if k != "name"}))
+            e = estimate(n, t)
+            key = stable_hash(deep_merge(src["recipe"], {k: v for k, v in t.items() if k not in SHARING_IGNORES}))
             if t.get("_runtime_choice"):
                 pass
             elif key in seen:
-                e.shared_with, e.hours = seen[key], 0.0
+                e.shared_with = seen[key]
             else:
                 seen[key] = f"{n}/{e.name}"
-            ests.append(e)
-        trials.extend(ests)
-        summary[n] = {"trials": len(ests), "gpu_hours": sum(e.hours for e in ests),
+            rows.append((n, dict(t), e))
+    # pass 2: successive halving (which arms survive is known only at run time: see halving_caps)
+    groups: dict[tuple, dict[str, list[int]]] = {}
+    for i, (n, t, _) in enumerate(rows):
+        if t.get("_halving_group"):
+            h = t["_halving_group"]
+            key = (n, h["group"], h["eta"], h["min_fraction"])
+            groups.setdefault(key, {}).setdefault(h["arm"], []).append(i)
+    for (n, _, eta, min_fraction), arms in groups.items():
+        info = {arm: {"cost": sum(rows[i][2].hours for i in idx if not rows[i][2].shared_with),
+                      "max_steps": rows[idx[0]][2].optimizer_steps, "eval_every": rows[idx[0]][2].eval_every_steps,
+                      "forced": any(rows[i][1]["_halving_group"]["protected"] or rows[i][2].shared_with
+                                    for i in idx)}
+                for arm, idx in arms.items()}
+        caps = halving_caps(info, eta, min_fraction)
+        for arm, idx in arms.items():
+            if caps[arm] < 1.0:
+                for i in idx:
+                    shared = rows[i][2].shared_with
+                    rows[i] = (n, rows[i][1], estimate(n, {**rows[i][1], "_halving_rung": caps[arm]}))
+                    rows[i][2].shared_with = shared
+    trials: list[TrialEstimate] = []
+    for _, _, e in rows:
+        if e.shared_with:
+            e.hours = e.hours_worst = 0.0
+        trials.append(e)
+    summary: dict[str, dict] = {}
+    for n in names:
+        ests = [e for e in trials if e.experiment == n]
+        summary[n] = {"trials": len(ests), "gpu_hours": sum(e.hours for e in ests if not e.conditional),
+                      "conditional_gpu_hours": sum(e.hours for e in ests if e.conditional),
+                      "gpu_hours_worst": sum(e.hours_worst for e in ests),
                       "plan_gpu_hours": PLAN_GPU_HOURS.get(n), "max_peak_gib": max(e.peak_gib for e in ests),
-                      "not_fitting": [e.name for e in ests if not e.fits]}
+                      "not_fitting": [e.name for e in ests if not e.fits],
+                      "micro_batches": sorted({e.batch_size for e in ests if e.kind == "train"}),
+                      "halving": any(e.halving_rung is not None for e in ests)}
     cache = estimate_cache(preset=preset, gpu=gpu, mfu=mfu, data=src["data"], encoding=src["encoding"])
-    return PlanResult(preset=preset, gpu=GPUS[gpu], mfu=mfu, trials=trials, cache=cache, experiments=summary,
-                      sources=dict(src.get("sources", {})))
+    result = PlanResult(preset=preset, gpu=GPUS[gpu], mfu=mfu, trials=trials, cache=cache, experiments=summary,
+                        sources=dict(src.get("sources", {})), assumptions=assume, gpus=int(gpus))
+    result.makespan = {group: trial_graph_makespan(result, int(gpus), experiments=exps)
+                       for group, (exps, _) in group_hours(result).items()}
+    if len(result.makespan) > 1:
+        result.makespan["total"] = trial_graph_makespan(result, int(gpus))
+    return result
+
+
+def trial_graph_makespan(result: PlanResult, gpus: int, experiments: Iterable[str] | None = None) -> float:
+    """Wall-clock hours of the trials on ``gpus`` GPUs scheduled as a graph (greedy list scheduling, longest ready
+    trial first on the GPU free first): the cache extraction split across the GPUs first; a trial resting on an
+    upstream experiment's result (its ``assumption``) waits for every trial of the experiments its experiment
+    requires; a stage-2 trial for its experiment's stage-1 trials; an evaluation for the trial it evaluates; a
+    shared trial is done when its first listing is. Halving arms run to their rung as independent trials (the
+    rung barrier is left out). The expected hours are used."""
+    from c2bridge.experiments import registry
+
+    known = registry.experiments()
+    chosen = set(experiments) if experiments is not None else set(result.experiments)
+    trials = [t for t in result.trials if t.experiment in chosen]
+    ids = {f"{t.experiment}/{t.name}": t for t in trials}
+    by_exp: dict[str, list[str]] = {}
+    for tid, t in ids.items():
+        by_exp.setdefault(t.experiment, []).append(tid)
+
+    def requires(exp: str) -> list[str]:
+        info = known.get(exp)
+        return [r for r in (info.EXPERIMENT.requires if info else ()) if r in by_exp]
+
+    deps: dict[str, set[str]] = {}
+    for tid, t in ids.items():
+        d: set[str] = set()
+        if t.shared_with and t.shared_with in ids:
+            d.add(t.shared_with)
+        if t.assumption:
+            for r in requires(t.experiment):
+                d.update(by_exp[r])
+        if t.stage > 1:
+            d.update(x for x in by_exp[t.experiment] if ids[x].stage < t.stage)
+            for r in requires(t.experiment):  # the decisions its stage 1 waited for
+                d.update(by_exp[r])
+        if t.of and f"{t.experiment}/{t.of}" in ids:
+            d.add(f"{t.experiment}/{t.of}")
+        deps[tid] = d - {tid}
+    # close over dependencies of dependencies lazily: a trial is ready when all its deps have finished
+    cache_done = result.cache["hours"] / gpus
+    free = [cache_done] * gpus
+    finish: dict[str, float] = {}
+    pending = dict(ids)
+    while pending:
+        ready = [(max([finish[x] for x in deps[tid]] or [cache_done]), -t.hours, tid)
+                 for tid, t in pending.items() if deps[tid] <= finish.keys()]
+        if not ready:  # a cycle would be a bug in the trial lists: schedule the rest in order
+            ready = [(max([finish.get(x, cache_done) for x in deps[tid]] or [cache_done]), -t.hours, tid)
+                     for tid, t in pending.items()]
+        g = min(range(gpus), key=lambda i: free[i])
+        at, neg_h, tid = min(ready, key=lambda x: (max(x[0], free[g]), x[1]))
+        start = max(at, free[g])
+        finish[tid] = start - neg_h
+        if -neg_h > 0:
+            free[g] = finish[tid]
+        del pending[tid]
+    return max([cache_done, *finish.values()])
 
 
 def describe_training_set(train_data: Mapping) -> str:
@@ -881,11 +1273,12 @@ def describe_training_sets(trials: Iterable["TrialEstimate"]) -> dict[str, list[
     return out
 
 
-def _group_hours(experiments: Mapping[str, dict]) -> dict[str, tuple[list[str], float]]:
+def group_hours(result: "PlanResult | Mapping[str, dict]") -> dict[str, tuple[list[str], float]]:
     """GPU-hours per experiment group (``all`` = the study proper; ``branches`` = the plan's pivots and open
     questions), in study order."""
     from c2bridge.experiments import registry
 
+    experiments = result.experiments if isinstance(result, PlanResult) else result
     known = registry.experiments()
     out: dict[str, tuple[list[str], float]] = {}
     for name, e in experiments.items():
@@ -895,25 +1288,39 @@ def _group_hours(experiments: Mapping[str, dict]) -> dict[str, tuple[list[str], 
     return out
 
 
+def _days(hours: float) -> str:
+    return f"{hours:.1f} h = {hours / 24:.1f} days"
+
+
 def format_plan(result: PlanResult, per_trial: bool = True) -> str:
     """The human-readable tables `c2bridge plan` prints."""
     g = result.gpu
+    f = result.assumptions.get("expected_stop_fraction")
     lines = [f"c2bridge plan: preset {result.preset}, GPU {g.name} ({g.memory_gib:g} GiB, {g.peak_tflops:g} TFLOP/s "
-             f"bf16), MFU {result.mfu:.2f}"]
+             f"bf16), MFU {result.mfu:.2f} (assumed; measure it: docs/planner.md), expected early-stop fraction "
+             + (f"{float(f):.2f} of the max steps" if f is not None else "none (early-stopped trials at full length)")]
     if per_trial:
         lines.append("")
-        head = (f"{'experiment':<8} {'trial':<30} {'adapter':>8} {'steps':>7} {'TFLOP/step img|clip':>20} "
-                f"{'peak GiB':>9} {'fits':>4} {'GPU-h':>7}")
+        head = (f"{'experiment':<8} {'trial':<30} {'adapter':>8} {'steps run/max':>13} {'micro x acc':>11} "
+                f"{'TFLOP/step img|clip':>20} {'peak GiB':>9} {'fits':>4} {'GPU-h':>6} {'worst':>6}")
         lines += [head, "-" * len(head)]
         for t in result.trials:
             st = t.step_tflops
             img = max((v for k, v in st.items() if k != "ssv2"), default=0.0)
             clip = st.get("ssv2", 0.0)
-            lines.append(f"{t.experiment:<8} {t.name[:30]:<30} {t.adapter_params / 1e6:>7.1f}M {t.optimizer_steps:>7d} "
-                         f"{f'{img:.0f} | {clip:.0f}':>20} {t.peak_gib:>9.1f} {'yes' if t.fits else 'NO':>4} "
-                         f"{t.hours:>7.1f}" + (f"  (= {t.shared_with})" if t.shared_with else ""))
+            note = f"  (= {t.shared_with})" if t.shared_with else ""
+            if t.halving_rung is not None and not t.shared_with:
+                note += f"  halving: up to {t.halving_rung:.2f}"
+            if t.conditional:
+                note += "  conditional"
+            steps = f"{t.steps_run}/{t.optimizer_steps}" if t.kind == "train" else "-"
+            micro = f"{t.batch_size}x{t.grad_accum}" if t.kind == "train" else "-"
+            lines.append(f"{t.experiment:<8} {t.name[:30]:<30} {t.adapter_params / 1e6:>7.1f}M {steps:>13} "
+                         f"{micro:>11} {f'{img:.0f} | {clip:.0f}':>20} {t.peak_gib:>9.1f} "
+                         f"{'yes' if t.fits else 'NO':>4} {t.hours:>6.1f} {t.hours_worst:>6.1f}" + note)
     lines.append("")
-    head = f"{'experiment':<12} {'trials':>6} {'GPU-h':>8} {'plan GPU-h':>11} {'ratio':>6} {'max peak GiB':>13}  not fitting"
+    head = (f"{'experiment':<12} {'trials':>6} {'GPU-h':>8} {'+cond.':>7} {'worst':>8} {'plan GPU-h':>11} {'ratio':>6} "
+            f"{'max peak GiB':>13} {'micro':>7}  not fitting")
     lines += [head, "-" * len(head)]
     plan_total = 0.0
     for n, e in result.experiments.items():
@@ -922,36 +1329,54 @@ def format_plan(result: PlanResult, per_trial: bool = True) -> str:
         ratio = f"{e['gpu_hours'] / ref:.2f}" if ref else "-"
         bad = e["not_fitting"]
         bad_text = "all" if bad and len(bad) == e["trials"] else ", ".join(bad[:3]) + (" ..." if len(bad) > 3 else "")
-        lines.append(f"{n:<12} {e['trials']:>6d} {e['gpu_hours']:>8.1f} {ref if ref is not None else '-':>11} "
-                     f"{ratio:>6} {e['max_peak_gib']:>13.1f}  {bad_text or '-'}")
+        micro = ",".join(str(b) for b in e.get("micro_batches") or []) or "-"
+        lines.append(f"{n:<12} {e['trials']:>6d} {e['gpu_hours']:>8.1f} {e['conditional_gpu_hours']:>7.1f} "
+                     f"{e['gpu_hours_worst']:>8.1f} {ref if ref is not None else '-':>11} {ratio:>6} "
+                     f"{e['max_peak_gib']:>13.1f} {micro:>7}  {bad_text or '-'}")
     c = result.cache
-    lines.append(f"{'cache (once)':<12} {c['samples']:>6d} {c['hours']:>8.1f} {'-':>11} {'-':>6} {c['peak_gib']:>13.1f}"
-                 f"  {'-' if c['fits'] else 'encoders'}")
-    total = result.total_hours
-    by_group = _group_hours(result.experiments)
-    if len(by_group) > 1:  # the study proper (with the cache) against the plan's total; each group on its own line
-        for group, (names, hours) in by_group.items():
-            if group == "all":
-                study = hours + c["hours"]
-                lines.append(f"{'study total':<12} {'':>6} {study:>8.1f} {plan_total:>11.0f} "
-                             f"{(study / plan_total if plan_total else float('nan')):>6.2f}  "
-                             f"{', '.join(names)} + cache")
-            else:
-                lines.append(f"{group:<12} {'':>6} {hours:>8.1f} {'-':>11} {'-':>6} {'':>13}  {', '.join(names)}")
-        lines.append(f"{'total':<12} {'':>6} {total:>8.1f}")
-    elif plan_total:
-        lines.append(f"{'total':<12} {'':>6} {total:>8.1f} {plan_total:>11.0f} {total / plan_total:>6.2f}")
-    else:  # only experiments the plan has no GPU-hours for (the branches)
-        lines.append(f"{'total':<12} {'':>6} {total:>8.1f} {'-':>11} {'-':>6}")
+    lines.append(f"{'cache (once)':<12} {c['samples']:>6d} {c['hours']:>8.1f} {0.0:>7.1f} {c['hours']:>8.1f} "
+                 f"{'-':>11} {'-':>6} {c['peak_gib']:>13.1f} {'':>7}  {'-' if c['fits'] else 'encoders'}")
+    by_group = group_hours(result)
+    span = result.makespan
+    for group, (names, hours) in by_group.items():
+        worst = sum(result.experiments[n]["gpu_hours_worst"] for n in names)
+        conditional = sum(result.experiments[n]["conditional_gpu_hours"] for n in names)
+        if group == "all":  # the study proper (with the cache) against the plan's total
+            hours, worst = hours + c["hours"], worst + c["hours"]
+            share = hours / plan_total if plan_total else float("nan")
+            label, ref = "study total", f"{plan_total:>11.0f} {share:>6.2f}"
+            what = ", ".join(names) + " + cache"
+        else:
+            label, ref, what = group, f"{'-':>11} {'-':>6}", ", ".join(names)
+        lines.append(f"{label:<12} {'':>6} {hours:>8.1f} {conditional:>7.1f} {worst:>8.1f} {ref} {'':>13} {'':>7}  "
+                     f"{what}")
+    if len(by_group) > 1:
+        lines.append(f"{'total':<12} {'':>6} {result.total_hours:>8.1f} {result.conditional_hours:>7.1f} "
+                     f"{result.total_hours_worst:>8.1f}")
+    lines += ["", "GPU-h: expected, the trials every run trains (early stopping at the expected fraction, successive "
+                  "halving's pruned arms up to their rung); +cond.: the trials run only when stage-1 results call "
+                  "for them (the sequential design's extra seeds while a verdict is undetermined, E2.1's pivot, "
+                  "E2.3's combination), expected length; worst: every trial, conditional ones included, to its max "
+                  "steps."]
+    if span:
+        lines.append(f"wall-clock on {result.gpus} GPU(s) (trial graph, cache extraction split across them, "
+                     f"conditional trials included): "
+                     + "; ".join(f"{'study' if k == 'all' else k} {_days(v)}" for k, v in span.items()))
+    changed = [t for t in result.trials if t.kind == "train" and t.batch_size != t.configured_batch]
+    if changed:
+        pairs = sorted({(t.configured_batch, t.configured_accum, t.batch_size, t.grad_accum) for t in changed})
+        lines.append("micro-batch chosen per trial (the largest that fits; the effective batch kept): "
+                     + "; ".join(f"{b}x{a} -> {nb}x{na} (--set optim.batch_size={nb} --set optim.grad_accum={na})"
+                                 for b, a, nb, na in pairs)
+                     + f" for {len(changed)} trial(s)")
     bad = [t for t in result.trials if not t.fits]
     if bad:
         worst = max(bad, key=lambda t: t.peak_gib)
         parts = ", ".join(f"{k} {v:.1f}" for k, v in sorted(worst.memory_gib.items(), key=lambda kv: -kv[1])[:4])
-        lines += ["", f"{len(bad)} trial(s) exceed {g.memory_gib:g} GiB at batch {worst.batch_size} "
+        lines += ["", f"{len(bad)} trial(s) exceed {g.memory_gib:g} GiB even at micro-batch 1 "
                       f"(worst: {worst.experiment}/{worst.name} on {worst.worst_dataset}, {worst.peak_gib:.1f} GiB: "
-                      f"{parts} GiB). Largest micro-batch that fits: {min(t.max_batch for t in bad)}; lower "
-                      f"optim.batch_size and raise optim.grad_accum to keep the effective batch "
-                      f"(--set optim.batch_size=N --set optim.grad_accum=M), or enable gradient checkpointing."]
+                      f"{parts} GiB): enable memory.gradient_checkpointing, or crop the pixel terms "
+                      f"(loss.pixel_crop, loss.pixel_latent_frames)."]
     sets = describe_training_sets(result.trials)
     if sets:
         lines += ["", "training data (one dataset per micro-batch, picked by its share):"]

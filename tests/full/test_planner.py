@@ -246,22 +246,20 @@ def test_fit_flags_follow_memory(tmp_path):
     src = P.load_sources("full", config_dir=tmp_path)  # the plan's data: 5k SSv2 clips of 25 frames
     big = P.plan(preset="full", experiments=["e2.1"], gpu="a100-40", overrides={"optim.batch_size": 8},
                  sources=src)
-    assert big.experiments["e2.1"]["not_fitting"]  # 25-frame clips at batch 8 do not fit in 40 GiB
     t = big.trials[0]
-    assert t.worst_dataset == "ssv2" and t.max_batch < 8
-    fit = min(x.max_batch for x in big.trials)
-    assert fit >= 1
-    small = P.plan(preset="full", experiments=["e2.1"], gpu="a100-40", sources=src,
-                   overrides={"optim.batch_size": fit, "optim.grad_accum": 32})
-    assert all(x.fits == (x.peak_gib <= 40.0) for x in small.trials)
-    assert not small.experiments["e2.1"]["not_fitting"]
-    worse = P.plan(preset="full", experiments=["e2.1"], gpu="a100-40", sources=src,
-                   overrides={"optim.batch_size": fit + 1})
-    assert worse.experiments["e2.1"]["not_fitting"]
-    # the same training samples at a smaller batch: the same training FLOPs (validation runs every N steps, so
-    # the evaluation share moves a little)
-    assert [x.flops["train"] for x in small.trials] == pytest.approx([x.flops["train"] for x in big.trials], rel=1e-9)
-    assert small.experiments["e2.1"]["gpu_hours"] == pytest.approx(big.experiments["e2.1"]["gpu_hours"], rel=0.05)
+    # 25-frame clips at micro-batch 8 do not fit in 40 GiB: the plan takes the largest that does, same 32 per step
+    assert not t.configured_fits and t.worst_dataset == "ssv2" and 1 <= t.max_batch < 8
+    assert t.fits and t.batch_size <= t.max_batch and t.batch_size * t.grad_accum == 32
+    assert not big.experiments["e2.1"]["not_fitting"]
+    fit = t.batch_size
+    own = {"recipe": src["recipe"], "data": src["data"], "encoding": src["encoding"], "gpu": "a100-40"}
+    e21 = src["experiments"]["e2.1"][0]
+    small = P.estimate_trial("e2.1", {**e21, "optim": {"batch_size": fit, "grad_accum": 32 // fit}}, **own)
+    worse = P.estimate_trial("e2.1", {**e21, "optim": {"batch_size": t.max_batch + 1}}, **own)
+    assert small.fits == (small.peak_gib <= 40.0) and small.fits and small.configured_fits
+    assert not worse.fits and not worse.configured_fits
+    # the same training samples at another micro-batch: the same training FLOPs
+    assert small.flops["train"] == pytest.approx(t.flops["train"], rel=1e-9)
 
 
 def test_experiment_yaml_drives_the_trial_list(tmp_path):
@@ -286,7 +284,7 @@ def test_experiment_yaml_drives_the_trial_list(tmp_path):
     assert src["recipe"]["optim"]["batch_size"] == 2
     result = P.plan("full", ["e2.1", "e2.3"], sources=src)
     flow = result.trials[0]
-    assert flow.batch_size == 2 and flow.memory_gib["vae_decoder_bf16"] == 0  # flow loss: no decode
+    assert flow.configured_batch == 2 and flow.memory_gib["vae_decoder_bf16"] == 0  # flow loss: no decode
     l2 = next(t for t in result.trials if t.name == "loss/l2-s0")  # flow + an L2 pixel term: decodes
     assert l2.flops["train"] > next(t for t in result.trials if t.name == "loss/flow-s0").flops["train"]
     assert l2.memory_gib["vae_decoder_bf16"] > 0

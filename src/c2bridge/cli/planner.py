@@ -11,8 +11,10 @@ def register(subparsers) -> None:
         "plan",
         help="estimate FLOPs, VRAM and GPU-hours of the real study per trial and experiment",
         description="Resource planner: per trial FLOPs per step, activation memory, VRAM peak and wall time from "
-                    "the real model configs and the run recipe; GPU-hours per experiment against the plan's "
-                    "220 GPU-h; flags trials that do not fit the GPU. Formulas: docs/planner.md.",
+                    "the real model configs and the run recipe (early stopping, successive halving, the pixel "
+                    "schedule, gradient checkpointing, decoder LoRA, distillation); the largest micro-batch that "
+                    "fits; GPU-hours per experiment against the plan's 220 GPU-h (expected and worst case), the "
+                    "branches on their own line, and the wall-clock on --gpus GPUs. Formulas: docs/planner.md.",
     )
     p.add_argument("experiments", nargs="*", metavar="EXPERIMENT", help="experiment ids or groups: all (E2.1-E2.4), branches (p8.1-p8.4, q1-q4); default: every "
                         "registered experiment, the study and the branches on separate total lines")
@@ -23,6 +25,10 @@ def register(subparsers) -> None:
                    help="take the MFU measured by the GPU check (benchmarks/gpu_check.sh writes gpu_check.json)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted recipe override for every trial, e.g. optim.batch_size=2 (repeatable)")
+    p.add_argument("--gpus", type=int, default=8, help="GPUs of the wall-clock estimate (trial graph; default 8)")
+    p.add_argument("--stop-fraction", type=float, default=None, metavar="F",
+                   help="expected share of the max steps an early-stopped trial trains (default: the preset's "
+                        "plan.expected_stop_fraction; 1 = no early stopping)")
     p.add_argument("--json", action="store_true", help="print the full estimate as JSON")
     p.add_argument("--summary", action="store_true", help="only the per-experiment table")
     p.set_defaults(func=_plan)
@@ -62,8 +68,10 @@ def _plan(args: argparse.Namespace) -> int:
 
         measured = read_gpu_check_mfu(args.mfu_from)
         mfu = measured["mfu"]
+    assumptions = {"expected_stop_fraction": args.stop_fraction} if args.stop_fraction is not None else None
     result = planner.plan(preset=args.preset, experiments=experiments, gpu=args.gpu, mfu=mfu,
-                          overrides=parse_overrides(args.overrides, example="optim.batch_size=2"))
+                          overrides=parse_overrides(args.overrides, example="optim.batch_size=2"), gpus=args.gpus,
+                          assumptions=assumptions)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, sort_keys=True))
     else:
