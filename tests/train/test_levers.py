@@ -52,6 +52,10 @@ def test_early_stopping_stops_at_the_plateau_and_records_it(tiny_config, tmp_pat
     assert [r["step"] for r in _records(tmp_path / "stopped")][-1] == 4
     assert (tmp_path / "stopped" / "adapter").is_dir() and stopped["best_adapter_dir"]
     assert stopped["best"]["step"] in (2, 4)  # the best checkpoint is what evaluation uses
+    from c2bridge.experiments import backend  # what the study's trial record keeps of it
+
+    stats = backend._train_stats(stopped, tmp_path / "stopped")
+    assert (stats["steps_run"], stats["max_steps"], stats["stopped_early"], stats["stop_step"]) == (4, 12, True, 4)
 
     late = train(tiny_config(**base, **{"stop.patience": 2, "stop.min_fraction": 0.5}), tmp_path / "late")
     assert (late["steps_run"], late["stop_step"]) == (6, 6)  # never before half of the 12 steps

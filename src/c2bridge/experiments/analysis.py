@@ -5,8 +5,8 @@ A trial record (what ``backend.run_trial`` returns, stored under ``results.yaml:
 
     status: completed | diverged | failed
     params: {trainable, active, budget}
-    train: {time_s, steps, total_steps, final_train_loss, best_val_loss, loss_variance, steps_to_plateau,
-            time_to_plateau_s, peak_memory_mb}
+    train: {time_s, steps, total_steps, steps_run, max_steps, stopped_early, stop_step, final_train_loss,
+            best_val_loss, loss_variance, steps_to_plateau, time_to_plateau_s, peak_memory_mb}
     metrics: {<split>: {distance, spatial_iou, ssim, psnr, n}}      # sampled through the frozen decoder
     perf: {latency_ms, latency_std_ms, forward_peak_memory_mb, weights_mb}
     curve: {step: [...], loss: [...], val_step: [...], val_loss: [...]}

@@ -355,6 +355,11 @@ def _train_stats(result: dict, out: Path) -> dict:
         "time_s": result.get("train_time_s"),
         "steps": result.get("step"),
         "total_steps": result.get("total_steps"),
+        # early stopping (stop.*): optimizer steps taken vs the cap; the plan's training-time ratio is their ratio
+        "steps_run": result.get("steps_run", result.get("step")),
+        "max_steps": result.get("max_steps", result.get("total_steps")),
+        "stopped_early": bool(result.get("stopped_early", False)),
+        "stop_step": result.get("stop_step"),
         "final_train_loss": (result.get("final") or {}).get("train_loss"),
         "final_val_loss": (result.get("final") or {}).get("val_loss"),
         "best_val_loss": (result.get("best") or {}).get("value"),
