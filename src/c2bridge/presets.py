@@ -96,8 +96,8 @@ class MiniPreset(Preset):
     sample_steps = 20
     report_notes = {
         "header": "> **This is the miniature.** The `{name}` preset runs the study with the real model classes at "
-                  "small configs (an LTX-Video-class decoder and a DINOv2 trained by c2bridge on synthetic shapes, a "
-                  "seeded-random tiny Qwen2.5-VL) on a CPU. Its numbers show that the pipeline works and which way "
+                  "small configs (an LTX-Video-class decoder, a DINOv2 and a tiny Qwen2.5-VL trained by c2bridge on "
+                  "synthetic shapes) on a CPU. Its numbers show that the pipeline works and which way "
                   "the effects go; they are not measurements of DINOv2-ViT-L, Qwen2.5-VL-7B or LTX-Video, and the "
                   "plan's absolute thresholds do not apply to them.",
         "claims": "It **can** claim, within this miniature: the shape of the scaling curve and whether the small "
@@ -112,10 +112,6 @@ class MiniPreset(Preset):
                   "also needs Q3). The plan's quoted baselines (P2, C1) are quotes, not measurements.",
         "gate2": "computed on the {name} preset: it shows the decision procedure and the direction of the effects; "
                  "it is not a Gate 2 decision about the real models",
-        "stream_weighting": "**This sweep cannot answer the question in the miniature.** The `{name}` preset's VLM "
-                            "is a seeded-random Qwen2.5-VL: its features carry no meaning, so any weight on the VLM "
-                            "stream only measures how well the adapter ignores noise. The answer needs the full "
-                            "models (or a miniature VLM trained to carry meaning).",
     }
 
     def _decoder_weights(self) -> dict:

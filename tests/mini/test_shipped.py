@@ -46,3 +46,20 @@ def test_shipped_dinov2_patch_tokens_carry_position():
     w = torch.linalg.lstsq(X[train], y[train]).solution
     residual = ((X[test] @ w - y[test]) ** 2).mean()
     assert residual < 0.25 * y[test].var()  # explains > 75% of the variance on unseen images
+
+
+def test_shipped_vlm_is_the_mini_encoder_and_carries_meaning():
+    """The mini preset's VLM is the trained one shipped with the world, and the build's probes say it learned:
+    colours and kinds are read from its hidden states better than from the untrained VLM's."""
+    from c2bridge.encoders import build_encoders
+    from c2bridge.encoders.hub import weights_revision
+
+    assets = default_assets_dir()
+    vlm = build_encoders("mini", device="cpu").vlm
+    assert vlm.model_id == "c2bridge-mini-qwen2.5-vl" and vlm.revision == weights_revision(assets / "qwen_vl")
+    hidden, mask = vlm(S.generate_batch("val", 0, 2)["image"])
+    assert hidden.shape[-1] == 32 and mask.all()
+    probe = json.loads((assets / "build_report.json").read_text())["vlm"]["probe"]
+    trained, untrained = probe["probes"]["vlm"]["tokens"], probe["probes"]["untrained_vlm"]["tokens"]
+    assert trained["colour_accuracy"] >= 0.95 and trained["kind_accuracy"] > untrained["kind_accuracy"] + 0.1
+    assert probe["naming"]["colour_words"] > 0.9  # it says the colour it sees

@@ -59,5 +59,6 @@ def _build(args: argparse.Namespace) -> int:
         probe = report["vlm"]["probe"]["probes"]["vlm"]["tokens"]
         parts.append(f"VLM probe colour {probe['colour_accuracy']:.3f}, kind {probe['kind_accuracy']:.3f}, "
                      f"centre rms {probe['centre_rms_px']:.1f} px")
-    print(f"mini build: {'; '.join(parts)}; {report['seconds_total']:.0f}s; {report['shipped_bytes'] / 1e6:.2f} MB")
+    seconds = report.get("seconds_rebuilt", report.get("seconds_total", 0.0))
+    print(f"mini build: {'; '.join(parts)}; {seconds:.0f}s; {report['shipped_bytes'] / 1e6:.2f} MB")
     return 0

@@ -4,8 +4,9 @@
 
 - ``tiny``: both at test-sized configs with seeded random init (DINOv2 seed 0, Qwen seed 1). Plumbing only.
 - ``mini``: the pre-trained tiny DINOv2 shipped under ``c2bridge/assets/mini/dinov2`` (built by
-  ``c2bridge mini build``) + a seeded-random tiny ``Qwen2_5_VLForConditionalGeneration`` (text hidden = the
-  preset's ``vlm_dim``) fed by the in-memory mini processor (see ``qwen_vl.py``).
+  ``c2bridge mini build``) + the tiny ``Qwen2_5_VLForConditionalGeneration`` trained by the same build on the
+  shapes world's captions (``assets/mini/qwen_vl``; text hidden = the preset's ``vlm_dim``) fed by the in-memory
+  mini processor (see ``qwen_vl.py``).
 - ``full``: ``facebook/dinov2-large`` and ``Qwen/Qwen2.5-VL-7B-Instruct`` via ``from_pretrained`` (bf16 on GPU,
   float32 on CPU; ``HF_HUB_OFFLINE`` respected). ``dino_model=`` / ``vlm_model=`` (or ``$C2BRIDGE_DINO_MODEL`` /
   ``$C2BRIDGE_VLM_MODEL``) point at other ids or local directories.

@@ -59,12 +59,10 @@ def hub_encoders(preset, device, *, dino_model: str | None = None, vlm_model: st
 
 def mini_encoders(preset, device, *, dino_model=None, vlm_model=None, dino_revision=None, vlm_revision=None,
                   **qwen_options) -> Encoders:
-    """``mini``: the shipped pre-trained DINOv2 + a seeded-random tiny Qwen2.5-VL (hub ids/revisions unused)."""
+    """``mini``: the shipped pre-trained DINOv2 and Qwen2.5-VL (hub ids/revisions unused)."""
     dino = load_mini_dino(preset, device)
     qwen_options.setdefault("image_size", preset.image_size)
-    vlm = QwenVLEncoder.random(preset.vlm_dim, seed=RANDOM_QWEN_SEED, device=device,
-                               model_id="c2bridge-mini-random-qwen2.5-vl", **qwen_options)
-    return Encoders(dino, vlm)
+    return Encoders(dino, load_mini_vlm(device, **qwen_options))
 
 
 def random_tiny_encoders(preset, device, *, dino_model=None, vlm_model=None, dino_revision=None, vlm_revision=None,

@@ -16,14 +16,15 @@ def default_assets_dir() -> Path:
     return MiniPreset.assets_dir
 
 
+VLM_FILES = ("config.json", "model.safetensors")  # qwen_vl/: the mini Qwen2.5-VL
 REQUIRED = {
     "vae": ("config.json", "diffusion_pytorch_model.safetensors"),
     "transformer": ("config.json", "diffusion_pytorch_model.safetensors"),
     "scheduler": ("scheduler_config.json",),
     "dinov2": ("config.json", "model.safetensors"),
     "captions": ("captions_config.json", "model.safetensors"),
+    "qwen_vl": VLM_FILES,
 }
-VLM_FILES = ("config.json", "model.safetensors")  # qwen_vl/: the mini Qwen2.5-VL
 
 
 def check_assets(assets_dir: str | Path | None = None) -> Path:

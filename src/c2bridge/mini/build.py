@@ -862,13 +862,15 @@ def _build(out: Path, cfg: BuildConfig, stages: tuple) -> dict:
     extras = None
     if {"vae", "transformer"} & set(stages):
         extras = evaluate(load_mini_components(out), cfg, report)  # evaluate exactly what ships
-    report["seconds_total"] = time.perf_counter() - t0
-    if not everything:
-        report["stages_rebuilt"] = list(stages)
+    if everything:
+        report["seconds_total"] = time.perf_counter() - t0
+    else:  # seconds_total stays the full build's
+        report["stages_rebuilt"], report["seconds_rebuilt"] = list(stages), time.perf_counter() - t0
     report["shipped_bytes"] = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()
                                   and p.name not in ("build_report.json", "samples.png"))
     if extras is not None:
         save_image_grid(extras["grids"], out / "samples.png", scale=3)
     atomic_write_json(out / "build_report.json", report)
-    _log(f"done in {report['seconds_total']:.0f}s; shipped {report['shipped_bytes'] / 1e6:.2f} MB -> {out}")
+    seconds = report["seconds_total"] if everything else report["seconds_rebuilt"]
+    _log(f"done in {seconds:.0f}s; shipped {report['shipped_bytes'] / 1e6:.2f} MB -> {out}")
     return report
