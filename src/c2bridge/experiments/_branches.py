@@ -222,9 +222,11 @@ def findings_section(results: dict, exp: dict, figs: dict, experiment: str,
         lines += [f"> {s['note']}", ""]
     lines += [md.protocol_table(exp), "", md.table(heads + ["completed"], rows), ""]
     lines += list(extra_lines or [])
+    one_seed = any((a.get("n") or 0) <= 1 for a in exp.get("arms") or [])
     lines += [f"- **Recommendation:** {s.get('recommendation')}.", "",
               "Intervals: 95% bootstrap over seeds × evaluation samples (paired where the arms share them; "
-              "c2bridge.stats). With one seed per arm the seed-to-seed variation is not in them.", "",
+              "c2bridge.stats)." + (" With one seed per arm the seed-to-seed variation is not in them."
+                                    if one_seed else ""), "",
               md.figure(figs, f"ablation_{stem}", f"{exp.get('title', stem)}: distance per arm"),
               md.figure(figs, f"learning_curves_{stem}", f"{exp.get('title', stem)}: learning curves"),
               md.grids(figs, experiment, exp)]
