@@ -185,7 +185,9 @@ def test_gradient_checkpointing_trains_the_same_weights(tiny_config, tmp_path):
 
 @pytest.mark.slow  # ~50 s cold compile on a loaded 2-core CPU; a few seconds with the warm cache of a re-run
 def test_compile_trains_the_same_losses(tiny_config, tmp_path, monkeypatch, request):
-    cache = request.config.cache.mkdir("inductor")  # persistent across test sessions, like the trainer's default
+    # persistent across test sessions, like the trainer's default (a fresh one without pytest's cache plugin)
+    store = getattr(request.config, "cache", None)
+    cache = store.mkdir("inductor") if store is not None else tmp_path / "inductor"
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(cache))
     base = {"optim.max_steps": 3, "data.val_cache": None}
     off = train(tiny_config(**base), tmp_path / "off")
