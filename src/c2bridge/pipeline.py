@@ -17,9 +17,10 @@ file paths (images via PIL, videos via PyAV); clips as ``video=`` (a path, ``[F,
 frames, or a tensor ``[3, F, H, W]``). Any size: each picture is centre-cropped to a square and resized to the
 decoder's resolution (the preset's ``image_size``), which is what the adapter was trained on.
 
-Clips are cut into consecutive chunks of the decoder's clip length (the preset's ``num_frames``: 1 for the
-image-only ``mini``/``tiny`` worlds, so each frame is reconstructed on its own, with the same seed for every chunk;
-frames that cannot fill a valid ``1 + k·temporal_ratio`` chunk at the end are dropped). Output frames play at the
+Clips are cut into consecutive chunks of the decoder's clip length (the preset's ``num_frames``: 25 on ``full``,
+9 on ``mini``/``tiny``), each with the same seed; a tail shorter than that is cut into the longest valid
+``1 + k·temporal_ratio`` chunks, down to single frames, so no frame is dropped. How a chunk's frames become
+conditioning is the adapter's ``temporal`` option (``c2bridge.adapters``). Output frames play at the
 decoder's frame rate (``out.frame_rate``).
 
 An adapter package (``c2bridge.package``) records the frozen models it was trained against; loading it against
@@ -409,11 +410,11 @@ class C2BridgePipeline:
     def encode_conditioning(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B, 3, (F,) S, S]`` -> the adapter's conditioning ``(cond [B, n_tokens, cond_dim], mask [B, n_tokens])``,
         exactly as the study computes it from cached features."""
-        dino = self.encoders.dino(pixels)  # [B, P, dino_dim]
+        dino = self.encoders.dino(pixels)  # [B, (F,) P, dino_dim]: clips frame by frame
         vlm, vlm_mask = self.encoders.vlm(pixels)  # [B, T, vlm_dim], [B, T]
         dev = next(self.adapter.parameters()).device
         cond = self.adapter(vlm.float().to(dev), dino.float().to(dev), vlm_mask=vlm_mask.to(dev))
-        return cond, torch.ones(cond.shape[:2], dtype=torch.long, device=cond.device)
+        return cond, torch.ones(cond.shape[:-1], dtype=torch.long, device=cond.device)  # [B, (F,) n_tokens]
 
     def chunks(self, num_frames: int) -> list[tuple[int, int]]:
         """(start, length) of the decoder-sized chunks a clip of ``num_frames`` is cut into."""
@@ -424,7 +425,7 @@ class C2BridgePipeline:
             length = min(n, num_frames - start)
             length = 1 + ((length - 1) // t) * t  # a valid clip length for the VAE
             out.append((start, length))
-            start += n if length == n else num_frames  # a short tail chunk ends the clip
+            start += length  # a short tail goes on in shorter valid chunks (single frames at the least)
         return out
 
     # ---------------------------------------------------------------- call
