@@ -85,11 +85,11 @@ def _check_dims(preset, dino, vlm) -> None:
 def mini_vlm_encoder(model, device=None, revision: str = "untrained", **qwen_options) -> QwenVLEncoder:
     """A mini ``Qwen2_5_VLForConditionalGeneration`` behind the encoder the ``mini`` preset uses: the in-memory mini
     processor, the mini image size (``qwen_options`` as ``QwenVLEncoder.random`` takes them)."""
-    from c2bridge.encoders.qwen_vl import _preprocess, mini_processor
+    from c2bridge.encoders.qwen_vl import mini_processor, qwen_preprocess
 
     qwen_options.setdefault("image_size", MINI_IMAGE_SIZE)
     image_size = qwen_options.pop("image_size")
-    pre = _preprocess(image_size, qwen_options.pop("video_size", None) or image_size, qwen_options)
+    pre = qwen_preprocess(image_size, qwen_options.pop("video_size", None) or image_size, qwen_options)
     return QwenVLEncoder(model, mini_processor(), pre, model_id="c2bridge-mini-qwen2.5-vl", revision=revision,
                          device=device)
 

@@ -167,7 +167,7 @@ class QwenVLEncoder(FrozenEncoder):
 
         processor = mini_processor()
         model = seeded_model(Qwen2_5_VLForConditionalGeneration, tiny_qwen_config(vlm_dim, processor), seed)
-        pre = _preprocess(image_size, video_size or image_size, options)
+        pre = qwen_preprocess(image_size, video_size or image_size, options)
         return cls(model, processor, pre, model_id=model_id, revision=f"seed{seed}", device=device)
 
     @classmethod
@@ -180,7 +180,7 @@ class QwenVLEncoder(FrozenEncoder):
         model, resolved = pretrained_model(Qwen2_5_VLForConditionalGeneration.from_pretrained, model_id, revision,
                                            dtype=dtype)
         processor = load_pretrained(AutoProcessor.from_pretrained, model_id, revision)
-        pre = _preprocess(image_size, video_size, options)
+        pre = qwen_preprocess(image_size, video_size, options)
         return cls(model, processor, pre, model_id=model_id, revision=resolved, device=device)
 
     # ------------------------------------------------------------------ properties
@@ -265,7 +265,7 @@ def _min_pixels(proc, factor: int) -> int:
     return int(value or getattr(proc, "min_pixels", None) or factor * factor)
 
 
-def _preprocess(image_size: int, video_size: int, options: dict) -> QwenPreprocess:
+def qwen_preprocess(image_size: int, video_size: int, options: dict) -> QwenPreprocess:
     """``image_size``/``video_size`` are the side of the square pixel budget unless max pixels are given."""
     options = dict(options)
     options.setdefault("max_pixels", int(image_size) ** 2)
