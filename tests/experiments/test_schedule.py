@@ -96,16 +96,16 @@ def test_halving_off_by_default_and_sweeps_compete_too(tmp_path):
     assert "halving" in res["experiments"]["q2"] and base
 
 
-def test_halving_on_the_ray_executor_needs_ray_tune(tmp_path):
-    pytest.importorskip("ray")
-    try:
-        import ray.tune  # noqa: F401
-        pytest.skip("ray[tune] is installed: the clear error is for machines without it")
-    except ImportError:
-        pass
-    with pytest.raises(ValueError, match="ASHAScheduler.*pip install 'ray\\[tune\\]'"):
+def test_halving_on_the_ray_executor_without_ray_tune_is_one_clear_error(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray.tune", None)  # as on a machine with ray but not ray[tune]
+    monkeypatch.setitem(sys.modules, "ray.tune.schedulers", None)
+    with pytest.raises(ValueError, match=r"halving on the ray executor uses Ray Tune's ASHAScheduler.*"
+                                         r"pip install 'ray\[tune\]'"):
         Study(tmp_path / "r", preset="tiny", overrides=HALVING, backend=FakeBackend(), executor="ray",
               log=lambda s: None).run(["e2.3"])
+    assert not (tmp_path / "r" / "trials").exists()  # refused before anything ran
 
 
 # --------------------------------------------------------------------------------------- pool and thread counts

@@ -628,7 +628,8 @@ class Study:
             return None, False, None
         trial = make_trial(config, self.run_dir)
         record = read_record(trial) or self.results["trials"].get(trial["key"])
-        done = record is not None and not needs_run(record, self.retry_failed)
+        halved = spec.competitor is not None and ctx.halving().enabled  # a pruned arm is done while halving is on
+        done = record is not None and not needs_run(record, self.retry_failed, halving=halved)
         return trial["key"], done, (TrialRecord.from_dict({**record, "key": trial["key"]}) if record else None)
 
 
