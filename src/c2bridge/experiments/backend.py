@@ -48,14 +48,18 @@ def decoder_identity(preset: str) -> dict:
 class TorchBackend:
     """Extraction, training and evaluation with the real models of a preset."""
 
-    def __init__(self):
+    def __init__(self, extract_threads: int = 1):
         self.trial_fn = run_trial
         self.cache_fn = extract_cache  # extraction as an executor task (the graph schedule)
+        self.extract_threads = extract_threads
 
     def configure(self, cfg: dict) -> None:
-        """``threads`` (experiment config): torch intra-op threads of this process (extraction, evaluation);
-        null leaves the executor's choice (``Executor.threads``)."""
+        """``threads`` (experiment config): torch intra-op threads of this process's evaluation work and of every
+        cache extraction. Extraction keeps one fixed count (the config's, else 1) wherever it runs -- this process
+        or an executor task --, because a cache is keyed by what it holds, not by how the work was split: 1 and 2
+        threads agree only to float precision."""
         _set_threads(cfg.get("threads"))
+        self.extract_threads = int(cfg["threads"]) if cfg.get("threads") else 1
 
     def models(self, preset: str) -> dict:
         get_bridge(preset)  # fail early, with the loader's clear error, when weights are missing
@@ -81,6 +85,10 @@ class TorchBackend:
         return {"name": requested, "reason": "named in the experiment config"}
 
     def prepare_cache(self, preset: str, spec: dict, out: Path) -> dict:
+        with _fixed_threads(self.extract_threads):
+            return self._prepare_cache(preset, spec, out)
+
+    def _prepare_cache(self, preset: str, spec: dict, out: Path) -> dict:
         from c2bridge.encoders.extraction import extract
 
         bridge = get_bridge(preset)
@@ -99,7 +107,7 @@ def extract_cache(task: dict) -> dict:
     import time
 
     t0 = time.perf_counter()
-    info = TorchBackend().prepare_cache(task["preset"], task["spec"], Path(task["out"]))
+    info = TorchBackend(int(task.get("threads") or 1)).prepare_cache(task["preset"], task["spec"], Path(task["out"]))
     return {"status": "completed", "info": info, "seconds": time.perf_counter() - t0}
 
 
@@ -329,6 +337,24 @@ PER_SAMPLE = {"distance": "distance", "spatial_iou": "mask_iou", "ssim": "ssim",
 def _per_sample(m: dict) -> dict:
     per = m.get("per_sample") or {}
     return {ours: [float(v) for v in per[theirs]] for ours, theirs in PER_SAMPLE.items() if per.get(theirs)}
+
+
+def _fixed_threads(threads: int):
+    """torch intra-op threads set to ``threads`` for a ``with`` block, then restored."""
+    import contextlib
+
+    import torch
+
+    @contextlib.contextmanager
+    def block():
+        before = torch.get_num_threads()
+        torch.set_num_threads(int(threads))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    return block()
 
 
 def _set_threads(threads) -> None:

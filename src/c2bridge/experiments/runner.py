@@ -463,7 +463,8 @@ class Study:
     def _extract(self, jobs: list["_CacheJob"]) -> None:
         """Extraction tasks through the executor (any order); each job's waiters are woken as it finishes."""
         tasks = [{"key": f"cache-{j.ident}", "run_dir": str(self.run_dir / j.rel), "preset": self.preset.name,
-                  "spec": j.spec, "out": str(self.run_dir / j.rel)} for j in jobs]
+                  "spec": j.spec, "out": str(self.run_dir / j.rel),
+                  "threads": getattr(self.backend, "extract_threads", None)} for j in jobs]
         by_key = {t["key"]: j for t, j in zip(tasks, jobs)}
         try:
             for raw in self.executor.run(self.backend.cache_fn, tasks):
