@@ -225,3 +225,36 @@ def test_a_trial_paused_at_a_rung_and_continued_equals_an_uninterrupted_one(tmp_
     wa, wb = (load_file(tmp_path / "ws" / t / "train" / "adapter" / "model.safetensors")
               for t in ("trials/paused", "trials/straight"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_sigterm_under_the_graph_schedule_checkpoints_stops_in_one_line_and_resumes(tmp_path):
+    """Two experiments at once on the pool (the graph schedule): SIGTERM to the parent checkpoints the running
+    trials, prints one line, exits 143; the same command then finishes every trial."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "TQDM_DISABLE": "1", "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "study"
+    cmd = [sys.executable, "-m", "c2bridge.cli", "run", "e2.1", "e2.2", "--preset", "tiny", "--no-report",
+           "--executor", "pool", "--executor-opt", "workers=2", "--out", str(out),
+           "e2_1.budgets=[5m,10m]", "e2_1.reference_budget=10m", "e2_1.small_budget=5m", "e2_2.kinds=[query,lora]",
+           "recipe.optim.max_steps=6", "recipe.checkpoint.every_steps=2", "recipe.debug.sleep_per_step=0.4"]
+    first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    t0 = time.time()
+    while not any(out.glob("trials/*/train/checkpoints/step_*")):
+        assert first.poll() is None, first.communicate()[1].decode()[-2000:]
+        assert time.time() - t0 < 300, "no trial checkpoint within 300 s"
+        time.sleep(0.2)
+    os.kill(first.pid, signal.SIGTERM)
+    _, err = first.communicate(timeout=300)
+    err = err.decode()
+    assert first.returncode == 143 and "Traceback" not in err, err[-3000:]
+    assert len([ln for ln in err.splitlines() if "stopped by SIGTERM" in ln]) == 1, err
+    again = subprocess.run(cmd, env=env, capture_output=True, timeout=600)
+    assert again.returncode == 0, again.stderr.decode()[-3000:]
+    res = load_results(out)
+    assert set(res["experiments"]) == {"e2.1", "e2.2"} and res["study"]["last_run"]["schedule"] == "graph"
+    assert all(t["status"] == "completed" for t in res["trials"].values())
