@@ -141,3 +141,15 @@ def fake_cache_task(task: dict) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     spec = task["spec"]
     return {"status": "completed", "info": {"key": stable_hash(spec), "n": spec.get("limit", 10)}, "seconds": 0.0}
+
+
+def stubborn_trial(trial: dict) -> dict:
+    """A trial that does not stop on SIGTERM for a long while (like a sampled evaluation): for stop tests."""
+    import signal
+    import time
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    Path(trial["run_dir"]).mkdir(parents=True, exist_ok=True)
+    (Path(trial["run_dir"]) / "started").write_text("x")
+    time.sleep(float(trial.get("sleep", 120)))
+    return {"status": "completed"}

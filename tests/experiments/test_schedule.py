@@ -249,12 +249,65 @@ def test_sigterm_under_the_graph_schedule_checkpoints_stops_in_one_line_and_resu
         assert time.time() - t0 < 300, "no trial checkpoint within 300 s"
         time.sleep(0.2)
     os.kill(first.pid, signal.SIGTERM)
+    t_stop = time.time()
     _, err = first.communicate(timeout=300)
+    took = time.time() - t_stop
     err = err.decode()
     assert first.returncode == 143 and "Traceback" not in err, err[-3000:]
+    assert took < 60, f"the stopped run took {took:.0f}s to exit"
+    time.sleep(2.0)
+    left = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):  # no process of its session outlives it (the workers)
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == first.pid and fields[0] != "Z":
+            left.append(int(stat.parent.name))
+    assert not left, f"processes outlived the stopped run: {left}"
     assert len([ln for ln in err.splitlines() if "stopped by SIGTERM" in ln]) == 1, err
     again = subprocess.run(cmd, env=env, capture_output=True, timeout=600)
     assert again.returncode == 0, again.stderr.decode()[-3000:]
     res = load_results(out)
     assert set(res["experiments"]) == {"e2.1", "e2.2"} and res["study"]["last_run"]["schedule"] == "graph"
     assert all(t["status"] == "completed" for t in res["trials"].values())
+
+
+def test_after_a_stop_a_worker_that_does_not_return_is_stopped_within_the_grace(tmp_path):
+    """SIGTERM to a process running the pool while a trial ignores it (a sampled evaluation does not stop
+    mid-way): the run gives it up after the grace, stops the worker and exits; nothing is left running."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    here = Path(__file__).resolve().parent
+    driver = ("import sys; from c2bridge.experiments.executors import get_executor; import exp_fakes; "
+              "trials = [{'key': 't0', 'run_dir': sys.argv[1] + '/t0'}]; "
+              "pool = get_executor('pool', workers=1, gpus='none'); "
+              "[print(r['status'], flush=True) for r in pool.run(exp_fakes.stubborn_trial, trials)]")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-c", driver, str(tmp_path)], env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    t0 = time.time()
+    while not (tmp_path / "t0" / "started").exists():
+        assert proc.poll() is None and time.time() - t0 < 120, proc.communicate()[1].decode()[-2000:]
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGTERM)
+    t_stop = time.time()
+    out, err = proc.communicate(timeout=60)
+    assert time.time() - t_stop < 30, "the stop waited for the stubborn trial"
+    assert b"interrupted" in out and b"Terminated" in err  # its result, then the stop raised to the caller
+    time.sleep(1.0)
+    left = [int(st.parent.name) for st in Path("/proc").glob("[0-9]*/stat")
+            if _session_of(st) == proc.pid]
+    assert not left, f"processes outlived the stop: {left}"
+
+
+def _session_of(stat: Path) -> int | None:
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[3]) if fields[0] != "Z" else None

@@ -17,12 +17,14 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from typing import Iterable, Iterator, Sequence
 
 from c2bridge import _signals
 from c2bridge.experiments.executors import TrialFn, run_guarded
 
+STOP_GRACE_S = 5.0  # after a stop signal: how long a busy worker may take to return before it is killed
 _stopping = False  # in a worker: a stop signal arrived; trials not yet started are not started
 _running = False  # in a worker: a trial is running (writing into its run dir)
 _parent_pid: int | None = None
@@ -174,14 +176,29 @@ class PoolExecutor:
             return self._pool
 
     def close(self) -> None:
-        """Stop the worker processes (waits for none: they hold no trial between runs)."""
+        """Stop the worker processes. Between runs they hold no trial; after a stop signal, a worker still busy
+        after ``STOP_GRACE_S`` (a sampled evaluation does not stop mid-way; training checkpoints within a step)
+        is killed: its trial has no record yet, so the next run redoes what was left (from its checkpoint)."""
         with self._lock:
             pool, self._pool = self._pool, None
+            stopped = self._stop is not None and self._stop.signum is not None
             if self._stop is not None:
                 self._stop.restore()
                 self._stop = None
-        if pool is not None:
+        if pool is None:
+            return
+        if not stopped:
             pool.shutdown(wait=True, cancel_futures=True)
+            return
+        workers = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for proc in workers:
+            proc.join(max(0.0, deadline - time.monotonic()))
+        for proc in workers:
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5.0)
 
     def __enter__(self) -> "PoolExecutor":
         return self
@@ -211,8 +228,20 @@ class PoolExecutor:
 
             for _ in range(n):
                 submit_next()
+            given_up_at = None  # after a stop: when trials still running are given up (their workers killed)
             while in_flight:
-                done, _ = concurrent.futures.wait(in_flight, return_when=concurrent.futures.FIRST_COMPLETED)
+                if stop.signum is not None and given_up_at is None:
+                    given_up_at = time.monotonic() + STOP_GRACE_S
+                timeout = 0.5 if given_up_at is None else max(0.0, given_up_at - time.monotonic())
+                done, _ = concurrent.futures.wait(in_flight, timeout=timeout,  # wakes to notice a stop
+                                                  return_when=concurrent.futures.FIRST_COMPLETED)
+                if not done and given_up_at is not None and time.monotonic() >= given_up_at:
+                    for trial in in_flight.values():  # e.g. a sampled evaluation: close() stops its worker
+                        yield {"key": trial.get("key"), "status": "interrupted",
+                               "reason": f"{_signals.signal_name(stop.signum)}: still running {STOP_GRACE_S:g} s "
+                                         "after the stop; its worker is stopped and the next run redoes it"}
+                    in_flight.clear()
+                    break
                 for future in done:
                     trial = in_flight.pop(future)
                     try:
@@ -230,7 +259,9 @@ class PoolExecutor:
                         pool = self.open()
                     submit_next()
             if stop.signum is not None:
-                raise _signals.Terminated(stop.signum)
+                signum = stop.signum
+                self.close()  # the study is stopping: no worker outlives it (busy ones are stopped after the grace)
+                raise _signals.Terminated(signum)
         finally:
             if not self.persistent:
                 self.close()
