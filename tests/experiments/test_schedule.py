@@ -96,6 +96,18 @@ def test_halving_off_by_default_and_sweeps_compete_too(tmp_path):
     assert "halving" in res["experiments"]["q2"] and base
 
 
+def test_on_the_ray_executor_the_policy_is_ray_tunes_asha_fed_the_whole_group():
+    from c2bridge.experiments.halving import AshaHalving, policy_for
+
+    policy = policy_for("ray", 3)  # ray[tune] is part of the test extra
+    assert isinstance(policy, AshaHalving) and policy.name == "Ray Tune ASHAScheduler"
+    arms = [("a", 1.0), ("b", 0.5), ("c", 2.0), ("d", 0.1), ("e", 0.3), ("f", 0.2)]
+    assert sorted(policy.promoted(arms, 50)) == sorted(policy.promoted(arms[::-1], 50)) == ["d", "f"]
+    kept, pruned = decide(policy, [("base", 1.0), ("x", 0.5), ("y", 2.0)], 50, {"base"})
+    assert kept == ["base", "x"] and pruned == ["y"]
+    assert isinstance(policy_for("pool", 3), OptunaHalving)
+
+
 def test_halving_on_the_ray_executor_without_ray_tune_is_one_clear_error(tmp_path, monkeypatch):
     import sys
 
