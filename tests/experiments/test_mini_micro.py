@@ -9,6 +9,7 @@ MICRO = [
     "caches.train_color_jitter.limit=64", "caches.train_random_crop.limit=64", "e2_4.caches.clips_heldout.limit=4",
     "recipe.optim.max_steps=3", "recipe.schedule.warmup_steps=1", "recipe.eval.every_steps=3",
     "recipe.checkpoint.every_steps=3", "eval.n_samples=4", "eval.sample_steps=2", "eval.latency_iters=2",
+    "recipe.compute.compile=false",  # compiling pays over 300 steps, not over 3
 ]
 
 
