@@ -49,7 +49,10 @@ PIXEL = {"loss.name": "lpips_l2", "loss.weights": {"flow": 1.0}, "loss.perceptua
 STOP = {"stop.patience": 2, "stop.min_delta": 0.01, "stop.min_fraction": 0.2}
 LONG_STEPS = 1500  # a cap well past the mini recipe's plateau: where early stopping has something to stop
 
-ARMS: dict[str, dict] = {
+# the full-length protocol: the mini recipe with every lever off (the mini study turns some on by default)
+OFF = {"compute.compile": False, "stop.patience": None, "stop.min_delta": 0.0, "stop.min_fraction": 0.0,
+       "memory.gradient_checkpointing": False}
+ARMS: dict[str, dict] = {name: {**OFF, **patch} for name, patch in {
     "base": {},
     "early_stop": STOP,
     "base_long": {"optim.max_steps": LONG_STEPS},
@@ -61,7 +64,7 @@ ARMS: dict[str, dict] = {
     "pixel_late0.7": {**PIXEL, "loss.pixel_start": 0.7},
     "pixel_levers": {**PIXEL, "loss.pixel_start": 0.15, "loss.pixel_every": 4, "loss.pixel_crop": 16},
     "grad_ckpt": {**PIXEL, "memory.gradient_checkpointing": True},
-}
+}.items()}
 # lever row -> (what it is, lever arm, baseline arm, cost measure)
 LEVERS: dict[str, tuple[str, str, str, str]] = {
     "early_stop": ("early stop (patience 2 x 50 steps, 1%, >= 20%) at the mini's 300 steps", "early_stop", "base",
@@ -119,6 +122,8 @@ def halving_replay(study, samples: int, log) -> dict:
     """E2.3's stage-1 grid trained to full length, then successive halving replayed on its validation curves:
     which arms the policy prunes at which rung, steps trained vs full length, and each grid's pick with and
     without halving (the arm with the lowest val distance among those trained to the end)."""
+    import copy
+
     from c2bridge.experiments import halving as hv
     from c2bridge.experiments import registry
     from c2bridge.experiments.context import StudyContext
@@ -130,7 +135,10 @@ def halving_replay(study, samples: int, log) -> dict:
     specs = [s for s in module.trials(cfg, study.preset, {}) if s.stage == 1 and s.kind == "train"]
     h = hv.Halving.from_config(cfg, "e2_3")
     h = hv.Halving(True, h.eta, h.min_fraction)  # the config's rungs, on (the replay is what halving would do)
-    cfg_off = {**cfg, "halving": {**h.to_dict(), "enabled": False}}
+    recipe = copy.deepcopy(cfg.get("recipe") or {})  # the full-length protocol, as the other rows (shared base)
+    recipe.setdefault("compute", {})["compile"] = False
+    recipe["stop"] = {**recipe.get("stop", {}), "patience": None, "min_delta": 0.0, "min_fraction": 0.0}
+    cfg_off = {**cfg, "recipe": recipe, "halving": {**h.to_dict(), "enabled": False}}
     ctx.cfg = cfg_off  # trained to full length (a finished trial is never pruned: it just ranks)
     records = ctx.run_trials(specs)
     groups = hv.plan_groups({**cfg, "halving": h.to_dict()}, specs, "e2_3")
@@ -192,7 +200,7 @@ def peak_memory(study, ctx, patch: dict, steps: int = 6) -> float | None:
     on the study's caches (one thread, no validation)."""
     import copy
 
-    config = ctx.train_config("query", "10m", 0, patch={**PIXEL, **patch})
+    config = ctx.train_config("query", "10m", 0, patch={**ARMS["pixel"], **patch})
     train = copy.deepcopy(config["train"])
     for k in ("train_cache", "val_cache"):
         train["data"][k] = str(study.run_dir / train["data"][k])

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import sys
@@ -55,6 +54,9 @@ ARMS: dict[str, tuple[str, dict]] = {
     "full_default": ("mini recipe + LPIPS+0.1 L2 from 15% of the steps, every 4th step, on a 16 px crop",
                      {**PIXEL, "loss.pixel_start": 0.15, "loss.pixel_every": 4, "loss.pixel_crop": 16}),
 }
+# every arm is trained without the compute levers the mini study turns on by default (the protocol measured here)
+OFF = {"compute.compile": False, "stop.patience": None, "stop.min_delta": 0.0, "stop.min_fraction": 0.0}
+ARMS = {name: (what, {**OFF, **patch}) for name, (what, patch) in ARMS.items()}
 BASELINE = "mini"
 REFERENCES = ("untrained", "zero", "caption")
 SPLITS = ("val", "heldout")
