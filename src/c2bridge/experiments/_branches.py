@@ -177,7 +177,12 @@ def default_decision(groups: list[dict], comparisons: dict, baseline: str) -> tu
     best = min(done, key=lambda g: an.mean(g, "val", "distance"))
     name = best["label"]
     if name == baseline:
-        return baseline, f"keep {baseline}: no arm has a lower mean distance"
+        others = [g for g in done if g["label"] != baseline and (comparisons.get(g["label"]) or {}).get("difference")]
+        if not others:
+            return baseline, f"keep {baseline}: no arm has a lower mean distance"
+        runner_up = min(others, key=lambda g: an.mean(g, "val", "distance"))["label"]
+        return baseline, (f"keep {baseline}: no arm has a lower mean distance (the closest, {runner_up}, differs "
+                          f"by {interval_text(comparisons[runner_up]['difference'])})")
     c = comparisons.get(name) or {}
     diff = interval_text(c.get("difference"))
     if c.get("better"):
