@@ -233,3 +233,17 @@ def test_pause_at_a_step_checkpoints_and_resumes_exactly(tiny_config, tmp_path):
     a, b = _weights(tmp_path / "run"), _weights(tmp_path / "reference")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["best"] == reference["best"]
+
+
+def test_compile_cache_dir_order(tmp_path, monkeypatch):
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    from c2bridge.train.compute import use_compile_cache
+
+    monkeypatch.setenv("C2BRIDGE_COMPILE_CACHE", str(tmp_path / "ours"))
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())  # what torch writes once a model loads
+    assert use_compile_cache() == tmp_path / "ours"  # torch's own default counts as unset
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "user"))
+    assert use_compile_cache() == tmp_path / "user"  # a user's choice is kept
+    assert use_compile_cache(tmp_path / "study") == tmp_path / "study"  # a runner's path wins
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "study") and (tmp_path / "study").is_dir()

@@ -167,6 +167,10 @@ class AdapterTrainingRecipe:
         # the steps without pixel terms (loss.pixel_start / pixel_every): the flow term alone, no VAE decode
         self.flow_spec = (self.loss_spec.flow_only() if self.loss_spec is not None and self.loss_spec.needs_pixels
                           and (cfg.loss.pixel_start > 0 or cfg.loss.pixel_every > 1) else None)
+        if cfg.compute.compile:  # before any model loads: loading one makes torch fill in its own cache dir
+            from c2bridge.train.compute import use_compile_cache
+
+            use_compile_cache()
         self.bridge = LTXBridge.from_preset(cfg.preset, device=device,  # frozen; the tiny one seeds its own init
                                             gradient_checkpointing=cfg.memory.gradient_checkpointing)
         _check_pixel_region(cfg, self.bridge, self.preset)
