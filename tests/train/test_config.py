@@ -5,12 +5,25 @@ from c2bridge.train.config import TrainConfig, config_hash, load_config, resolve
 from c2bridge.presets import get_preset
 
 
-def test_full_preset_defaults_are_the_plans_recipe():
+def test_full_preset_defaults_are_the_recipe_the_miniature_learned_with():
     cfg = load_config({"preset": "full"})
-    assert (cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.batch_size, cfg.optim.grad_accum, cfg.optim.epochs) == (
-        1e-4, 1e-4, 8, 4, 50)
-    assert cfg.loss.name == "lpips_l2"  # LPIPS + 0.1·L2
+    assert (cfg.optim.weight_decay, cfg.optim.batch_size, cfg.optim.grad_accum, cfg.optim.epochs) == (1e-4, 8, 4, 50)
+    # flow matching on every step, σ biased high, the plan's LPIPS + 0.1·L2 joining late on a subset of steps
+    assert cfg.loss.name == "lpips_l2" and cfg.loss.weights["flow"] > 0
+    assert cfg.loss.sigma == "logit_normal" and cfg.loss.logit_mean > 0
+    assert cfg.loss.pixel_start > 0 and cfg.loss.pixel_every > 1 and cfg.optim.lr > 1e-4
+    assert cfg.stop.patience is not None
     assert resolve_budget(cfg.adapter.budget, get_preset("full")) == 10e6
+
+
+def test_the_plans_recipe_is_one_override_away():
+    plan = load_config({"preset": "full"}, {
+        "loss.weights.flow": 0.0, "loss.sigma": "shifted", "loss.logit_mean": 0.0, "loss.pixel_start": 0.0,
+        "loss.pixel_every": 1, "loss.pixel_crop": None, "loss.pixel_latent_frames": None, "optim.lr": 1e-4,
+        "schedule.warmup_steps": 0, "stop.patience": None})
+    assert (plan.optim.lr, plan.loss.name, plan.loss.sigma, plan.schedule.name) == (1e-4, "lpips_l2", "shifted",
+                                                                                  "constant")
+    assert plan.loss.pixel_every == 1 and plan.stop.patience is None
 
 
 def test_yaml_file_and_overrides_are_coerced(tmp_path):
