@@ -74,6 +74,12 @@ class DataSection:
     # probability W / sum(W) (so images and clips never share a batch); every cache walks its own per-epoch
     # permutation. All caches must share one encoder key. Per-cache train losses are logged as loss/<name>.
     mix: list = field(default_factory=list)
+    # A validation mix instead of val_cache: entries {cache: DIR, name: LABEL (optional; the cache's dataset by
+    # default), limit: N (optional)}. Each cache is validated on its own (its batches, eval.max_batches per cache,
+    # the noise reset to eval.noise_seed for each); val_loss (what early stopping and the best checkpoint read) is
+    # the loss pooled over every validation sample, and with two or more caches each one's loss and terms are
+    # logged as val_<term>/<name>. End-of-run sampled metrics use the first cache. One encoder key for all caches.
+    val_mix: list = field(default_factory=list)
 
 
 @dataclass
@@ -153,9 +159,9 @@ class DecoderLoraSection:
 
 @dataclass
 class EvalSection:
-    every_steps: int = 500  # validation loss every N steps (0 = only at the end); needs data.val_cache
+    every_steps: int = 500  # validation loss every N steps (0 = only at the end); needs data.val_cache / val_mix
     at_start: bool = True  # also validate before the first step (the curve's starting point)
-    max_batches: Union[int, None] = None  # cap on validation micro-batches per eval (null = whole val cache)
+    max_batches: Union[int, None] = None  # cap on validation micro-batches per eval and val cache (null = all)
     noise_seed: int = 1234  # validation σ/noise come from a generator reset to this seed at every eval
     best_metric: str = "val_loss"  # what "best" checkpoint means (lower is better)
     n_samples: int = 0  # sampled metrics at the end via c2bridge.metrics.evaluate_adapter (0 = skip)
@@ -174,7 +180,7 @@ class CheckpointSection:
 
 @dataclass
 class StopSection:
-    # Early stopping at a plateau of the validation loss (needs data.val_cache; counted in validations, every
+    # Early stopping at a plateau of the validation loss (needs data.val_cache/val_mix; counted in validations, every
     # eval.every_steps, plus the one at step 0 with eval.at_start): stop after this many validations in a row
     # without a relative improvement > min_delta over the best so far (c2bridge.metrics.detect_plateau, online).
     # null = off: train to the max steps. The best checkpoint stays what evaluation uses.
@@ -422,40 +428,57 @@ def validate_config(cfg: TrainConfig) -> None:
 
 
 MIX_KEYS = ("cache", "weight", "name", "limit")
+VAL_MIX_KEYS = ("cache", "name", "limit")
 
 
 def mix_errors(data: DataSection) -> list[str]:
-    """What is wrong with ``data.mix`` (empty list: nothing): entries, weights > 0, unique names, no train_cache."""
-    if not data.mix:
+    """What is wrong with ``data.mix`` and ``data.val_mix`` (empty lists: nothing): entries, weights > 0 (train
+    mix), unique names, not together with the single cache they replace."""
+    errors = _cache_list_errors(data.mix, "data.mix", data.train_cache, "data.train_cache", MIX_KEYS,
+                                "a mixed training set lists every train cache in data.mix")
+    errors += _cache_list_errors(data.val_mix, "data.val_mix", data.val_cache, "data.val_cache", VAL_MIX_KEYS,
+                                 "a validation mix lists every val cache in data.val_mix")
+    if data.val_mix and data.limit_val is not None:
+        errors.append(f"data.limit_val={_show(data.limit_val)}: limits data.val_cache; with data.val_mix expected "
+                      f"a limit per entry (data.val_mix[i].limit)")
+    return errors
+
+
+def _cache_list_errors(entries: list, key: str, single: Any, single_key: str, allowed: tuple, why: str) -> list[str]:
+    """``data.mix`` / ``data.val_mix``: a list of cache entries (``weight`` required where ``allowed`` has it)."""
+    if not entries:
         return []
     errors = []
-    if data.train_cache is not None:
-        errors.append(f"data.mix and data.train_cache={_show(data.train_cache)} are both set; expected one of them "
-                      f"(a mixed training set lists every train cache in data.mix)")
+    if single is not None:
+        errors.append(f"{key} and {single_key}={_show(single)} are both set; expected one of them ({why})")
+    weighted = "weight" in allowed
+    required = ("cache", "weight") if weighted else ("cache",)
+    shape = "{cache: DIR, weight: W}" if weighted else "{cache: DIR}"
     names = []
-    for i, entry in enumerate(data.mix):
-        key = f"data.mix[{i}]"
-        if not isinstance(entry, Mapping) or "cache" not in entry or "weight" not in entry:
-            errors.append(f"{key}={_show(entry)}: expected a mapping {{cache: DIR, weight: W}} (name, limit optional)")
+    for i, entry in enumerate(entries):
+        where = f"{key}[{i}]"
+        if not isinstance(entry, Mapping) or any(k not in entry for k in required):
+            errors.append(f"{where}={_show(entry)}: expected a mapping {shape} (name, limit optional)")
             continue
-        unknown = sorted(set(entry) - set(MIX_KEYS))
+        unknown = sorted(set(entry) - set(allowed))
         if unknown:
-            errors.append(f"{key}: unknown keys {unknown}; expected any of {list(MIX_KEYS)}")
-        w = entry["weight"]
-        try:
-            w = float(w)
-        except (TypeError, ValueError):
-            w = float("nan")
-        if isinstance(entry["weight"], bool) or not (math.isfinite(w) and w > 0):
-            errors.append(f"{key}.weight={_show(entry['weight'])}: expected a sampling weight > 0")
+            errors.append(f"{where}: unknown keys {unknown}; expected any of {list(allowed)}")
+        if weighted:
+            w = entry["weight"]
+            try:
+                w = float(w)
+            except (TypeError, ValueError):
+                w = float("nan")
+            if isinstance(entry["weight"], bool) or not (math.isfinite(w) and w > 0):
+                errors.append(f"{where}.weight={_show(entry['weight'])}: expected a sampling weight > 0")
         limit = entry.get("limit")
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            errors.append(f"{key}.limit={_show(limit)}: expected null or an integer >= 1")
+            errors.append(f"{where}.limit={_show(limit)}: expected null or an integer >= 1")
         if entry.get("name") is not None:
             names.append(str(entry["name"]))
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        errors.append(f"data.mix names {dupes} repeat; expected one name per cache")
+        errors.append(f"{key} names {dupes} repeat; expected one name per cache")
     return errors
 
 
@@ -477,8 +500,9 @@ def config_to_dict(cfg: TrainConfig) -> dict:
     plain = to_plain(cfg)
     if cfg.decoder_lora.rank is None:
         plain.pop("decoder_lora", None)
-    if not cfg.data.mix:  # likewise a single-cache run's data section
-        plain.get("data", {}).pop("mix", None)
+    for key in ("mix", "val_mix"):  # likewise a single-cache run's data section
+        if not getattr(cfg.data, key):
+            plain.get("data", {}).pop(key, None)
     # likewise the compute levers, while off (their defaults change no number)
     for section, defaults in ((plain, {"stop": _plain(StopSection()), "memory": _plain(MemorySection()),
                                        "compute": _plain(ComputeSection())}),

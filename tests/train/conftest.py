@@ -23,6 +23,23 @@ def tiny_caches(tmp_path_factory):
     return {"train": str(root / "train"), "val": str(root / "val")}
 
 
+@pytest.fixture(scope="session")
+def heldout_cache(tiny_caches, tmp_path_factory):
+    """A second tiny cache from the same encoders (the shapes world's held-out combinations, 16 samples)."""
+    import torch
+
+    from c2bridge.encoders.extraction import extract
+
+    root = tmp_path_factory.mktemp("mix_caches")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        extract("tiny", "shapes", "heldout", root / "heldout", limit=16, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return str(root / "heldout")
+
+
 @pytest.fixture
 def tiny_config(tiny_caches):
     """Build a short tiny-preset config dict: ``tiny_config(**{"optim.max_steps": 6, ...})``."""

@@ -15,21 +15,6 @@ from safetensors.torch import load_file
 from c2bridge.train import train
 
 
-@pytest.fixture(scope="module")
-def heldout_cache(tiny_caches, tmp_path_factory):
-    """A second tiny cache from the same encoders (the shapes world's held-out combinations, 16 samples)."""
-    from c2bridge.encoders.extraction import extract
-
-    root = tmp_path_factory.mktemp("mix_caches")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        extract("tiny", "shapes", "heldout", root / "heldout", limit=16, progress=False)
-    finally:
-        torch.set_num_threads(threads)
-    return str(root / "heldout")
-
-
 def _mixed(tiny_config, tiny_caches, heldout_cache, **dotted):
     cfg = tiny_config(**dotted)
     cfg["data"]["train_cache"] = None

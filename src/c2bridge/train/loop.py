@@ -134,13 +134,9 @@ class AdapterTrainingRecipe:
         self.batch_size, self.accum = cfg.optim.batch_size, cfg.optim.grad_accum
         self.sources = _train_sources(cfg, self.preset, self.batch_size)  # one per train cache (data.mix or one)
         self.train_cache = self.sources[0].cache
-        self.val_cache = _open_cache(cfg.data.val_cache, "data.val_cache", required=False)
-        if self.val_cache is not None:
-            _check_cache(self.val_cache, "data.val_cache", cfg, self.preset, augment=None)
-            _check_same_encoders(self.train_cache, self.val_cache)
+        self.val_sets = _val_sets(cfg, self.preset, self.sources[0])  # one per val cache (data.val_mix, one or none)
         self.train_groups = self.sources[0].groups  # sample -> its cached views
-        self.val_groups = self.val_cache.view_groups(cfg.data.limit_val) if self.val_cache is not None else []
-        self.n_train, self.n_val = sum(len(s.groups) for s in self.sources), len(self.val_groups)
+        self.n_train, self.n_val = sum(len(s.groups) for s in self.sources), sum(len(v.groups) for v in self.val_sets)
         # the last partial micro-batch of each cache's epoch is dropped
         self.micro_per_epoch = sum(s.micro_per_epoch for s in self.sources)
         if cfg.optim.max_steps is not None:
@@ -151,7 +147,7 @@ class AdapterTrainingRecipe:
         check_schedule(cfg, self.total_steps)
         if cfg.stop.patience is not None and not self.n_val:
             raise ValueError(f"stop.patience={cfg.stop.patience}: early stopping watches the validation loss; "
-                             f"expected a non-empty data.val_cache")
+                             f"expected a non-empty data.val_cache or data.val_mix")
         self.earliest_stop = math.ceil(round(cfg.stop.min_fraction * self.total_steps, 9))  # stop.min_fraction
         self.pixel_start = pixel_start_step(cfg, self.total_steps)
 
@@ -195,8 +191,8 @@ class AdapterTrainingRecipe:
         for source in self.sources:
             source.samples = _Samples(source.cache, source.groups, cfg, self.bridge, device, per_frame)
         self.train_samples = self.sources[0].samples
-        self.val_samples = (_Samples(self.val_cache, self.val_groups, cfg, self.bridge, device, per_frame)
-                            if self.n_val else None)
+        for val_set in self.val_sets:
+            val_set.samples = _Samples(val_set.cache, val_set.groups, cfg, self.bridge, device, per_frame)
 
     # ------------------------------------------------------------------ 4. run dir + restore
     def claim_run_dir(self, overwrite: bool) -> None:
@@ -272,7 +268,7 @@ class AdapterTrainingRecipe:
         self.adapter.train()
         stop = _StopOnSigterm()  # pre-emption: finish the step, checkpoint, leave the run resumable
         try:
-            if self.val_samples is not None and cfg.eval.at_start and self.start_step == 0:
+            if self.val_sets and cfg.eval.at_start and self.start_step == 0:
                 self.state["initial_val"] = self.validate()
                 self._note_val(self.state["initial_val"])
             while self.step < self.total_steps and self.state["stop_step"] is None:
@@ -280,7 +276,7 @@ class AdapterTrainingRecipe:
                     status, detail = "paused", {"reason": f"paused at step {self.step}; resume with --resume"}
                     break
                 self.train_step()
-                if self._due(cfg.eval.every_steps) and self.val_samples is not None:
+                if self._due(cfg.eval.every_steps) and self.val_sets:
                     self.validate_and_keep_best()
                     if self.plateaued():
                         self.state["stop_step"] = self.step
@@ -426,24 +422,37 @@ class AdapterTrainingRecipe:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def validate(self) -> dict:
-        """The objective's loss on the val cache (first view, the same noise at every eval), logged."""
+        """The objective's loss on every val cache (first view, the same noise at every eval), logged: ``val_<term>``
+        pooled over all validation samples, and with two or more caches ``val_<term>/<name>`` per cache."""
         cfg = self.cfg
         self.adapter.eval()
-        g = torch.Generator(device=self.device).manual_seed(cfg.eval.noise_seed)
-        sums: dict[str, float] = {}
-        count = 0
+        per_set: list[tuple[str, dict[str, float], int]] = []  # (name, term -> sample-weighted sum, samples)
         with torch.no_grad(), self._autocast():
-            for k, idx in enumerate(self.val_samples.sequential_batches(self.batch_size)):
-                if cfg.eval.max_batches is not None and k >= cfg.eval.max_batches:
-                    break
-                batch = self.val_samples.batch(idx)
-                cond = self.adapter(batch["vlm"], batch["dino"], vlm_mask=batch["vlm_mask"])
-                total, parts = self.objective(cond, batch, g)
-                for name, v in {"loss": float(total), **parts}.items():
-                    sums[name] = sums.get(name, 0.0) + v * len(idx)
-                count += len(idx)
+            for val_set in self.val_sets:
+                # reset per cache: a cache's numbers do not depend on the caches validated before it
+                g = torch.Generator(device=self.device).manual_seed(cfg.eval.noise_seed)
+                sums: dict[str, float] = {}
+                count = 0
+                for k, idx in enumerate(val_set.samples.sequential_batches(self.batch_size)):
+                    if cfg.eval.max_batches is not None and k >= cfg.eval.max_batches:
+                        break
+                    batch = val_set.samples.batch(idx)
+                    cond = self.adapter(batch["vlm"], batch["dino"], vlm_mask=batch["vlm_mask"])
+                    total, parts = self.objective(cond, batch, g)
+                    for name, v in {"loss": float(total), **parts}.items():
+                        sums[name] = sums.get(name, 0.0) + v * len(idx)
+                    count += len(idx)
+                per_set.append((val_set.name, sums, count))
         self.adapter.train()
-        record = {"step": self.step, **{f"val_{k}": v / count for k, v in sums.items()}}
+        pooled: dict[str, list[float]] = {}  # term -> [sum, samples] over the caches that have it
+        for _, sums, count in per_set:
+            for name, v in sums.items():
+                acc = pooled.setdefault(name, [0.0, 0])
+                acc[0], acc[1] = acc[0] + v, acc[1] + count
+        record = {"step": self.step, **{f"val_{k}": v / n for k, (v, n) in pooled.items()}}
+        if len(per_set) > 1:
+            for set_name, sums, count in per_set:
+                record.update({f"val_{k}/{set_name}": v / count for k, v in sums.items()})
         self.logger.val(record)
         return record
 
@@ -534,9 +543,11 @@ class AdapterTrainingRecipe:
         out: dict[str, Any] = {"adapter_dir": str(out_dir / "adapter")}
         if self.state["best_step"] is not None and cfg.checkpoint.save_best:
             out["best_adapter_dir"] = str(self.ckpt_root / "best" / "adapter")
-        if cfg.eval.n_samples and self.val_cache is not None:
+        if cfg.eval.n_samples and self.val_sets:  # on the first val cache
+            first = self.val_sets[0]
             try:
-                out["sampled"] = _sampled_metrics(cfg, self.adapter, self.bridge, self.val_cache, self.n_val, out_dir)
+                out["sampled"] = _sampled_metrics(cfg, self.adapter, self.bridge, first.cache, len(first.groups),
+                                                  out_dir)
             except Exception as exc:  # the weights are saved; a sampling failure is recorded, not raised
                 out["sampled_error"] = f"{type(exc).__name__}: {exc}"
         from c2bridge.package import package_trained_adapter
@@ -805,27 +816,61 @@ def _train_sources(cfg: TrainConfig, preset, batch_size: int) -> list[_TrainSour
         if len(groups) < batch_size:
             raise ValueError(f"{key}={str(cache.dir)!r} has {len(groups)} samples, fewer than optim.batch_size="
                              f"{batch_size}; expected at least one full micro-batch")
-        dataset = ((cache.manifest.get("spec") or {}).get("dataset") or {}).get("name")
-        name = entry.get("name") or dataset or f"cache{i}"
+        name = entry.get("name") or _dataset_name(cache) or f"cache{i}"
         sources.append(_TrainSource(i, str(name), cache, groups, float(entry["weight"]), batch_size))
-    first = sources[0]
     for source, key in zip(sources[1:], keys[1:]):
-        if source.cache.encoder_key != first.cache.encoder_key:
-            raise ValueError(f"{key}={str(source.cache.dir)!r} comes from different encoders than {keys[0]} "
-                             f"(encoder keys {source.cache.encoder_key} vs {first.cache.encoder_key}); expected every "
-                             f"cache of data.mix extracted with the same encoders")
-    names = [s.name for s in sources]
-    for s in sources:  # two caches of one dataset (e.g. shapes + its augmented views) need distinct labels
-        if names.count(s.name) > 1:
-            s.name = f"{s.name}{s.index}"
+        _check_same_encoders(sources[0].cache, keys[0], source.cache, key)
+    _distinct_names(sources)
     return sources
 
 
-def _check_same_encoders(train_cache, val_cache) -> None:
-    a, b = train_cache.encoder_key, val_cache.encoder_key
+class _ValSet:
+    """One val cache of the run: its samples (first view each) and its label in ``val_loss/<name>``."""
+
+    def __init__(self, name: str, cache, groups: list):
+        self.name, self.cache, self.groups = name, cache, groups
+        self.samples = None  # _Samples, once the decoder exists (setup_model)
+
+
+def _val_sets(cfg: TrainConfig, preset, train: _TrainSource) -> list[_ValSet]:
+    """The run's val caches, each checked (dims, preset) and from the train caches' encoders: ``data.val_mix``
+    entries, or ``data.val_cache`` alone, or none. One clear error before anything is written."""
+    if cfg.data.val_mix:
+        entries = list(cfg.data.val_mix)
+        keys = [f"data.val_mix[{i}].cache" for i in range(len(entries))]
+    elif cfg.data.val_cache is not None:
+        entries, keys = [{"cache": cfg.data.val_cache, "limit": cfg.data.limit_val}], ["data.val_cache"]
+    else:
+        return []
+    train_key = "data.train_cache" if not cfg.data.mix else "data.mix[0].cache"
+    sets: list[_ValSet] = []
+    for i, (entry, key) in enumerate(zip(entries, keys)):
+        cache = _open_cache(entry["cache"], key, required=True)
+        _check_cache(cache, key, cfg, preset, augment=None)
+        _check_same_encoders(train.cache, train_key, cache, key)
+        sets.append(_ValSet(str(entry.get("name") or _dataset_name(cache) or f"val{i}"), cache,
+                            cache.view_groups(entry.get("limit"))))
+    _distinct_names(sets)
+    return sets
+
+
+def _dataset_name(cache) -> str | None:
+    return ((cache.manifest.get("spec") or {}).get("dataset") or {}).get("name")
+
+
+def _distinct_names(items: list) -> None:
+    """Two caches of one dataset (e.g. shapes + its augmented views) get distinct labels: name + position."""
+    names = [s.name for s in items]
+    for i, s in enumerate(items):
+        if names.count(s.name) > 1:
+            s.name = f"{s.name}{i}"
+
+
+def _check_same_encoders(first, first_key: str, cache, key: str) -> None:
+    a, b = first.encoder_key, cache.encoder_key
     if a != b:
-        raise ValueError(f"data.train_cache and data.val_cache come from different encoders (encoder keys {a} vs "
-                         f"{b}); expected both extracted with the same encoders")
+        raise ValueError(f"{key}={str(cache.dir)!r} comes from different encoders than {first_key} (encoder keys {b} "
+                         f"vs {a}); expected every train and val cache of a run extracted with the same encoders")
 
 
 def _load_teacher(path: str, preset, device):
