@@ -506,6 +506,15 @@ def trial_overrides(specs: list, cfg: Mapping, preset) -> list[dict]:
         frames = dataset_item_shape(preset, spec.get("dataset", name))[0]
         return {spec.get("dataset", name): {"n": int(spec["limit"]), "frames": frames}}
 
+    def validation_data() -> dict | None:
+        """The caches a trial validates on (``val_mix``, else ``val_cache``): dataset -> its samples and frames."""
+        parts = [cache_data(e.get("cache")) or {} for e in cfg.get("val_mix") or [] if isinstance(e, Mapping)]
+        if not parts:
+            return cache_data(cfg.get("val_cache"))
+        datasets = [name for d in parts for name in d]
+        return {name if datasets.count(name) == 1 else f"{name}{i}": item  # two caches of one dataset: by position
+                for i, d in enumerate(parts) for name, item in d.items()}
+
     ev = cfg.get("eval") or {}
 
     def post_eval(splits: Mapping, n_samples: int | None = None) -> dict | None:
@@ -530,7 +539,7 @@ def trial_overrides(specs: list, cfg: Mapping, preset) -> list[dict]:
         if spec.kind == "train":
             t = deep_merge(t, nested(spec.patch))
             train_cache = spec.train_cache or cfg.get("train_cache")
-            train, val = cache_data(train_cache), cache_data(cfg.get("val_cache"))
+            train, val = cache_data(train_cache), validation_data()
             mix = [] if spec.train_cache else (cfg.get("train_mix") or [])
             if mix:  # a mixed training set: each cache's items, and its share of the micro-batches (its weight)
                 train, parts = {}, [(e, cache_data(e.get("cache")) or {}) for e in mix]
@@ -967,10 +976,9 @@ def estimate_trial(experiment: str, overrides: Mapping, *, preset: str = "full",
     val_costs = {name: sample_costs(dims, p, d["frames"], text_tokens, r, enc, n_params, teacher_params)
                  for name, d in val.items()}
     val_samples = {name: d["n"] for name, d in val.items()}
-    if ev.get("max_batches"):
+    if ev.get("max_batches"):  # per val cache, as the trainer caps each
         cap = int(ev["max_batches"]) * batch
-        total = sum(val_samples.values()) or 1
-        val_samples = {k: min(v, cap * v / total) for k, v in val_samples.items()}
+        val_samples = {k: min(v, cap) for k, v in val_samples.items()}
     every = int(ev.get("every_steps", 0) or 0)
     eval_per_pass = sum(val_samples[n] * val_costs[n]["eval"] for n in val_samples)
 

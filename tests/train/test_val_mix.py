@@ -87,3 +87,30 @@ def test_a_config_without_val_mix_keeps_its_hash():
     mixed = {**cfg, "data": {"train_cache": "runs/x/train", "val_mix": [{"cache": "runs/x/val"}]}}
     assert config_hash(load_config(mixed)) != config_hash(load_config(copy.deepcopy(cfg)))
 
+
+def test_the_full_study_validates_on_the_plans_val_mix(tmp_path):
+    """On `full` every E2.1 trial validates on shapes 1,000 + COCO's val split; the planner costs both; q5 (clips)
+    keeps its own val cache."""
+    from c2bridge import planner
+    from c2bridge.experiments import registry
+    from c2bridge.experiments.context import StudyContext
+    from c2bridge.experiments.runner import Study
+    from c2bridge.presets import get_preset
+
+    study = Study(tmp_path / "run", preset="full", dry=True, log=lambda s: None)
+    for name in ("e2.1", "q5"):
+        cfg = registry.load_experiment_config(name, "full")
+        specs = registry.get(name).trials(cfg, get_preset("full"), {})
+        study._setup(cfg)
+        ctx = StudyContext(study, name, cfg)
+        data = ctx.resolve(next(s for s in specs if s.kind == "train"))["train"]["data"]
+        if name == "e2.1":
+            assert data["val_cache"] is None
+            assert [e["name"] for e in data["val_mix"]] == ["val", "coco_val"]
+            assert [e["cache"] for e in data["val_mix"]] == [ctx.cache("val")["path"], ctx.cache("coco_val")["path"]]
+        else:
+            assert "val_mix" not in data and data["val_cache"] == ctx.cache("ssv2_val")["path"]
+    assert not (tmp_path / "run").exists()
+
+    first = planner.load_sources("full")["experiments"]["e2.1"][0]
+    assert first["_data"]["val"] == {"shapes": {"n": 1000, "frames": 1}, "coco": {"n": 250, "frames": 1}}

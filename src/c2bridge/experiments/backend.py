@@ -138,8 +138,8 @@ def _run_trial(trial: dict) -> dict:
     for k in ("train_cache", "val_cache"):
         if train_cfg["data"].get(k):
             train_cfg["data"][k] = str(workspace / train_cfg["data"][k])
-    for entry in train_cfg["data"].get("mix") or []:  # a mixed training set: every cache relative to RUN_DIR
-        entry["cache"] = str(workspace / entry["cache"])
+    for entry in [*(train_cfg["data"].get("mix") or []), *(train_cfg["data"].get("val_mix") or [])]:
+        entry["cache"] = str(workspace / entry["cache"])  # a train / validation mix: every cache relative to RUN_DIR
     teacher = (train_cfg.get("distill") or {}).get("teacher")
     if teacher and not Path(teacher).is_absolute():  # a study's teacher (plan 8.3) is named relative to RUN_DIR
         train_cfg["distill"]["teacher"] = str(workspace / teacher)

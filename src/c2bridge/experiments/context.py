@@ -60,19 +60,27 @@ class StudyContext:
         """
         from c2bridge.recipe import config_to_dict
 
-        val_ref = self.cache(self.cfg.get("val_cache", "val"))
+        val_mix = self.val_mix()
+        if val_mix:  # a validation mix (``val_mix``: cache names) -> data.val_mix
+            val_refs = {entry["cache"]: self.cache(entry["cache"]) for entry in val_mix}
+            data_val_mix = [{"cache": ref["path"], "name": name} for name, ref in val_refs.items()]
+            val_caches, val_path = {f"val/{name}": ref["key"] for name, ref in val_refs.items()}, None
+        else:
+            val_ref = self.cache(self.cfg.get("val_cache", "val"))
+            data_val_mix, val_caches, val_path = None, {"val": val_ref["key"]}, val_ref["path"]
         mix = self.train_mix(train_cache)
         if mix:  # a mixed training set (``train_mix``: cache names + weights) -> data.mix
             refs = {entry["cache"]: self.cache(entry["cache"]) for entry in mix}
             data_mix = [{"cache": refs[e["cache"]]["path"], "weight": float(e["weight"]), "name": e["cache"]}
                         for e in mix]
-            caches = {**{f"train/{name}": ref["key"] for name, ref in refs.items()}, "val": val_ref["key"]}
-            resolved = config_to_dict(self._recipe(kind, budget, int(seed), patch, None, val_ref["path"],
-                                                   mix=data_mix))
+            caches = {**{f"train/{name}": ref["key"] for name, ref in refs.items()}, **val_caches}
+            resolved = config_to_dict(self._recipe(kind, budget, int(seed), patch, None, val_path,
+                                                   mix=data_mix, val_mix=data_val_mix))
         else:
             train_ref = self.cache(train_cache or self.cfg.get("train_cache", "train"))
-            caches = {"train": train_ref["key"], "val": val_ref["key"]}
-            resolved = config_to_dict(self._recipe(kind, budget, int(seed), patch, train_ref["path"], val_ref["path"]))
+            caches = {"train": train_ref["key"], **val_caches}
+            resolved = config_to_dict(self._recipe(kind, budget, int(seed), patch, train_ref["path"], val_path,
+                                                   val_mix=data_val_mix))
         return {
             "kind": "train",
             "preset": self.preset.name,
@@ -95,8 +103,21 @@ class StudyContext:
                                  f"(NAME under 'caches', W > 0)")
         return list(mix)
 
-    def _recipe(self, kind: str, budget, seed: int, patch: dict | None, train_path: str | None, val_path: str,
-                mix: list | None = None):
+    def val_mix(self) -> list[dict]:
+        """The experiment's validation mix (``val_mix: [{cache: NAME}, ...]``; it replaces ``val_cache``) -> []
+        (validate on ``val_cache``)."""
+        mix = self.cfg.get("val_mix") or []
+        names = [entry.get("cache") if isinstance(entry, dict) else None for entry in mix]
+        for i, entry in enumerate(mix):
+            if not isinstance(entry, dict) or set(entry) != {"cache"}:
+                raise ValueError(f"{self.name}: val_mix[{i}]={entry!r}: expected {{cache: NAME}} (NAME under 'caches')")
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"{self.name}: val_mix names {dupes} more than once; expected each cache once")
+        return list(mix)
+
+    def _recipe(self, kind: str, budget, seed: int, patch: dict | None, train_path: str | None,
+                val_path: str | None, mix: list | None = None, val_mix: list | None = None):
         """The trainer's TrainConfig of one trial: preset recipe defaults <- ``recipe`` <- adapter/seed/data <-
         ``patch`` (dotted keys); ValueError naming every bad key."""
         from c2bridge.recipe import load_config
@@ -104,6 +125,8 @@ class StudyContext:
         data = {"train_cache": train_path, "val_cache": val_path}
         if mix:
             data["mix"] = mix
+        if val_mix:
+            data["val_mix"] = val_mix
         user = deep_merge(self.cfg.get("recipe") or {}, {
             "preset": self.preset.name,
             "seed": seed,
@@ -134,8 +157,10 @@ class StudyContext:
         kind, budget = spec.adapter or self.cfg.get("kind", "query"), spec.budget or "10m"
         try:
             mix = [{**e, "cache": f"<{e['cache']} cache>"} for e in self.train_mix(spec.train_cache)]
+            val_mix = [{"cache": f"<{e['cache']} cache>", "name": e["cache"]} for e in self.val_mix()]
             cfg = self._recipe(kind, budget, spec.seed, dict(spec.patch) if spec.kind == "train" else None,
-                               None if mix else "<train cache>", "<val cache>", mix=mix)
+                               None if mix else "<train cache>", None if val_mix else "<val cache>", mix=mix,
+                               val_mix=val_mix)
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
         identity = repr((cfg.adapter, cfg.preset))

@@ -148,8 +148,8 @@ def with_requirements(names: Iterable[str], have_summary: Iterable[str] = ()) ->
 # ------------------------------------------------------------------------------------------------ experiment configs
 
 # keys every experiment config may have, read by the engine (the rest are the experiment module's own)
-ENGINE_KEYS = ("caches", "train_cache", "train_mix", "val_cache", "threads", "recipe", "eval", "protocol_notes",
-               "halving")
+ENGINE_KEYS = ("caches", "train_cache", "train_mix", "val_cache", "val_mix", "threads", "recipe", "eval",
+               "protocol_notes", "halving")
 
 
 def experiment_overrides(items: Iterable[str] | Mapping[str, Any] | None) -> tuple[dict, dict[str, dict]]:

@@ -943,7 +943,8 @@ class _CacheJob:
 def _caches_named(cfg: dict, specs: list[TrialSpec]) -> list[str]:
     """The cache names an experiment's listed trials read: training (its train cache or mix), validation and
     evaluation splits, in the order the first trials need them."""
-    names = [cfg.get("val_cache", "val")]
+    val_mix = [e.get("cache") for e in cfg.get("val_mix") or [] if isinstance(e, dict)]
+    names = val_mix or [cfg.get("val_cache", "val")]
     mix = [e.get("cache") for e in cfg.get("train_mix") or [] if isinstance(e, dict)]
     default_splits = list(((cfg.get("eval") or {}).get("splits") or {"val": "val"}).values())
     for spec in specs:
