@@ -52,3 +52,24 @@ def fmt_diff(iv, digits: int = 3) -> str:
     if iv is None or iv.estimate is None:
         return "n/a"
     return f"{iv.estimate:+.{digits}f} [{iv.low:+.{digits}f}, {iv.high:+.{digits}f}]"
+
+
+def add_study_arguments(parser, quick_help: str, json_help: str) -> None:
+    """The arguments every mini-trial benchmark takes: where, which seeds, which executor, JSON out, --quick, overrides."""
+    from pathlib import Path as _Path
+
+    parser.add_argument("--out", type=_Path, default=None, help="study dir (default: a temp dir, removed after)")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
+    parser.add_argument("--executor", default="pool", help="pool (two trials at a time) | local (one at a time)")
+    parser.add_argument("--json", type=_Path, default=None, help=json_help)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("overrides", nargs="*", help="study overrides, e.g. recipe.optim.max_steps=150")
+
+
+def pick_names(raw: str, known, flag: str) -> list[str]:
+    """``"a,b"`` -> ["a", "b"], each one of ``known``; else one line naming the unknown ones and what is allowed."""
+    names = [x.strip() for x in raw.split(",") if x.strip()]
+    unknown = [x for x in names if x not in known]
+    if unknown:
+        raise SystemExit(f"{flag}: unknown {unknown}; expected some of {list(known)}")
+    return names

@@ -41,7 +41,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _mini_trials import build_context, completed, fmt, fmt_diff, median_step_s  # noqa: E402
+from _mini_trials import (add_study_arguments, build_context, completed, fmt, fmt_diff, median_step_s,  # noqa: E402
+                          pick_names)
 
 PIXEL = {"loss.name": "lpips_l2", "loss.weights": {"flow": 1.0}, "loss.perceptual": "lpips_vgg",
          "loss.perceptual_fallback": "one_minus_ssim"}
@@ -311,20 +312,12 @@ def to_json(obj):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=None, help="study dir (default: a temp dir, removed after)")
     parser.add_argument("--levers", default=",".join(DEFAULT_LEVERS), help=f"comma-separated, from {', '.join(LEVERS)}")
-    parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--samples", type=int, default=64, help="evaluation samples (val split)")
-    parser.add_argument("--executor", default="pool", help="pool (two trials at a time) | local")
-    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
-    parser.add_argument("--quick", action="store_true", help="20 steps, seed 0, 8 samples (checks the script)")
-    parser.add_argument("overrides", nargs="*", help="study overrides, e.g. recipe.optim.max_steps=150")
+    add_study_arguments(parser, "20 steps, seed 0, 8 samples (checks the script)", "also write the rows here")
     args = parser.parse_args()
 
-    levers = [x.strip() for x in args.levers.split(",") if x.strip()]
-    unknown = [x for x in levers if x not in LEVERS]
-    if unknown:
-        raise SystemExit(f"--levers: unknown {unknown}; expected some of {list(LEVERS)}")
+    levers = pick_names(args.levers, LEVERS, "--levers")
     lacking = missing_keys()
     for lever in list(levers):
         arm = LEVERS[lever][1]

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _mini_trials import build_context, fmt, fmt_diff  # noqa: E402
+from _mini_trials import add_study_arguments, build_context, fmt, fmt_diff, pick_names  # noqa: E402
 
 # arm -> (what it is, TrainConfig patch on top of the mini preset's recipe)
 PLAN = {"loss.name": "lpips_l2", "loss.perceptual": "lpips_vgg", "loss.perceptual_fallback": "one_minus_ssim",
@@ -163,23 +163,15 @@ def to_json(summary: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=None, help="study dir (default: a temp dir, removed after)")
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, from {', '.join(ARMS)}")
-    parser.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
     parser.add_argument("--samples", type=int, default=64, help="evaluation samples per split")
-    parser.add_argument("--executor", default="pool", help="pool (two trials at a time) | local (one at a time)")
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples per interval")
-    parser.add_argument("--json", type=Path, default=None, help="also write the summary here")
-    parser.add_argument("--quick", action="store_true", help="20 steps, seed 0, 16 samples (checks the script)")
-    parser.add_argument("overrides", nargs="*", help="study overrides, e.g. recipe.optim.max_steps=150")
+    add_study_arguments(parser, "20 steps, seed 0, 16 samples (checks the script)", "also write the summary here")
     args = parser.parse_args()
 
     from c2bridge.metrics.distance import lpips_available
 
-    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
-    unknown = [a for a in arms if a not in ARMS]
-    if unknown:
-        raise SystemExit(f"--arms: unknown arm(s) {unknown}; expected some of {list(ARMS)}")
+    arms = pick_names(args.arms, ARMS, "--arms")
     for arm, why in available_arms().items():
         if arm in arms:
             print(f"note: arm {arm!r} left out ({why})")
