@@ -12,12 +12,15 @@ Levers on = the mini study's configuration as shipped (configs/experiments/*.min
 each lever there says why it is on). Levers off = the same study with every lever turned off by overrides
 (`LEVERS_OFF` below): no early stopping, no successive halving, no torch.compile, `--schedule staged` (one
 experiment after the other, caches extracted before the trials that need them) and a fresh worker pool per
-experiment (`--executor-opt persistent=false`: torch and diffusers imported again each time).
+experiment (`--executor-opt persistent=false`: torch and diffusers imported again each time). The mini's levers
+change no trained trial's numbers (torch.compile in its `exact` mode is bit-identical to eager; halving only stops
+trials), which --levers both checks trial by trial next to the verdicts.
 
 Printed: total wall time and its ratio to the 15-minute target (20 at most); per experiment, its wall time and
 trials run; where the time went (cache extraction, training, sampled evaluation, everything else); with
 --levers both the speed ratio off / on (target >= 1.5) and whether the study's verdicts are the same (every
-verdict, §6.4 decision, Gate 2 and recommendation in results.yaml); then the repeat: E2.1's 10m seed-0 trial
+verdict, §6.4 decision, Gate 2 and recommendation in results.yaml) and how many of the trials both studies
+trained have identical numbers; then the repeat: E2.1's 10m seed-0 trial
 trained again from scratch in another study dir, its metrics next to the first run's, and whether they are
 identical (same seed -> same numbers on CPU).
 """
@@ -119,6 +122,25 @@ def compare(off: dict, on: dict, wall_off: float, wall_on: float) -> None:
     print(f"verdicts: {len(a)} compared; {'all the same' if not differ else f'{len(differ)} differ:'}")
     for k, (x, y) in differ.items():
         print(f"  {k}: off {x!r} -> on {y!r}")
+    both, same, moved = same_numbers(off, on)
+    print(f"trials both studies trained to the end: {both}; with identical numbers (every metric of every split, "
+          f"final train loss): {same}" + (f"; differ: {', '.join(moved[:8])}" if moved else ""))
+
+
+def same_numbers(off: dict, on: dict) -> tuple[int, int, list[str]]:
+    """Trials (by label) completed in both studies: how many, how many with bit-identical metrics and final train
+    loss, and the labels of those that differ."""
+    def by_label(results: dict) -> dict[str, dict]:
+        return {label: t for t in results["trials"].values() if t.get("status") == "completed"
+                for label in (t.get("labels") or {}).values()}
+
+    a, b = by_label(off), by_label(on)
+    both = sorted(set(a) & set(b))
+    moved = [label for label in both
+             if a[label].get("metrics") != b[label].get("metrics")
+             or (a[label].get("train") or {}).get("final_train_loss") != (b[label].get("train") or {}).get(
+                 "final_train_loss")]
+    return len(both), len(both) - len(moved), moved
 
 
 def main() -> None:
@@ -151,9 +173,12 @@ def main() -> None:
             results = done[mode][1]
             key, first = trial_by_label(results, "query-10m-s0")
             again_dir = tmp / "repeat"
+            # the study's thread count too (1 per pool worker; the local executor would use every core): threads
+            # are part of the trial key, since another split of the work over cores changes the last digits
+            threads = ["--executor-opt", "threads=1"] if args.executor == "pool" else []
             run_cmd = [sys.executable, "-m", "c2bridge", "run", "e2.1", "--preset", "mini", "--out", str(again_dir),
                        "--no-report", "e2_1.budgets=[10m]", "e2_1.seeds=[0]", "e2_1.reference_budget=10m", *extra,
-                       *(LEVERS_OFF["overrides"][:2] if mode == "off" else [])]
+                       *threads, *(LEVERS_OFF["overrides"][:2] if mode == "off" else [])]
             print("$", " ".join(run_cmd), flush=True)  # serial: the other executor than the study's, by default
             subprocess.run(run_cmd, check=True, stdout=subprocess.DEVNULL)
             again = load(again_dir)["trials"].get(key)

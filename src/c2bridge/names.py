@@ -32,6 +32,7 @@ SIGMA_DISTRIBUTIONS = ("uniform", "logit_normal", "shifted", "shifted_logit_norm
 X0_WEIGHTINGS = ("none", "one_minus_sigma")
 
 # distances of sampled metrics (c2bridge.metrics.get_distance)
+COMPILE_MODES = ("exact", "fast")  # compute.compile besides false / true (= fast): c2bridge.train.compute
 DISTANCES = ("lpips_alex", "lpips_vgg", "one_minus_ssim")
 
 # evaluation-only references of the study (c2bridge.experiments.backend)

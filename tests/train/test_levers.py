@@ -183,21 +183,54 @@ def test_gradient_checkpointing_trains_the_same_weights(tiny_config, tmp_path):
     assert on["config_hash"] != off["config_hash"]  # part of the trial key
 
 
-@pytest.mark.slow  # ~50 s cold compile on a loaded 2-core CPU; a few seconds with the warm cache of a re-run
-def test_compile_trains_the_same_losses(tiny_config, tmp_path, monkeypatch, request):
+@pytest.mark.slow  # ~50 s cold compile per mode on a loaded 2-core CPU; a few seconds with the warm cache of a re-run
+def test_compile_exact_trains_bit_identically_and_fast_to_the_same_losses(tiny_config, tmp_path, monkeypatch,
+                                                                          request):
     # persistent across test sessions, like the trainer's default (a fresh one without pytest's cache plugin)
     store = getattr(request.config, "cache", None)
     cache = store.mkdir("inductor") if store is not None else tmp_path / "inductor"
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(cache))
-    base = {"optim.max_steps": 3, "data.val_cache": None}
+    base = {"optim.max_steps": 3, "data.val_cache": None, "adapter.dropout": 0.1}
     off = train(tiny_config(**base), tmp_path / "off")
-    on = train(tiny_config(**base, **{"compute.compile": True}), tmp_path / "on")
-    assert on["status"] == "completed", on
-    a = [r["loss"] for r in _records(tmp_path / "off")]
-    b = [r["loss"] for r in _records(tmp_path / "on")]
-    assert len(a) == len(b) == 3 and all(abs(x - y) <= 1e-4 * abs(x) for x, y in zip(a, b)), (a, b)
+    exact = train(tiny_config(**base, **{"compute.compile": "exact"}), tmp_path / "exact")
+    fast = train(tiny_config(**base, **{"compute.compile": "fast"}), tmp_path / "fast")
+    assert exact["status"] == fast["status"] == "completed", (exact, fast)
+    a, b, c = (_records(tmp_path / d) for d in ("off", "exact", "fast"))
+    # exact: every loss and every trained weight equal to eager's, bit for bit
+    assert [r["loss"] for r in a] == [r["loss"] for r in b] and len(a) == 3
+    wa, wb = _weights(tmp_path / "off"), _weights(tmp_path / "exact")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    # fast: the same losses to float precision, not necessarily to the bit
+    assert all(abs(x["loss"] - y["loss"]) <= 1e-4 * abs(x["loss"]) for x, y in zip(a, c)), (a, c)
     assert any(cache.iterdir())  # compiled graphs went to the persistent cache
-    assert on["config_hash"] != off["config_hash"]
+    assert len({off["config_hash"], exact["config_hash"], fast["config_hash"]}) == 3  # part of the trial key
+    from c2bridge.recipe import config_hash, load_config
+
+    assert config_hash(load_config(tiny_config(**base, **{"compute.compile": True}))) == fast["config_hash"]
+
+
+def test_exact_compile_swaps_inductor_tables_only_while_it_lowers_its_own_graphs():
+    import torch._inductor.compile_fx as fx
+    import torch._inductor.lowering as lowering
+
+    from c2bridge.train.compute import EAGER_OPS, _aten_lowerings, _overloads, exact_decompositions
+
+    mean = torch.ops.aten.mean.dim
+    before = (dict(lowering.lowerings), set(lowering.needs_realized_inputs), set(lowering.fallbacks))
+    with _aten_lowerings(_overloads(EAGER_OPS)):
+        assert getattr(lowering.lowerings[mean], "_is_fallback_handler", False)  # ATen runs it
+        assert mean in lowering.fallbacks
+    assert (dict(lowering.lowerings), set(lowering.needs_realized_inputs), set(lowering.fallbacks)) == before
+    assert not getattr(lowering.lowerings[mean], "_is_fallback_handler", False)
+    layer_norm = torch.ops.aten.native_layer_norm.default
+    assert layer_norm in fx.select_decomp_table() and layer_norm not in exact_decompositions()
+    assert fx.select_decomp_table is not exact_decompositions
+
+
+def test_compile_mode_is_checked_before_anything_is_written(tiny_config, tmp_path):
+    with pytest.raises(ValueError, match=r"compute.compile='eager': expected false, true or one of \['exact', 'fast'\]"):
+        train(tiny_config(**{"compute.compile": "eager"}), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_compile_failure_is_one_error_before_anything_is_written(tiny_config, tmp_path, monkeypatch):

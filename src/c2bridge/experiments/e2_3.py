@@ -244,6 +244,10 @@ def run(ctx) -> dict:
         text = (f"the base recipe ({base_d:.4f}): the best change, {lowest['label']} ({lowest['change']}, "
                 f"{best_d:.4f}), beats it by less than the seed spread measured in E2.1 ({tol:.4f}) with "
                 f"{len(seeds)} seed(s) per arm, so it is not adopted")
+    elif chosen.get("is_baseline"):  # the lowest distance is the base recipe's own
+        pruned = sum(s == "pruned" for r in all_rows for s in r["statuses"])
+        text = (f"the base recipe ({base_d:.4f}): no change beats it"
+                + (f" ({pruned} arm(s) stopped early by successive halving)" if pruned else ""))
     else:
         text = f"{chosen['label']} ({chosen['change']}): mean distance {dist(chosen):.4f}"
         if chosen is not lowest:

@@ -185,7 +185,8 @@ class AdapterTrainingRecipe:
                                             cfg.decoder_lora.dropout, tuple(cfg.decoder_lora.targets), seed=cfg.seed)
             self.params += lora.trainable(self.decoder_lora)
         if cfg.compute.compile:  # before anything is written: a machine where it fails is one clear error
-            compile_decoder(self.bridge, self.batch_size, self.preset, self.sources[0].cache, self.amp_dtype)
+            compile_decoder(self.bridge, cfg.compute.compile, self.batch_size, self.preset, self.sources[0].cache,
+                            self.amp_dtype)
         self.trained = _TrainedWeights(self.adapter, self.decoder_lora)  # what checkpoints and the final save write
         per_frame = getattr(self.adapter, "temporal", None) == "frame"  # clips: one conditioning per frame
         for source in self.sources:
@@ -678,12 +679,13 @@ def _check_pixel_region(cfg: TrainConfig, bridge, preset) -> None:
                          f"of at most the {cfg.preset} image size ({preset.image_size} px)")
 
 
-def compile_decoder(bridge, batch_size: int, preset, cache, amp_dtype) -> None:
-    """``compute.compile``: torch.compile the frozen transformer's training forward and compile it now, on one
-    zero batch of the training shapes (forward + backward to the conditioning, which touches no RNG), so a machine
-    where torch.compile fails is one clear error before anything is written, and the first step runs compiled.
-    Compiled graphs go to the persistent inductor cache (``use_compile_cache``)."""
-    from c2bridge.train.compute import use_compile_cache
+def compile_decoder(bridge, setting, batch_size: int, preset, cache, amp_dtype) -> None:
+    """``compute.compile`` (``setting``: true, exact or fast; c2bridge.train.compute): torch.compile the frozen
+    transformer's training forward and compile it now, on one zero batch of the training shapes (forward + backward
+    to the conditioning, which touches no RNG), so a machine where torch.compile fails is one clear error before
+    anything is written, and the first step runs compiled. Compiled graphs go to the persistent inductor cache
+    (``use_compile_cache``)."""
+    from c2bridge.train.compute import compile_mode, compile_options, use_compile_cache
 
     use_compile_cache()
     item = cache[0]
@@ -696,15 +698,16 @@ def compile_decoder(bridge, batch_size: int, preset, cache, amp_dtype) -> None:
     sigmas = torch.full((batch_size,), 0.5, device=bridge.device)
     autocast = torch.autocast(bridge.device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
     try:
-        bridge.compile_transformer()  # torch.compile itself may refuse (an unsupported Python, no backend)
+        # torch.compile itself may refuse (an unsupported Python, no backend)
+        bridge.compile_transformer(**compile_options(compile_mode(setting)))
         with autocast:
             v = bridge.predict_velocity(x_t, sigmas, cond, mask)
         v.float().sum().backward()
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [""])[0][:300]
-        raise ValueError(f"compute.compile=true: torch.compile of the LTX transformer failed on this machine "
-                         f"({type(exc).__name__}: {first}); expected a working torch.compile (a C++ compiler on "
-                         f"CPU, triton on CUDA), or set compute.compile=false") from None
+        raise ValueError(f"compute.compile={str(setting).lower()}: torch.compile of the LTX transformer failed on "
+                         f"this machine ({type(exc).__name__}: {first}); expected a working torch.compile (a C++ "
+                         f"compiler on CPU, triton on CUDA), or set compute.compile=false") from None
 
 
 def _amp_dtype(amp: str, device):
