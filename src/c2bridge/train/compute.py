@@ -6,8 +6,8 @@ Modes (``COMPILE_MODES``; ``false`` = eager):
   (``EAGER_OPS``: reductions, norms, GELU/SiLU, transcendental functions, arange/linspace). On CPU in float32 the
   training forward and backward are bit-identical to eager (tests/train/test_levers.py), so a trial trains to the
   same numbers with it on or off; what it still removes is the per-op overhead and the pointwise chains' passes
-  over memory (the mini transformer's forward + backward at batch 32: ~0.75x eager on this CPU,
-  ``benchmarks/compute_levers.py --levers compile``).
+  over memory (the mini transformer's forward + backward at batch 32: ~0.75x eager alone on this CPU; a mini
+  study trial's training 0.85x, ``benchmarks/mini_study_time.py --levers both``).
 - ``fast`` (``true``): every lowering inductor has. Faster where the fused reductions pay (GPU); the last digits
   differ from eager, and over a few hundred steps of training that moves a trial by about its seed spread, so a
   verdict near its line can come out differently with it on and off.
