@@ -4,6 +4,8 @@
 - Anywhere else in a CLI command, :func:`stop_signals_raise` turns SIGTERM into :class:`Terminated` (SIGINT is
   Python's ``KeyboardInterrupt``), which the CLI catches and reports in one line: atomic writes keep whatever
   was written intact.
+- :func:`deferred`: a block that must finish once started (a shard and its manifest entry); a stop signal inside it
+  takes effect right after it.
 - :func:`noted` / :func:`exit_code`: the last stop signal this process received (the CLI's exit status).
 - :func:`exit_with_parent`: a worker process (the pool executor's) stops when the process that started it dies,
   instead of living on as an orphan that writes into trial directories.
@@ -70,6 +72,26 @@ def stop_signals_raise() -> Iterator[None]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """A block a stop signal must not cut in two (a shard and the manifest entry that lists it): SIGTERM / SIGINT
+    arriving in the main thread inside it are held, and delivered to the handlers in place before it as soon as it
+    ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: held.append(signum))
+                for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        if held:
+            signal.raise_signal(held[0])
 
 
 def exit_with_parent(parent_pid: int, busy: Callable[[], bool] = lambda: True, grace_s: float = 60.0,

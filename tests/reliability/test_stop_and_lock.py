@@ -170,6 +170,22 @@ def test_sigterm_to_the_pool_parent_and_a_second_run_on_the_same_dir(tmp_path):
                for k in a)  # at least one trial really resumed from its checkpoint
 
 
+def test_a_stop_signal_inside_a_deferred_block_lands_right_after_it():
+    from c2bridge._signals import deferred
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the signal has arrived; the block goes on
+            done.append("shard and manifest")
+    assert done == ["shard and manifest"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    with deferred():  # nothing held: nothing delivered
+        done.append("again")
+    assert done[-1] == "again"
+
+
 def test_ctrl_c_outside_training_is_one_line_and_exit_130(tmp_path):
     """Ctrl-C (SIGINT to the whole process group) during feature extraction: no traceback, one line, exit 130;
     the finished shards stay and the same command resumes."""

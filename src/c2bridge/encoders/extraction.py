@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from c2bridge._io import atomic_write_json, read_json, stable_hash
+from c2bridge._signals import deferred
 from c2bridge.data import UnreadableSample, check_split
 from c2bridge.data.augment import Augmenter
 from c2bridge.data.registry import build_dataset
@@ -242,16 +243,18 @@ def _run(manifest: dict, out: Path, ds, encoders, augmenter, preset, latents_fn,
             entry = {"file": shard_name(k), "n_samples": 0, "sha256": None, "bytes": 0}
             if samples:
                 _check_layout(manifest, samples)
-                entry = write_shard(out / shard_name(k), samples, manifest["key"])
-            entry.update(index=k, items=[start, stop], skipped=skipped)
-            manifest["shards"].append(entry)
-            manifest["skipped"] = [s for e in manifest["shards"] for s in e["skipped"]]
-            manifest["n_samples"] = sum(e["n_samples"] for e in manifest["shards"])
-            manifest["complete"] = len(manifest["shards"]) == n_shards
-            if manifest["complete"] and manifest["n_samples"] == 0:
-                raise ValueError(f"every item of the dataset was unreadable ({len(manifest['skipped'])} skipped, "
-                                 f"e.g. {manifest['skipped'][0]['reason']}); check the data directory")
-            atomic_write_json(out / MANIFEST, manifest)  # the shard becomes visible to readers here
+            with deferred():  # a Ctrl-C here lands after the manifest lists the shard just written
+                if samples:
+                    entry = write_shard(out / shard_name(k), samples, manifest["key"])
+                entry.update(index=k, items=[start, stop], skipped=skipped)
+                manifest["shards"].append(entry)
+                manifest["skipped"] = [s for e in manifest["shards"] for s in e["skipped"]]
+                manifest["n_samples"] = sum(e["n_samples"] for e in manifest["shards"])
+                manifest["complete"] = len(manifest["shards"]) == n_shards
+                if manifest["complete"] and manifest["n_samples"] == 0:
+                    raise ValueError(f"every item of the dataset was unreadable ({len(manifest['skipped'])} "
+                                     f"skipped, e.g. {manifest['skipped'][0]['reason']}); check the data directory")
+                atomic_write_json(out / MANIFEST, manifest)  # the shard becomes visible to readers here
             bar.set_postfix(shard=f"{k + 1}/{n_shards}", skipped=len(manifest["skipped"]))
     finally:
         bar.close()
