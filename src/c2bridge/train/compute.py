@@ -29,7 +29,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from c2bridge.names import COMPILE_MODES
+from c2bridge.names import COMPILE_MODES  # noqa: F401  (re-exported: the modes this module implements)
 
 CACHE_ENV = "C2BRIDGE_COMPILE_CACHE"
 INDUCTOR_ENV = "TORCHINDUCTOR_CACHE_DIR"
@@ -80,18 +80,10 @@ EAGER_OPS = (
 )
 
 
-def compile_mode(value) -> str | None:
-    """``compute.compile`` as a mode: None (eager), "exact" or "fast" (``true``)."""
-    if value is None or value is False:
-        return None
-    return "fast" if value is True else str(value)
-
-
-def compile_options(mode: str) -> dict:
-    """``torch.compile`` keyword arguments of a mode."""
-    if mode not in COMPILE_MODES:
-        raise ValueError(f"compute.compile={mode!r}: expected false, exact or fast (true)")
-    return {"backend": exact_inductor} if mode == "exact" else {}
+def compile_options(setting) -> dict:
+    """``torch.compile`` keyword arguments for a ``compute.compile`` setting the config has validated (``true`` /
+    ``fast``: inductor's defaults; ``exact``: its own backend)."""
+    return {"backend": exact_inductor} if setting == "exact" else {}
 
 
 def exact_inductor(graph, example_inputs):
@@ -152,5 +144,5 @@ def _aten_lowerings(ops: frozenset):
             table.update(old)
 
 
-__all__ = ["CACHE_ENV", "COMPILE_MODES", "EAGER_OPS", "INDUCTOR_ENV", "compile_mode", "compile_options",
+__all__ = ["CACHE_ENV", "COMPILE_MODES", "EAGER_OPS", "INDUCTOR_ENV", "compile_options",
            "default_compile_cache", "exact_decompositions", "exact_inductor", "use_compile_cache"]

@@ -685,7 +685,7 @@ def compile_decoder(bridge, setting, batch_size: int, preset, cache, amp_dtype) 
     to the conditioning, which touches no RNG), so a machine where torch.compile fails is one clear error before
     anything is written, and the first step runs compiled. Compiled graphs go to the persistent inductor cache
     (``use_compile_cache``)."""
-    from c2bridge.train.compute import compile_mode, compile_options, use_compile_cache
+    from c2bridge.train.compute import compile_options, use_compile_cache
 
     use_compile_cache()
     item = cache[0]
@@ -699,7 +699,7 @@ def compile_decoder(bridge, setting, batch_size: int, preset, cache, amp_dtype) 
     autocast = torch.autocast(bridge.device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
     try:
         # torch.compile itself may refuse (an unsupported Python, no backend)
-        bridge.compile_transformer(**compile_options(compile_mode(setting)))
+        bridge.compile_transformer(**compile_options(setting))
         with autocast:
             v = bridge.predict_velocity(x_t, sigmas, cond, mask)
         v.float().sum().backward()
